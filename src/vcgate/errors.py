@@ -1,0 +1,248 @@
+"""The whole exception tree of vcgate.
+
+Every error carries a stable, machine-readable ``code`` (snake_case, never renamed once
+published), a human ``message`` and the HTTP ``status`` a gateway answers with. Callers
+branch on ``code``; the message is for people and may change. The full table is in
+``docs/errors.md``; ``ERROR_CODES`` below is the source a test checks it against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "VCGateError",
+    "MalformedError",
+    "TokenTooLargeError",
+    "AlgorithmNotAllowedError",
+    "HeaderNotAllowedError",
+    "UnsupportedCriticalError",
+    "SignatureInvalidError",
+    "UntrustedKeyError",
+    "ExpiredError",
+    "NotYetValidError",
+    "IssuerMismatchError",
+    "SubjectMismatchError",
+    "AudienceMismatchError",
+    "NonceMismatchError",
+    "HolderMismatchError",
+    "TypeMismatchError",
+    "ContextNotAllowedError",
+    "DIDError",
+    "InvalidDIDError",
+    "DIDMethodNotSupportedError",
+    "DIDNotFoundError",
+    "DIDDocumentInvalidError",
+    "DIDResolutionError",
+    "ForbiddenAddressError",
+    "KeyError_",
+    "KeyFileError",
+    "PassphraseError",
+    "UnsupportedKeyError",
+    "ERROR_CODES",
+]
+
+
+class VCGateError(Exception):
+    """Base class. ``code`` is stable; ``status`` is the HTTP status to answer with."""
+
+    code: str = "error"
+    status: int = 400
+    default_message: str = "request refused"
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.message = message or self.default_message
+        self.details = details
+        super().__init__(self.message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body a gateway sends with a refusal."""
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+# --- tokens and credentials -------------------------------------------------------------
+
+
+class MalformedError(VCGateError):
+    code = "malformed"
+    status = 400
+    default_message = "the token or document is not well formed"
+
+
+class TokenTooLargeError(MalformedError):
+    code = "too_large"
+    status = 413
+    default_message = "the input exceeds the size or nesting limit"
+
+
+class AlgorithmNotAllowedError(VCGateError):
+    code = "algorithm_not_allowed"
+    status = 401
+    default_message = "the signature algorithm is not in the allow-list"
+
+
+class HeaderNotAllowedError(VCGateError):
+    code = "header_not_allowed"
+    status = 401
+    default_message = "the JOSE header carries a parameter vcgate refuses"
+
+
+class UnsupportedCriticalError(VCGateError):
+    code = "unsupported_critical"
+    status = 401
+    default_message = "the JOSE header marks an extension critical that vcgate does not understand"
+
+
+class SignatureInvalidError(VCGateError):
+    code = "signature_invalid"
+    status = 401
+    default_message = "the signature does not verify"
+
+
+class UntrustedKeyError(VCGateError):
+    code = "untrusted_key"
+    status = 401
+    default_message = "the signing key is not authorised by the signer's DID for this purpose"
+
+
+class ExpiredError(VCGateError):
+    code = "expired"
+    status = 401
+    default_message = "the credential or presentation has expired"
+
+
+class NotYetValidError(VCGateError):
+    code = "not_yet_valid"
+    status = 401
+    default_message = "the credential or presentation is not valid yet"
+
+
+class IssuerMismatchError(VCGateError):
+    code = "issuer_mismatch"
+    status = 401
+    default_message = "the JWT issuer does not match the credential's issuer"
+
+
+class SubjectMismatchError(VCGateError):
+    code = "subject_mismatch"
+    status = 401
+    default_message = "the JWT subject does not match the credential's subject"
+
+
+class AudienceMismatchError(VCGateError):
+    code = "audience_mismatch"
+    status = 401
+    default_message = "the presentation is meant for another audience"
+
+
+class NonceMismatchError(VCGateError):
+    code = "nonce_mismatch"
+    status = 401
+    default_message = "the presentation does not carry the expected nonce"
+
+
+class HolderMismatchError(VCGateError):
+    code = "holder_mismatch"
+    status = 401
+    default_message = "the presenter is not the subject of the credential"
+
+
+class TypeMismatchError(VCGateError):
+    code = "type_mismatch"
+    status = 401
+    default_message = "the token is not of the expected kind"
+
+
+class ContextNotAllowedError(VCGateError):
+    code = "context_not_allowed"
+    status = 401
+    default_message = "the credential uses a JSON-LD context that is not pinned as known"
+
+
+# --- DIDs -----------------------------------------------------------------------------
+
+
+class DIDError(VCGateError):
+    code = "did_error"
+    status = 401
+    default_message = "the DID could not be used"
+
+
+class InvalidDIDError(DIDError):
+    code = "did_invalid"
+    status = 400
+    default_message = "the DID is not syntactically valid"
+
+
+class DIDMethodNotSupportedError(DIDError):
+    code = "did_method_not_supported"
+    status = 401
+    default_message = "the DID method is not supported"
+
+
+class DIDNotFoundError(DIDError):
+    code = "did_not_found"
+    status = 401
+    default_message = "the DID document was not found"
+
+
+class DIDDocumentInvalidError(DIDError):
+    code = "did_document_invalid"
+    status = 401
+    default_message = "the DID document is invalid or does not belong to the DID"
+
+
+class DIDResolutionError(DIDError):
+    code = "did_resolution_failed"
+    status = 503
+    default_message = "the DID document could not be resolved"
+
+
+class ForbiddenAddressError(DIDResolutionError):
+    code = "did_address_forbidden"
+    status = 401
+    default_message = "the DID's host resolves to an address vcgate will not connect to"
+
+
+# --- keys -----------------------------------------------------------------------------
+
+
+class KeyError_(VCGateError):  # trailing underscore: do not shadow the builtin KeyError
+    code = "key_error"
+    status = 400
+    default_message = "the key could not be used"
+
+
+class KeyFileError(KeyError_):
+    code = "key_file_invalid"
+    default_message = "the key file is not a valid vcgate key file"
+
+
+class PassphraseError(KeyError_):
+    code = "passphrase_invalid"
+    default_message = "the passphrase is missing or wrong"
+
+
+class UnsupportedKeyError(KeyError_):
+    code = "key_unsupported"
+    default_message = "the key type or algorithm is not supported"
+
+
+def _all_codes() -> dict[str, type[VCGateError]]:
+    out: dict[str, type[VCGateError]] = {}
+    stack: list[type[VCGateError]] = [VCGateError]
+    while stack:
+        cls = stack.pop()
+        out[cls.code] = cls
+        stack.extend(cls.__subclasses__())
+    return out
+
+
+#: Every stable error code mapped to its class (docs/errors.md lists the same codes).
+ERROR_CODES: dict[str, type[VCGateError]] = _all_codes()

@@ -1,0 +1,438 @@
+"""Keys: generation, JWK/PEM/hex import, public JWK export, and encrypted key files.
+
+Three algorithms, each tied to one curve so that an algorithm can never be used with a key of
+another kind (the "algorithm confusion" family of attacks):
+
+========  ==========  ===========================
+alg       curve       JWK
+========  ==========  ===========================
+EdDSA     Ed25519     ``{"kty": "OKP", "crv": "Ed25519"}``
+ES256     P-256       ``{"kty": "EC", "crv": "P-256"}``
+ES256K    secp256k1   ``{"kty": "EC", "crv": "secp256k1"}``
+========  ==========  ===========================
+
+Signing and verifying use pyjwt's algorithm objects (which wrap pyca/cryptography and convert
+ECDSA signatures between DER and the JOSE ``r||s`` form).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm
+from jwt.exceptions import InvalidKeyError
+
+from .errors import (
+    AlgorithmNotAllowedError,
+    KeyFileError,
+    MalformedError,
+    PassphraseError,
+    SignatureInvalidError,
+    UnsupportedKeyError,
+)
+
+__all__ = [
+    "ALGORITHMS",
+    "PrivateKey",
+    "PublicKey",
+    "b64url_encode",
+    "b64url_decode",
+    "read_key_file",
+    "write_key_file",
+]
+
+ALGORITHMS: tuple[str, ...] = ("EdDSA", "ES256", "ES256K")
+
+_CURVE_OF_ALG = {"EdDSA": "Ed25519", "ES256": "P-256", "ES256K": "secp256k1"}
+_ALG_OF_CURVE = {v: k for k, v in _CURVE_OF_ALG.items()}
+_EC_CURVES: dict[str, ec.EllipticCurve] = {"ES256": ec.SECP256R1(), "ES256K": ec.SECP256K1()}
+
+# pyjwt's algorithm objects are stateless; one each is enough.
+_JWT_ALGS: dict[str, Any] = {
+    "EdDSA": OKPAlgorithm(),
+    "ES256": ECAlgorithm(ECAlgorithm.SHA256),
+    "ES256K": ECAlgorithm(ECAlgorithm.SHA256),
+}
+
+PublicCryptoKey = Union[ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey]
+PrivateCryptoKey = Union[ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey]
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+_B64URL_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def b64url_decode(data: str | bytes) -> bytes:
+    """Strict unpadded base64url (RFC 7515 section 2): no padding, no other characters.
+
+    The standard library's decoder silently skips characters outside the alphabet, which
+    would let two different strings decode to the same bytes; this one refuses them.
+    """
+    raw = data.encode("ascii", "strict") if isinstance(data, str) else data
+    if len(raw) % 4 == 1 or not _B64URL_CHARS.issuperset(raw):
+        raise MalformedError("invalid base64url encoding")
+    return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+
+
+def _alg_of_crypto_key(key: PublicCryptoKey | PrivateCryptoKey) -> str:
+    if isinstance(key, (ed25519.Ed25519PublicKey, ed25519.Ed25519PrivateKey)):
+        return "EdDSA"
+    if isinstance(key, (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)):
+        if isinstance(key.curve, ec.SECP256R1):
+            return "ES256"
+        if isinstance(key.curve, ec.SECP256K1):
+            return "ES256K"
+    raise UnsupportedKeyError(f"unsupported key type {type(key).__name__}")
+
+
+def _check_alg(alg: str) -> str:
+    if alg not in _CURVE_OF_ALG:
+        raise UnsupportedKeyError(f"unsupported algorithm {alg!r}; use one of {', '.join(ALGORITHMS)}")
+    return alg
+
+
+@dataclass(frozen=True, eq=False)
+class PublicKey:
+    """A public key bound to exactly one JOSE algorithm."""
+
+    alg: str
+    key: PublicCryptoKey
+
+    @classmethod
+    def from_crypto(cls, key: PublicCryptoKey) -> PublicKey:
+        return cls(_alg_of_crypto_key(key), key)
+
+    @classmethod
+    def from_jwk(cls, jwk: Any) -> PublicKey:
+        """Import a public JWK. A JWK that carries private material (``d``) is refused."""
+        if not isinstance(jwk, dict):
+            raise MalformedError("a JWK must be a JSON object")
+        if "d" in jwk:
+            raise MalformedError("a public JWK must not carry private key material")
+        crv = jwk.get("crv")
+        kty = jwk.get("kty")
+        alg = _ALG_OF_CURVE.get(crv) if isinstance(crv, str) else None
+        if alg is None or (kty != "OKP") != (alg != "EdDSA"):
+            raise UnsupportedKeyError(f"unsupported JWK kty={kty!r} crv={crv!r}")
+        if "alg" in jwk and jwk["alg"] != alg:
+            raise UnsupportedKeyError(f"JWK alg {jwk['alg']!r} does not fit curve {crv}")
+        try:
+            key = _JWT_ALGS[alg].from_jwk(jwk)
+        except (InvalidKeyError, ValueError, TypeError, KeyError) as exc:
+            raise MalformedError(f"invalid {crv} JWK: {exc}") from exc
+        if not isinstance(key, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)):
+            raise MalformedError("expected a public key")  # pragma: no cover - guarded by "d"
+        return cls(alg, key)
+
+    @classmethod
+    def from_raw(cls, alg: str, data: bytes) -> PublicKey:
+        """Import raw bytes: 32-byte Ed25519, or a SEC1 (compressed or not) EC point."""
+        _check_alg(alg)
+        try:
+            if alg == "EdDSA":
+                return cls(alg, ed25519.Ed25519PublicKey.from_public_bytes(data))
+            return cls(alg, ec.EllipticCurvePublicKey.from_encoded_point(_EC_CURVES[alg], data))
+        except ValueError as exc:
+            raise MalformedError(f"invalid {_CURVE_OF_ALG[alg]} public key bytes") from exc
+
+    @property
+    def curve(self) -> str:
+        return _CURVE_OF_ALG[self.alg]
+
+    def raw(self, *, compressed: bool = True) -> bytes:
+        """Raw Ed25519 bytes, or the SEC1 point (compressed by default, as multicodec wants)."""
+        if self.alg == "EdDSA":
+            return self.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        fmt = (
+            serialization.PublicFormat.CompressedPoint
+            if compressed
+            else serialization.PublicFormat.UncompressedPoint
+        )
+        return self.key.public_bytes(serialization.Encoding.X962, fmt)
+
+    def jwk(self) -> dict[str, str]:
+        """The public JWK, members in RFC 7638 order plus nothing private."""
+        if self.alg == "EdDSA":
+            return {"crv": "Ed25519", "kty": "OKP", "x": b64url_encode(self.raw())}
+        nums = self.key.public_numbers()  # type: ignore[union-attr]
+        return {
+            "crv": self.curve,
+            "kty": "EC",
+            "x": b64url_encode(nums.x.to_bytes(32, "big")),
+            "y": b64url_encode(nums.y.to_bytes(32, "big")),
+        }
+
+    def thumbprint(self) -> str:
+        """RFC 7638 JWK thumbprint (SHA-256, base64url), as used in DPoP ``cnf.jkt``."""
+        jwk = self.jwk()
+        members = ("crv", "kty", "x") if self.alg == "EdDSA" else ("crv", "kty", "x", "y")
+        canonical = json.dumps({k: jwk[k] for k in members}, separators=(",", ":"), sort_keys=True)
+        return b64url_encode(hashlib.sha256(canonical.encode()).digest())
+
+    def verify(self, alg: str, message: bytes, signature: bytes) -> None:
+        """Check a JOSE signature; raise ``SignatureInvalidError`` unless it verifies.
+
+        ``alg`` must be this key's own algorithm: an ES256 signature is never checked with a
+        secp256k1 key, whatever the token says.
+        """
+        if alg != self.alg:
+            raise AlgorithmNotAllowedError(f"algorithm {alg} does not fit a {self.curve} key")
+        if not _JWT_ALGS[alg].verify(message, self.key, signature):
+            raise SignatureInvalidError()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PublicKey) and self.alg == other.alg and self.raw() == other.raw()
+
+    def __hash__(self) -> int:
+        return hash((self.alg, self.raw()))
+
+
+class PrivateKey:
+    """A private signing key bound to one algorithm. Its repr never shows key material."""
+
+    __slots__ = ("alg", "_key", "_public")
+
+    def __init__(self, alg: str, key: PrivateCryptoKey) -> None:
+        if _alg_of_crypto_key(key) != _check_alg(alg):
+            raise UnsupportedKeyError(f"key does not fit algorithm {alg}")
+        self.alg = alg
+        self._key = key
+        self._public = PublicKey(alg, key.public_key())
+
+    def __repr__(self) -> str:
+        return f"PrivateKey(alg={self.alg!r}, thumbprint={self._public.thumbprint()!r})"
+
+    @classmethod
+    def generate(cls, alg: str = "EdDSA") -> PrivateKey:
+        _check_alg(alg)
+        if alg == "EdDSA":
+            return cls(alg, ed25519.Ed25519PrivateKey.generate())
+        return cls(alg, ec.generate_private_key(_EC_CURVES[alg]))
+
+    @classmethod
+    def from_jwk(cls, jwk: Any) -> PrivateKey:
+        if not isinstance(jwk, dict) or "d" not in jwk:
+            raise MalformedError("a private JWK must be a JSON object with 'd'")
+        crv = jwk.get("crv")
+        alg = _ALG_OF_CURVE.get(crv) if isinstance(crv, str) else None
+        if alg is None:
+            raise UnsupportedKeyError(f"unsupported JWK curve {crv!r}")
+        try:
+            key = _JWT_ALGS[alg].from_jwk(jwk)
+        except (InvalidKeyError, ValueError, TypeError, KeyError) as exc:
+            raise MalformedError(f"invalid {crv} private JWK") from exc
+        return cls(alg, key)
+
+    @classmethod
+    def from_pem(cls, data: bytes, password: bytes | None = None) -> PrivateKey:
+        try:
+            key = serialization.load_pem_private_key(data, password=password)
+        except TypeError as exc:
+            raise PassphraseError("the PEM key is encrypted: give its password") from exc
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise MalformedError("not a readable PEM private key (or wrong password)") from exc
+        if not isinstance(key, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey)):
+            raise UnsupportedKeyError(f"unsupported PEM key type {type(key).__name__}")
+        return cls(_alg_of_crypto_key(key), key)
+
+    @classmethod
+    def from_secp256k1_hex(cls, hex_key: str) -> PrivateKey:
+        """Import a raw 32-byte secp256k1 private key in hex (Ethereum style, ``0x`` optional)."""
+        text = hex_key.strip().removeprefix("0x").removeprefix("0X")
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError as exc:
+            raise MalformedError("the key is not valid hex") from exc
+        if len(raw) != 32:
+            raise MalformedError("a secp256k1 private key is 32 bytes (64 hex digits)")
+        return cls.from_raw_private("ES256K", raw)
+
+    @classmethod
+    def from_raw_private(cls, alg: str, raw: bytes) -> PrivateKey:
+        """Import a raw private scalar / Ed25519 seed of 32 bytes."""
+        _check_alg(alg)
+        try:
+            if alg == "EdDSA":
+                return cls(alg, ed25519.Ed25519PrivateKey.from_private_bytes(raw))
+            return cls(alg, ec.derive_private_key(int.from_bytes(raw, "big"), _EC_CURVES[alg]))
+        except ValueError as exc:
+            raise MalformedError(f"invalid {_CURVE_OF_ALG[alg]} private key") from exc
+
+    @property
+    def public_key(self) -> PublicKey:
+        return self._public
+
+    @property
+    def crypto_key(self) -> PrivateCryptoKey:
+        """The pyca/cryptography key object (for pyjwt's ``encode``)."""
+        return self._key
+
+    def sign(self, message: bytes) -> bytes:
+        """A JOSE signature (Ed25519 bytes, or ``r||s`` for ECDSA)."""
+        return _JWT_ALGS[self.alg].sign(message, self._key)
+
+    def private_bytes_raw(self) -> bytes:
+        """The 32-byte seed / scalar. Handle with care: this is the secret."""
+        if self.alg == "EdDSA":
+            return self._key.private_bytes(  # type: ignore[union-attr]
+                serialization.Encoding.Raw,
+                serialization.PrivateFormat.Raw,
+                serialization.NoEncryption(),
+            )
+        return self._key.private_numbers().private_value.to_bytes(32, "big")  # type: ignore[union-attr]
+
+    def _pkcs8(self) -> bytes:
+        return self._key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+
+# --- key files ----------------------------------------------------------------------------
+#
+# Format (JSON, mode 0600):
+#   {"vcgate_key": 1, "alg": ..., "public_jwk": {...}, "did": "did:key:...",
+#    "encryption": {"kdf": "scrypt", "salt": b64, "n": 2**15, "r": 8, "p": 1,
+#                   "cipher": "A256GCM", "nonce": b64},
+#    "ciphertext": b64(AES-256-GCM(PKCS#8 DER))}        -- or, only when asked,
+#   {..., "encryption": null, "pkcs8": b64(PKCS#8 DER)}
+#
+# Why not an encrypted PKCS#8 PEM: cryptography's BestAvailableEncryption picks its own KDF
+# cost, which has been weak in some versions; scrypt with explicit parameters and an AEAD
+# whose associated data covers the clear header (alg, public key) makes the file's strength
+# and integrity explicit. Both parts come from pyca/cryptography.
+
+_SCRYPT_N = 2**15
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+_MAX_KEY_FILE = 64 * 1024
+
+
+def _kdf(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
+
+
+def _aad(header: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {"alg": header["alg"], "public_jwk": header["public_jwk"]}, sort_keys=True, separators=(",", ":")
+    ).encode()
+
+
+def write_key_file(
+    path: str | os.PathLike[str],
+    key: PrivateKey,
+    *,
+    passphrase: str | None,
+    extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``key`` to ``path`` with mode 0600, encrypted unless ``passphrase`` is None.
+
+    ``passphrase=None`` writes an unencrypted file; callers decide when that is allowed (the
+    CLI only with ``--unencrypted``). ``extra`` adds public metadata (e.g. the DID).
+    """
+    target = Path(path)
+    header: dict[str, Any] = {"vcgate_key": 1, "alg": key.alg, "public_jwk": key.public_key.jwk()}
+    if extra:
+        header.update({k: v for k, v in extra.items() if k not in header})
+    if passphrase is None:
+        header["encryption"] = None
+        header["pkcs8"] = b64url_encode(key._pkcs8())
+    else:
+        if not passphrase:
+            raise PassphraseError("the passphrase must not be empty")
+        salt, nonce = os.urandom(16), os.urandom(12)
+        header["encryption"] = {
+            "kdf": "scrypt",
+            "salt": b64url_encode(salt),
+            "n": _SCRYPT_N,
+            "r": _SCRYPT_R,
+            "p": _SCRYPT_P,
+            "cipher": "A256GCM",
+            "nonce": b64url_encode(nonce),
+        }
+        secret = _kdf(passphrase, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
+        header["ciphertext"] = b64url_encode(AESGCM(secret).encrypt(nonce, key._pkcs8(), _aad(header)))
+    data = (json.dumps(header, indent=2) + "\n").encode()
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(target, flags, 0o600)
+    except FileExistsError as exc:
+        raise KeyFileError(f"{target} exists; refusing to overwrite a key file") from exc
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), stat.S_IRUSR | stat.S_IWUSR)
+        fh.write(data)
+    return target
+
+
+def read_key_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The clear part of a key file (alg, public JWK, metadata), no passphrase needed."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(_MAX_KEY_FILE + 1)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
+    if len(data) > _MAX_KEY_FILE:
+        raise KeyFileError(f"{path} is too large to be a key file")
+    try:
+        header = json.loads(data)
+    except ValueError as exc:
+        raise KeyFileError(f"{path} is not a vcgate key file (not JSON)") from exc
+    if not isinstance(header, dict) or header.get("vcgate_key") != 1:
+        raise KeyFileError(f"{path} is not a vcgate key file")
+    if header.get("alg") not in ALGORITHMS or not isinstance(header.get("public_jwk"), dict):
+        raise KeyFileError(f"{path} has no valid alg / public_jwk")
+    return header
+
+
+def read_key_file(path: str | os.PathLike[str], *, passphrase: str | None) -> PrivateKey:
+    """Load a key file written by :func:`write_key_file`.
+
+    Raises ``PassphraseError`` when the file is encrypted and the passphrase is missing or
+    wrong, ``KeyFileError`` when the file is damaged or its public part was edited.
+    """
+    header = read_key_header(path)
+    enc = header.get("encryption")
+    try:
+        if enc is None:
+            der = b64url_decode(header["pkcs8"])
+        else:
+            if passphrase is None:
+                raise PassphraseError(f"{path} is encrypted: a passphrase is needed")
+            if enc.get("kdf") != "scrypt" or enc.get("cipher") != "A256GCM":
+                raise KeyFileError(f"{path}: unsupported encryption {enc.get('kdf')}/{enc.get('cipher')}")
+            n, r, p = int(enc["n"]), int(enc["r"]), int(enc["p"])
+            if not (2**10 <= n <= 2**20 and 1 <= r <= 16 and 1 <= p <= 4):
+                raise KeyFileError(f"{path}: scrypt parameters out of range")
+            secret = _kdf(passphrase, b64url_decode(enc["salt"]), n, r, p)
+            try:
+                der = AESGCM(secret).decrypt(
+                    b64url_decode(enc["nonce"]), b64url_decode(header["ciphertext"]), _aad(header)
+                )
+            except InvalidTag as exc:
+                raise PassphraseError(f"wrong passphrase for {path} (or the file was altered)") from exc
+        key = serialization.load_der_private_key(der, password=None)
+    except (KeyError, TypeError, ValueError, MalformedError) as exc:
+        raise KeyFileError(f"{path} is damaged") from exc
+    if not isinstance(key, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey)):
+        raise KeyFileError(f"{path} holds an unsupported key type")
+    priv = PrivateKey(_alg_of_crypto_key(key), key)
+    if priv.alg != header["alg"] or priv.public_key.jwk() != PublicKey.from_jwk(header["public_jwk"]).jwk():
+        raise KeyFileError(f"{path}: the public part does not match the private key")
+    return priv
