@@ -1,0 +1,183 @@
+"""Strict compact JWS: the parsing layer under credentials, presentations and DPoP proofs.
+
+pyjwt signs (``jwt.encode``) and its algorithm objects verify signatures, but vcgate parses the
+compact serialisation itself, because a gateway must refuse things pyjwt accepts or does not
+look at: padded or non-alphabet base64url, duplicate JSON member names (two parsers may pick
+different values), NaN/Infinity, non-UTF-8, unbounded size and nesting, unencoded payloads
+(RFC 7797 ``b64: false``), ``crit`` extensions it does not implement (RFC 7515 4.1.11), and
+keys carried in the header itself (``jwk``, ``jku``, ``x5c``, ``x5u``): a key that arrives
+with the token proves nothing about who signed it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from ..errors import (
+    AlgorithmNotAllowedError,
+    HeaderNotAllowedError,
+    MalformedError,
+    TokenTooLargeError,
+    UnsupportedCriticalError,
+)
+from ..keys import PrivateKey, PublicKey, b64url_decode
+
+__all__ = ["JWS", "parse_jws", "sign_jws", "loads_strict", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH"]
+
+DEFAULT_MAX_BYTES = 64 * 1024
+DEFAULT_MAX_DEPTH = 32
+
+# Header parameters that carry or point to key material. vcgate takes keys only from DID
+# documents (or a DPoP proof, which handles its own `jwk` explicitly).
+_KEY_HEADERS = frozenset({"jwk", "jku", "x5c", "x5u", "x5t", "x5t#S256"})
+
+
+def _pairs_no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise MalformedError("duplicate member name in JSON")
+    return obj
+
+
+def _bad_constant(name: str) -> Any:
+    raise MalformedError(f"{name} is not valid JSON")
+
+
+def _depth(value: Any, limit: int) -> None:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise TokenTooLargeError(f"JSON nested deeper than {limit} levels")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+
+
+# One decoder, configured once: json.loads() with hooks would build a new one per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_no_duplicates, parse_constant=_bad_constant)
+
+
+def loads_strict(data: bytes, *, max_depth: int = DEFAULT_MAX_DEPTH, what: str = "JSON") -> Any:
+    """Parse UTF-8 JSON refusing duplicate names, NaN/Infinity and deep nesting."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedError(f"{what} is not valid UTF-8") from exc
+    try:
+        value = _DECODER.decode(text)
+    except RecursionError as exc:
+        raise TokenTooLargeError(f"{what} is nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError is a ValueError; MalformedError is not
+        raise MalformedError(f"{what} is not valid JSON") from exc
+    # Depth can only exceed the limit if there are more brackets than the limit: counting
+    # them is a C-speed scan, so typical documents skip the walk entirely.
+    if text.count("{") + text.count("[") > max_depth:
+        _depth(value, max_depth)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class JWS:
+    """A parsed, not yet verified, compact JWS."""
+
+    header: dict[str, Any]
+    payload: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+    @property
+    def alg(self) -> str:
+        return self.header["alg"]
+
+    @property
+    def typ(self) -> str | None:
+        typ = self.header.get("typ")
+        return typ if isinstance(typ, str) else None
+
+    @property
+    def kid(self) -> str | None:
+        return self.header.get("kid")
+
+    def verify_with(self, key: PublicKey) -> None:
+        """Raise unless the signature verifies with ``key`` (whose curve must fit ``alg``)."""
+        key.verify(self.header["alg"], self.signing_input, self.signature)
+
+
+def parse_jws(
+    token: str | bytes,
+    *,
+    algorithms: Collection[str],
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    allow_headers: Collection[str] = (),
+) -> JWS:
+    """Split, decode and vet a compact JWS whose payload is a JSON object.
+
+    ``algorithms`` is the caller's explicit allow-list. ``allow_headers`` lets a caller accept
+    a key-carrying header it handles itself (DPoP proofs carry ``jwk``).
+    """
+    if isinstance(token, str):
+        if len(token) > max_bytes:
+            raise TokenTooLargeError(f"token larger than {max_bytes} bytes")
+        try:
+            raw = token.encode("ascii")
+        except UnicodeEncodeError as exc:
+            raise MalformedError("a compact JWS is ASCII") from exc
+    elif isinstance(token, bytes):
+        raw = token
+    else:
+        raise MalformedError("a token must be a string")
+    if len(raw) > max_bytes:
+        raise TokenTooLargeError(f"token larger than {max_bytes} bytes")
+    parts = raw.split(b".")
+    if len(parts) != 3:
+        raise MalformedError("a compact JWS has exactly three parts")
+    h64, p64, s64 = parts
+    if not h64 or not s64:
+        raise MalformedError("empty JWS header or signature")
+    header = loads_strict(b64url_decode(h64), max_depth=4, what="JOSE header")
+    if not isinstance(header, dict):
+        raise MalformedError("the JOSE header must be a JSON object")
+    alg = header.get("alg")
+    if not isinstance(alg, str):
+        raise MalformedError("the JOSE header has no 'alg'")
+    if alg not in algorithms:
+        # Covers "none" in every spelling and every HMAC algorithm: a public key is not a secret.
+        raise AlgorithmNotAllowedError(f"algorithm {alg[:20]!r} is not allowed")
+    if "crit" in header:
+        crit = header["crit"]
+        if not isinstance(crit, list) or not crit or not all(isinstance(c, str) for c in crit):
+            raise MalformedError("'crit' must be a non-empty list of names")
+        raise UnsupportedCriticalError(f"critical header extension(s) not understood: {', '.join(crit)[:100]}")
+    if "b64" in header:
+        raise HeaderNotAllowedError("unencoded payloads (RFC 7797 'b64') are refused")
+    bad = _KEY_HEADERS.intersection(header).difference(allow_headers)
+    if bad:
+        raise HeaderNotAllowedError(f"key material in the JOSE header is refused: {', '.join(sorted(bad))}")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise MalformedError("'kid' must be a string")
+    typ = header.get("typ")
+    if typ is not None and not isinstance(typ, str):
+        raise MalformedError("'typ' must be a string")
+    payload = loads_strict(b64url_decode(p64), max_depth=max_depth, what="JWS payload")
+    if not isinstance(payload, dict):
+        raise MalformedError("the JWS payload must be a JSON object")
+    return JWS(header, payload, raw[: len(h64) + 1 + len(p64)], b64url_decode(s64))
+
+
+def sign_jws(key: PrivateKey, payload: dict[str, Any], *, typ: str | None, kid: str | None, **header: Any) -> str:
+    """Sign ``payload`` as a compact JWS with pyjwt (``alg`` is the key's own)."""
+    headers: dict[str, Any] = dict(header)
+    if kid is not None:
+        headers["kid"] = kid
+    # pyjwt adds typ=JWT unless told otherwise; None removes it.
+    headers["typ"] = typ
+    return jwt.encode(payload, key.crypto_key, algorithm=key.alg, headers=headers)

@@ -1,0 +1,60 @@
+"""Result objects of verification: what a verified credential or presentation says."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..keys import PublicKey
+
+__all__ = ["VerifiedCredential", "VerifiedPresentation", "FORMAT_VC_JOSE", "FORMAT_VC_JWT11"]
+
+#: W3C VCDM 2.0 secured with VC-JOSE-COSE: ``typ: vc+jwt`` / ``vp+jwt``, the document is the payload.
+FORMAT_VC_JOSE = "vc-jose"
+#: W3C VCDM 1.1 JWT encoding: ``vc`` / ``vp`` claims plus ``iss``, ``sub``, ``nbf``, ``exp``, ``jti``.
+FORMAT_VC_JWT11 = "vc-jwt11"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedCredential:
+    """A credential whose signature, issuer key, and validity window have been checked.
+
+    Times are POSIX seconds. ``claims`` is the credential subject without its ``id``.
+    ``status`` holds the ``credentialStatus`` entries (possibly empty): checking them is the
+    job of :mod:`vcgate.status`, not of signature verification.
+    """
+
+    format: str
+    issuer: str
+    subject: str | None
+    types: tuple[str, ...]
+    claims: Mapping[str, Any]
+    valid_from: float | None
+    valid_until: float | None
+    status: tuple[Mapping[str, Any], ...]
+    id: str | None
+    kid: str
+    issuer_key: PublicKey
+    payload: Mapping[str, Any]
+    token: str
+
+    def has_type(self, type_: str) -> bool:
+        return type_ in self.types
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedPresentation:
+    """A presentation whose holder signature, audience, nonce and credentials were checked."""
+
+    format: str
+    holder: str
+    holder_key: PublicKey
+    kid: str
+    audience: tuple[str, ...]
+    nonce: str | None
+    issued_at: float | None
+    expires_at: float | None
+    credentials: tuple[VerifiedCredential, ...]
+    id: str | None
+    payload: Mapping[str, Any]

@@ -1,0 +1,212 @@
+"""The verifier: signatures, keys from DID documents, validity windows, audience, nonce, holder.
+
+Order of checks for a credential: size and syntax, algorithm allow-list, header policy
+(``crit``, ``b64``, key-carrying headers), the claims' shape and contexts, then the key — taken
+only from the issuer's DID document and only if authorised for ``assertionMethod`` — then the
+signature, then the validity window. Nothing from the payload is trusted before the signature
+checks except what is needed to find the key (the issuer's DID).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
+
+from ..did.document import VerificationMethod, split_did_url
+from ..did.resolver import Resolver
+from ..errors import (
+    AudienceMismatchError,
+    ExpiredError,
+    HolderMismatchError,
+    MalformedError,
+    NonceMismatchError,
+    NotYetValidError,
+    SignatureInvalidError,
+    UntrustedKeyError,
+    VCGateError,
+)
+from ..keys import ALGORITHMS
+from .jws import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, JWS, parse_jws
+from .jwt import DEFAULT_CONTEXTS, read_credential
+from .models import VerifiedCredential, VerifiedPresentation
+from .presentation import read_presentation
+
+__all__ = ["Verifier"]
+
+# Without a kid, at most this many of the signer's keys are tried (bounds the work an
+# attacker can cause with a DID document listing many keys).
+_MAX_KEYS_TRIED = 4
+
+
+class Verifier:
+    """Verifies credentials and presentations. Thread-safe; create one and reuse it.
+
+    :param resolver: where DID documents come from (default: did:key and did:jwk, no network).
+    :param algorithms: the JOSE algorithm allow-list (a subset of EdDSA, ES256, ES256K).
+    :param clock: returns POSIX seconds; tests pass a fixed clock.
+    :param leeway: seconds of clock skew tolerated on every time check.
+    :param contexts: JSON-LD context URLs accepted (see ``DEFAULT_CONTEXTS``).
+    """
+
+    def __init__(
+        self,
+        *,
+        resolver: Resolver | None = None,
+        algorithms: Collection[str] = ALGORITHMS,
+        clock: Callable[[], float] = time.time,
+        leeway: float = 60.0,
+        max_token_bytes: int = DEFAULT_MAX_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        max_credentials: int = 16,
+        contexts: Collection[str] = DEFAULT_CONTEXTS,
+    ) -> None:
+        unknown = set(algorithms) - set(ALGORITHMS)
+        if unknown:
+            raise ValueError(f"unsupported algorithms in allow-list: {sorted(unknown)}")
+        self.resolver = resolver if resolver is not None else Resolver.local()
+        self.algorithms = frozenset(algorithms)
+        self.clock = clock
+        self.leeway = leeway
+        self.max_token_bytes = max_token_bytes
+        self.max_depth = max_depth
+        self.max_credentials = max_credentials
+        self.contexts = frozenset(contexts)
+
+    # --- shared pieces --------------------------------------------------------------------
+
+    def _parse(self, token: Any) -> JWS:
+        return parse_jws(token, algorithms=self.algorithms, max_bytes=self.max_token_bytes, max_depth=self.max_depth)
+
+    def _verify_signer(self, jws: JWS, signer: str, purpose: str) -> VerificationMethod:
+        """Find the key ``signer`` authorises for ``purpose`` and check the signature with it."""
+        kid = jws.kid
+        # Plain string checks here; the resolver validates the DID syntax on a cache miss.
+        if kid is not None and kid != signer:
+            if kid.startswith("#"):
+                method_id = signer + kid
+            elif kid.startswith("did:"):
+                kid_did, _, fragment = kid.partition("#")
+                if kid_did != signer:
+                    raise UntrustedKeyError("the 'kid' names a key of another DID than the signer")
+                if not fragment:
+                    raise UntrustedKeyError("the 'kid' does not name a verification method")
+                method_id = kid
+            else:
+                method_id = f"{signer}#{kid}"
+            vm = self.resolver.resolve(signer).method_for(method_id, purpose)
+            jws.verify_with(vm.public_key)
+            return vm
+        candidates = self.resolver.resolve(signer).methods_for(purpose, jws.alg)
+        if not candidates:
+            raise UntrustedKeyError(f"{signer[:80]} has no {jws.alg} key authorised for {purpose}")
+        last: VCGateError = SignatureInvalidError()
+        for vm in candidates[:_MAX_KEYS_TRIED]:
+            try:
+                jws.verify_with(vm.public_key)
+                return vm
+            except SignatureInvalidError as exc:
+                last = exc
+        raise last
+
+    def _check_window(self, not_before: float | None, not_after: float | None, what: str) -> None:
+        now = self.clock()
+        if not_before is not None and now + self.leeway < not_before:
+            raise NotYetValidError(f"the {what} is not valid until {int(not_before)}")
+        if not_after is not None and now - self.leeway >= not_after:
+            raise ExpiredError(f"the {what} expired at {int(not_after)}")
+
+    # --- credentials ----------------------------------------------------------------------
+
+    def verify_credential(self, token: str) -> VerifiedCredential:
+        """Verify a credential JWT (VC-JOSE ``vc+jwt`` or VCDM 1.1 VC-JWT).
+
+        Raises a :class:`vcgate.errors.VCGateError` subclass naming the first failed check.
+        """
+        jws = self._parse(token)
+        claims = read_credential(jws, contexts=self.contexts)
+        vm = self._verify_signer(jws, claims.issuer, "assertionMethod")
+        self._check_window(claims.valid_from, claims.valid_until, "credential")
+        return VerifiedCredential(
+            format=claims.format,
+            issuer=claims.issuer,
+            subject=claims.subject,
+            types=claims.types,
+            claims=claims.claims,
+            valid_from=claims.valid_from,
+            valid_until=claims.valid_until,
+            status=claims.status,
+            id=claims.id,
+            kid=vm.id,
+            issuer_key=vm.public_key,
+            payload=jws.payload,
+            token=token if isinstance(token, str) else token.decode("ascii"),
+        )
+
+    # --- presentations --------------------------------------------------------------------
+
+    def verify_presentation(
+        self,
+        token: str,
+        *,
+        audience: str | Iterable[str] | None,
+        nonce: str | None,
+        holder_binding: bool = True,
+        max_age: float | None = None,
+    ) -> VerifiedPresentation:
+        """Verify a presentation JWT and every credential in it.
+
+        ``audience``: the presentation's ``aud`` must name this (or one of these). ``nonce``:
+        the presentation must echo exactly this. Passing ``None`` for either skips that check
+        and is only safe where replay is prevented otherwise. ``holder_binding``: the holder
+        must be the subject of each credential. ``max_age``: refuse presentations whose
+        ``iat`` is older than this many seconds.
+        """
+        jws = self._parse(token)
+        pres = read_presentation(jws, contexts=self.contexts, max_credentials=self.max_credentials)
+        holder = pres.holder
+        if holder is None:
+            kid = jws.kid
+            if kid is None or not kid.startswith("did:"):
+                raise MalformedError("the presentation names no holder and its 'kid' is not a DID URL")
+            holder = split_did_url(kid)[0]
+        vm = self._verify_signer(jws, holder, "authentication")
+
+        if audience is not None:
+            wanted = {audience} if isinstance(audience, str) else set(audience)
+            if not wanted.intersection(pres.audience):
+                raise AudienceMismatchError("the presentation's 'aud' does not name this verifier")
+        if nonce is not None:
+            if pres.nonce is None or not hmac.compare_digest(pres.nonce.encode(), nonce.encode()):
+                raise NonceMismatchError("the presentation's 'nonce' is not the one issued")
+        self._check_window(pres.not_before, pres.expires_at, "presentation")
+        now = self.clock()
+        if pres.issued_at is not None:
+            if pres.issued_at > now + self.leeway:
+                raise NotYetValidError("the presentation was issued in the future")
+            if max_age is not None and now - pres.issued_at > max_age + self.leeway:
+                raise ExpiredError("the presentation is too old")
+        elif max_age is not None:
+            raise MalformedError("the presentation has no 'iat' to check its age against")
+
+        credentials = tuple(self.verify_credential(c) for c in pres.credentials)
+        if holder_binding:
+            for cred in credentials:
+                if cred.subject != holder:
+                    raise HolderMismatchError(
+                        f"the holder {holder[:80]} is not the subject of credential {str(cred.id)[:80]}"
+                    )
+        return VerifiedPresentation(
+            format=pres.format,
+            holder=holder,
+            holder_key=vm.public_key,
+            kid=vm.id,
+            audience=pres.audience,
+            nonce=pres.nonce,
+            issued_at=pres.issued_at,
+            expires_at=pres.expires_at,
+            credentials=credentials,
+            id=pres.id,
+            payload=jws.payload,
+        )
