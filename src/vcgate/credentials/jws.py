@@ -140,8 +140,8 @@ def parse_jws(
     if len(parts) != 3:
         raise MalformedError("a compact JWS has exactly three parts")
     h64, p64, s64 = parts
-    if not h64 or not s64:
-        raise MalformedError("empty JWS header or signature")
+    if not h64:
+        raise MalformedError("empty JWS header")
     header = loads_strict(b64url_decode(h64), max_depth=4, what="JOSE header")
     if not isinstance(header, dict):
         raise MalformedError("the JOSE header must be a JSON object")
@@ -151,6 +151,8 @@ def parse_jws(
     if alg not in algorithms:
         # Covers "none" in every spelling and every HMAC algorithm: a public key is not a secret.
         raise AlgorithmNotAllowedError(f"algorithm {alg[:20]!r} is not allowed")
+    if not s64:
+        raise MalformedError("empty JWS signature")
     if "crit" in header:
         crit = header["crit"]
         if not isinstance(crit, list) or not crit or not all(isinstance(c, str) for c in crit):
