@@ -46,6 +46,7 @@ from .errors import (
 
 __all__ = [
     "ALGORITHMS",
+    "curve_of_alg",
     "PrivateKey",
     "PublicKey",
     "b64url_encode",
@@ -54,15 +55,18 @@ __all__ = [
     "write_key_file",
 ]
 
-ALGORITHMS: tuple[str, ...] = ("EdDSA", "ES256", "ES256K")
+#: JOSE algorithms vcgate verifies. "Ed25519" is the fully-specified name of RFC 9864 (which
+#: deprecates the polymorphic "EdDSA"); did-jwt emits it. vcgate signs with "EdDSA" for now.
+ALGORITHMS: tuple[str, ...] = ("EdDSA", "Ed25519", "ES256", "ES256K")
 
-_CURVE_OF_ALG = {"EdDSA": "Ed25519", "ES256": "P-256", "ES256K": "secp256k1"}
-_ALG_OF_CURVE = {v: k for k, v in _CURVE_OF_ALG.items()}
+_CURVE_OF_ALG = {"EdDSA": "Ed25519", "Ed25519": "Ed25519", "ES256": "P-256", "ES256K": "secp256k1"}
+_ALG_OF_CURVE = {"Ed25519": "EdDSA", "P-256": "ES256", "secp256k1": "ES256K"}
 _EC_CURVES: dict[str, ec.EllipticCurve] = {"ES256": ec.SECP256R1(), "ES256K": ec.SECP256K1()}
 
 # pyjwt's algorithm objects are stateless; one each is enough.
 _JWT_ALGS: dict[str, Any] = {
     "EdDSA": OKPAlgorithm(),
+    "Ed25519": OKPAlgorithm(),
     "ES256": ECAlgorithm(ECAlgorithm.SHA256),
     "ES256K": ECAlgorithm(ECAlgorithm.SHA256),
 }
@@ -106,9 +110,16 @@ def _alg_of_crypto_key(key: PublicCryptoKey | PrivateCryptoKey) -> str:
 
 
 def _check_alg(alg: str) -> str:
-    if alg not in _CURVE_OF_ALG:
+    """The canonical signing name of ``alg`` ("Ed25519" -> "EdDSA")."""
+    curve = _CURVE_OF_ALG.get(alg)
+    if curve is None:
         raise UnsupportedKeyError(f"unsupported algorithm {alg!r}; use one of {', '.join(ALGORITHMS)}")
-    return alg
+    return _ALG_OF_CURVE[curve]
+
+
+def curve_of_alg(alg: str) -> str | None:
+    """The one curve a JOSE algorithm may be used with (None for algorithms vcgate lacks)."""
+    return _CURVE_OF_ALG.get(alg)
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,7 +145,7 @@ class PublicKey:
         alg = _ALG_OF_CURVE.get(crv) if isinstance(crv, str) else None
         if alg is None or (kty != "OKP") != (alg != "EdDSA"):
             raise UnsupportedKeyError(f"unsupported JWK kty={kty!r} crv={crv!r}")
-        if "alg" in jwk and jwk["alg"] != alg:
+        if "alg" in jwk and _CURVE_OF_ALG.get(jwk["alg"]) != crv:
             raise UnsupportedKeyError(f"JWK alg {jwk['alg']!r} does not fit curve {crv}")
         try:
             key = _JWT_ALGS[alg].from_jwk(jwk)
@@ -147,7 +158,7 @@ class PublicKey:
     @classmethod
     def from_raw(cls, alg: str, data: bytes) -> PublicKey:
         """Import raw bytes: 32-byte Ed25519, or a SEC1 (compressed or not) EC point."""
-        _check_alg(alg)
+        alg = _check_alg(alg)
         try:
             if alg == "EdDSA":
                 return cls(alg, ed25519.Ed25519PublicKey.from_public_bytes(data))
@@ -195,7 +206,7 @@ class PublicKey:
         ``alg`` must be this key's own algorithm: an ES256 signature is never checked with a
         secp256k1 key, whatever the token says.
         """
-        if alg != self.alg:
+        if _CURVE_OF_ALG.get(alg) != self.curve:
             raise AlgorithmNotAllowedError(f"algorithm {alg} does not fit a {self.curve} key")
         if not _JWT_ALGS[alg].verify(message, self.key, signature):
             raise SignatureInvalidError()
@@ -213,7 +224,8 @@ class PrivateKey:
     __slots__ = ("alg", "_key", "_public")
 
     def __init__(self, alg: str, key: PrivateCryptoKey) -> None:
-        if _alg_of_crypto_key(key) != _check_alg(alg):
+        alg = _check_alg(alg)
+        if _alg_of_crypto_key(key) != alg:
             raise UnsupportedKeyError(f"key does not fit algorithm {alg}")
         self.alg = alg
         self._key = key
@@ -224,7 +236,7 @@ class PrivateKey:
 
     @classmethod
     def generate(cls, alg: str = "EdDSA") -> PrivateKey:
-        _check_alg(alg)
+        alg = _check_alg(alg)
         if alg == "EdDSA":
             return cls(alg, ed25519.Ed25519PrivateKey.generate())
         return cls(alg, ec.generate_private_key(_EC_CURVES[alg]))
@@ -270,7 +282,7 @@ class PrivateKey:
     @classmethod
     def from_raw_private(cls, alg: str, raw: bytes) -> PrivateKey:
         """Import a raw private scalar / Ed25519 seed of 32 bytes."""
-        _check_alg(alg)
+        alg = _check_alg(alg)
         try:
             if alg == "EdDSA":
                 return cls(alg, ed25519.Ed25519PrivateKey.from_private_bytes(raw))

@@ -545,3 +545,17 @@ def test_algorithm_allow_list_is_the_callers(issuer, holder, clock):
     refuses("algorithm_not_allowed", Verifier(algorithms=["EdDSA", "ES256"], clock=clock).verify_credential, token)
     with pytest.raises(ValueError):
         Verifier(algorithms=["HS256"])
+
+
+def test_fully_specified_ed25519_alg_is_bound_to_ed25519_keys(verifier, issuer, holder):
+    payload = _vc_payload(issuer, holder)
+    ok = forge({"alg": "Ed25519", "typ": "vc+jwt", "kid": issuer.kid}, payload, issuer.key)
+    assert verifier.verify_credential(ok).issuer == issuer.did
+    # Without kid too: the issuer's key is found by the curve the algorithm names.
+    assert verifier.verify_credential(forge({"alg": "Ed25519", "typ": "vc+jwt"}, payload, issuer.key)).kid == issuer.kid
+    p256 = make_party("ES256")
+    payload["issuer"] = p256.did
+    header = {"alg": "Ed25519", "typ": "vc+jwt", "kid": p256.kid}
+    signing_input = f"{b64json(header)}.{b64json(payload)}"
+    bad = f"{signing_input}.{b64url_encode(p256.key.sign(signing_input.encode()))}"
+    refuses("algorithm_not_allowed", verifier.verify_credential, bad)

@@ -15,7 +15,7 @@ from typing import Any
 import base58
 
 from ..errors import DIDDocumentInvalidError, InvalidDIDError, MalformedError, UntrustedKeyError, VCGateError
-from ..keys import PublicKey
+from ..keys import PublicKey, curve_of_alg
 
 __all__ = [
     "DID",
@@ -223,8 +223,9 @@ class DIDDocument:
     def methods_for(self, purpose: str, alg: str | None = None) -> list[VerificationMethod]:
         """All usable methods authorised for ``purpose`` (and fitting ``alg`` when given)."""
         out = []
+        curve = curve_of_alg(alg) if alg is not None else None
         for ref in self.relationships.get(purpose, ()):
             vm = self.methods.get(ref)
-            if vm is not None and (alg is None or vm.public_key.alg == alg):
+            if vm is not None and (alg is None or vm.public_key.curve == curve):
                 out.append(vm)
         return out
