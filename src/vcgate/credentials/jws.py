@@ -11,7 +11,6 @@ with the token proves nothing about who signed it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -26,61 +25,15 @@ from ..errors import (
     UnsupportedCriticalError,
 )
 from ..keys import PrivateKey, PublicKey, b64url_decode
+from ..strictjson import DEFAULT_MAX_DEPTH, loads_strict
 
 __all__ = ["JWS", "parse_jws", "sign_jws", "loads_strict", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH"]
 
 DEFAULT_MAX_BYTES = 64 * 1024
-DEFAULT_MAX_DEPTH = 32
 
 # Header parameters that carry or point to key material. vcgate takes keys only from DID
 # documents (or a DPoP proof, which handles its own `jwk` explicitly).
 _KEY_HEADERS = frozenset({"jwk", "jku", "x5c", "x5u", "x5t", "x5t#S256"})
-
-
-def _pairs_no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise MalformedError("duplicate member name in JSON")
-    return obj
-
-
-def _bad_constant(name: str) -> Any:
-    raise MalformedError(f"{name} is not valid JSON")
-
-
-def _depth(value: Any, limit: int) -> None:
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            raise TokenTooLargeError(f"JSON nested deeper than {limit} levels")
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
-
-
-# One decoder, configured once: json.loads() with hooks would build a new one per call.
-_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_no_duplicates, parse_constant=_bad_constant)
-
-
-def loads_strict(data: bytes, *, max_depth: int = DEFAULT_MAX_DEPTH, what: str = "JSON") -> Any:
-    """Parse UTF-8 JSON refusing duplicate names, NaN/Infinity and deep nesting."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedError(f"{what} is not valid UTF-8") from exc
-    try:
-        value = _DECODER.decode(text)
-    except RecursionError as exc:
-        raise TokenTooLargeError(f"{what} is nested too deeply") from exc
-    except ValueError as exc:  # JSONDecodeError is a ValueError; MalformedError is not
-        raise MalformedError(f"{what} is not valid JSON") from exc
-    # Depth can only exceed the limit if there are more brackets than the limit: counting
-    # them is a C-speed scan, so typical documents skip the walk entirely.
-    if text.count("{") + text.count("[") > max_depth:
-        _depth(value, max_depth)
-    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from .document import DID, PURPOSES, DIDDocument, VerificationMethod, split_did_
 from .jwk import JWKMethod, did_jwk_from_public_key
 from .key import KeyMethod, did_key_from_public_key, public_key_from_did_key
 from .resolver import DIDMethod, Resolver
+from .web import WebMethod
 
 __all__ = [
     "DID",
@@ -14,6 +15,7 @@ __all__ = [
     "PURPOSES",
     "Resolver",
     "VerificationMethod",
+    "WebMethod",
     "did_jwk_from_public_key",
     "did_key_from_public_key",
     "public_key_from_did_key",
