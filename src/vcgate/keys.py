@@ -42,6 +42,7 @@ from .errors import (
     PassphraseError,
     SignatureInvalidError,
     UnsupportedKeyError,
+    VCGateError,
 )
 
 __all__ = [
@@ -91,10 +92,18 @@ def b64url_decode(data: str | bytes) -> bytes:
     The standard library's decoder silently skips characters outside the alphabet, which
     would let two different strings decode to the same bytes; this one refuses them.
     """
-    raw = data.encode("ascii", "strict") if isinstance(data, str) else data
+    try:
+        raw = data.encode("ascii") if isinstance(data, str) else data
+    except UnicodeEncodeError as exc:
+        raise MalformedError("invalid base64url encoding (not ASCII)") from exc
     # translate(None, alphabet) deletes every valid character at C speed; anything left is invalid.
-    if len(raw) % 4 == 1 or raw.translate(None, _B64URL_ALPHABET):
+    rem = len(raw) % 4
+    if rem == 1 or raw.translate(None, _B64URL_ALPHABET):
         raise MalformedError("invalid base64url encoding")
+    # The last character's unused low bits must be zero (RFC 4648 3.5: canonical encoding),
+    # or one value has several spellings -- malleable signatures and token strings.
+    if rem and _B64URL_ALPHABET.index(raw[-1]) & (0x0F if rem == 2 else 0x03):
+        raise MalformedError("non-canonical base64url encoding")
     return binascii.a2b_base64(raw.translate(_URL_TO_STD) + b"=" * (-len(raw) % 4))
 
 
@@ -260,9 +269,13 @@ class PrivateKey:
         try:
             key = serialization.load_pem_private_key(data, password=password)
         except TypeError as exc:
-            raise PassphraseError("the PEM key is encrypted: give its password") from exc
+            if password is None:
+                raise PassphraseError("the PEM key is encrypted: give its password") from exc
+            raise PassphraseError("the PEM key is not encrypted: give no password") from exc
         except (ValueError, UnsupportedAlgorithm) as exc:
-            raise MalformedError("not a readable PEM private key (or wrong password)") from exc
+            if password is not None and b"ENCRYPTED" in data:
+                raise PassphraseError("wrong password for the encrypted PEM key") from exc
+            raise MalformedError("not a readable PEM private key") from exc
         if not isinstance(key, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey)):
             raise UnsupportedKeyError(f"unsupported PEM key type {type(key).__name__}")
         return cls(_alg_of_crypto_key(key), key)
@@ -413,8 +426,16 @@ def read_key_header(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise KeyFileError(f"{path} is not a vcgate key file (not JSON)") from exc
     if not isinstance(header, dict) or header.get("vcgate_key") != 1:
         raise KeyFileError(f"{path} is not a vcgate key file")
-    if header.get("alg") not in ALGORITHMS or not isinstance(header.get("public_jwk"), dict):
+    if header.get("alg") not in ("EdDSA", "ES256", "ES256K") or not isinstance(header.get("public_jwk"), dict):
         raise KeyFileError(f"{path} has no valid alg / public_jwk")
+    if not (header.get("encryption") is None or isinstance(header.get("encryption"), dict)):
+        raise KeyFileError(f"{path} has an invalid 'encryption' member")
+    try:
+        public = PublicKey.from_jwk(header["public_jwk"])
+    except VCGateError as exc:
+        raise KeyFileError(f"{path} has an invalid public_jwk: {exc.message}") from exc
+    if public.alg != header["alg"]:
+        raise KeyFileError(f"{path}: public_jwk does not fit alg {header['alg']}")
     return header
 
 
@@ -422,7 +443,9 @@ def read_key_file(path: str | os.PathLike[str], *, passphrase: str | None) -> Pr
     """Load a key file written by :func:`write_key_file`.
 
     Raises ``PassphraseError`` when the file is encrypted and the passphrase is missing or
-    wrong, ``KeyFileError`` when the file is damaged or its public part was edited.
+    wrong, ``KeyFileError`` when the file is damaged. AES-GCM cannot tell a wrong passphrase
+    from an edited ciphertext or public part: both raise ``PassphraseError`` for an encrypted
+    file.
     """
     header = read_key_header(path)
     enc = header.get("encryption")

@@ -32,6 +32,8 @@ PURPOSES = ("authentication", "assertionMethod", "keyAgreement", "capabilityInvo
 
 MAX_DID_LENGTH = 4096
 MAX_VERIFICATION_METHODS = 64
+#: Bound on all verification-relationship entries together (references and embedded methods).
+MAX_REFERENCES = 4 * MAX_VERIFICATION_METHODS
 
 # DID Core 3.1: did = "did:" method-name ":" method-specific-id
 _DID_RE = re.compile(r"did:[a-z0-9]+:(?:(?:[A-Za-z0-9._-]|%[0-9A-Fa-f]{2})*:)*(?:[A-Za-z0-9._-]|%[0-9A-Fa-f]{2})+")
@@ -86,8 +88,10 @@ def multikey_encode(key: PublicKey) -> str:
 
 
 def multikey_decode(value: str) -> PublicKey:
-    if not isinstance(value, str) or not value.startswith("z") or len(value) > 128:
+    if not isinstance(value, str) or not value.startswith("z"):
         raise MalformedError("a multikey must be multibase base58btc ('z' prefix)")
+    if len(value) > 128:
+        raise MalformedError("unsupported multikey (too long for Ed25519, P-256 or secp256k1)")
     try:
         data = base58.b58decode(value[1:])
     except ValueError as exc:
@@ -166,6 +170,8 @@ class DIDDocument:
 
         methods: dict[str, VerificationMethod] = {}
         skipped: dict[str, str] = {}
+        # JWKs marked for encryption only (use: enc, or key_ops without verify) never sign.
+        encryption_only: set[str] = set()
         count = 0
 
         def add(vm: Any) -> str | None:
@@ -184,6 +190,12 @@ class DIDDocument:
             except VCGateError as exc:
                 skipped[vm_id] = exc.message
                 return vm_id
+            jwk = vm.get("publicKeyJwk")
+            if isinstance(jwk, dict) and (
+                jwk.get("use") == "enc"
+                or ("key_ops" in jwk and (not isinstance(jwk["key_ops"], list) or "verify" not in jwk["key_ops"]))
+            ):
+                encryption_only.add(vm_id)
             ctrl = vm.get("controller")
             methods.setdefault(
                 vm_id,
@@ -197,15 +209,19 @@ class DIDDocument:
         for vm in vms:
             add(vm)
         relationships: dict[str, tuple[str, ...]] = {}
+        references = 0
         for purpose in PURPOSES:
             entries = data.get(purpose, [])
             if not isinstance(entries, list):
                 raise MalformedError(f"{purpose} must be a list")
-            ids: list[str] = []
+            references += len(entries)
+            if references > MAX_REFERENCES:
+                raise MalformedError(f"DID document lists more than {MAX_REFERENCES} relationship entries")
+            ids: dict[str, None] = {}  # ordered set
             for entry in entries:
                 ref = add(entry) if isinstance(entry, dict) else absolute(entry)
-                if ref is not None and ref not in ids:
-                    ids.append(ref)
+                if ref is not None and (purpose == "keyAgreement" or ref not in encryption_only):
+                    ids[ref] = None
             relationships[purpose] = tuple(ids)
         return cls(id=doc_id, raw=data, methods=methods, relationships=relationships, skipped=skipped)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import InvalidDIDError, VCGateError
 from ..keys import PublicKey, b64url_decode, b64url_encode
+from ..strictjson import loads_strict
 from .document import DID
 
 __all__ = ["JWKMethod", "did_jwk_from_public_key"]
@@ -29,7 +30,7 @@ class JWKMethod:
         if len(msid) > _MAX_JWK:
             raise InvalidDIDError("did:jwk is too long")
         try:
-            jwk = json.loads(b64url_decode(msid))
+            jwk = loads_strict(b64url_decode(msid), max_depth=4, what="did:jwk")
             PublicKey.from_jwk(jwk)  # validates: supported curve, no private part
         except (ValueError, VCGateError) as exc:
             raise InvalidDIDError("did:jwk does not encode a supported public JWK") from exc

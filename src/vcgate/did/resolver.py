@@ -18,6 +18,7 @@ from ..errors import (
     DIDDocumentInvalidError,
     DIDMethodNotSupportedError,
     DIDResolutionError,
+    InvalidDIDError,
     MalformedError,
     VCGateError,
 )
@@ -110,7 +111,7 @@ class Resolver:
             doc = DIDDocument.from_json(raw, expected_id=value)
         except DIDDocumentInvalidError:
             raise
-        except MalformedError as exc:
+        except (MalformedError, InvalidDIDError) as exc:  # a bad document is not the caller's bad DID
             raise DIDDocumentInvalidError(f"invalid DID document for {value[:80]}: {exc.message}") from exc
         expires = float("inf") if getattr(method, "cacheable_forever", False) else now + self._ttl
         with self._lock:
