@@ -11,8 +11,10 @@ with the token proves nothing about who signed it.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import functools
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -36,11 +38,30 @@ DEFAULT_MAX_BYTES = 64 * 1024
 _KEY_HEADERS = frozenset({"jwk", "jku", "x5c", "x5u", "x5t", "x5t#S256"})
 
 
+def _decode_header(h64: bytes) -> Mapping[str, Any]:
+    header = loads_strict(b64url_decode(h64), max_depth=4, what="JOSE header")
+    if not isinstance(header, dict):
+        raise MalformedError("the JOSE header must be a JSON object")
+    return MappingProxyType(header)
+
+
+# Headers repeat: every credential of an issuer, every proof of a client carries the same
+# bytes. Decoding is a pure function of them, so a bounded memo saves the base64 and JSON work
+# on the hot path; the result is read-only so no caller can change what another one sees.
+# Errors are not cached, and large headers bypass the memo so it stays small (<~1 MiB).
+_decode_header_memo = functools.lru_cache(maxsize=1024)(_decode_header)
+_MEMO_MAX_HEADER = 1024
+
+
+def _header(h64: bytes) -> Mapping[str, Any]:
+    return _decode_header_memo(h64) if len(h64) <= _MEMO_MAX_HEADER else _decode_header(h64)
+
+
 @dataclass(frozen=True, slots=True)
 class JWS:
     """A parsed, not yet verified, compact JWS."""
 
-    header: dict[str, Any]
+    header: Mapping[str, Any]
     payload: dict[str, Any]
     signing_input: bytes
     signature: bytes
@@ -95,9 +116,7 @@ def parse_jws(
     h64, p64, s64 = parts
     if not h64:
         raise MalformedError("empty JWS header")
-    header = loads_strict(b64url_decode(h64), max_depth=4, what="JOSE header")
-    if not isinstance(header, dict):
-        raise MalformedError("the JOSE header must be a JSON object")
+    header = _header(h64)
     alg = header.get("alg")
     if not isinstance(alg, str):
         raise MalformedError("the JOSE header has no 'alg'")
