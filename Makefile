@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 NODE_DIR := tests/integration/node
+CHAIN_TOOLS := tools/chain
 
-.PHONY: demo test install dev-install node-deps system-deps bench clean
+.PHONY: demo test install dev-install node-deps system-deps chain-artifact bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +23,15 @@ demo: install
 dev-install: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
 
-# npm packages for the interoperability tests (did-jwt-vc and friends), from the lock file.
+# npm packages from their lock files: did-jwt-vc and friends for the interoperability tests;
+# solc, OpenZeppelin and anvil for the registry contract and the local development chain.
 node-deps:
 	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	npm ci --prefix $(CHAIN_TOOLS) --no-audit --no-fund --loglevel=error
+
+# Rebuild the committed ABI + bytecode from the Solidity source (pinned solc, evmVersion cancun).
+chain-artifact:
+	node $(CHAIN_TOOLS)/build.mjs
 
 # Debian packages for integration tests against real servers (installed only when missing).
 system-deps:
@@ -37,4 +44,4 @@ bench: install
 	$(BIN)/python benchmarks/verify.py
 
 clean:
-	rm -rf $(VENV) $(NODE_DIR)/node_modules .pytest_cache demo-out
+	rm -rf $(VENV) $(NODE_DIR)/node_modules $(CHAIN_TOOLS)/node_modules .pytest_cache demo-out

@@ -39,6 +39,12 @@ __all__ = [
     "KeyFileError",
     "PassphraseError",
     "UnsupportedKeyError",
+    "ChainError",
+    "ChainUnavailableError",
+    "RegistryNotFoundError",
+    "TransactionFailedError",
+    "NotAuthorizedError",
+    "TransactionPendingError",
     "ERROR_CODES",
 ]
 
@@ -232,6 +238,52 @@ class PassphraseError(KeyError_):
 class UnsupportedKeyError(KeyError_):
     code = "key_unsupported"
     default_message = "the key type or algorithm is not supported"
+
+
+# --- chain -----------------------------------------------------------------------------
+# What to do next: ChainUnavailableError -- retry later; RegistryNotFoundError -- fix the
+# configuration; TransactionFailedError -- the transaction reverted (``revert`` says why),
+# NotAuthorizedError when the sender is neither the list's owner nor its delegate;
+# TransactionPendingError -- sent but not mined within the wait (``details["tx_hash"]``).
+
+
+class ChainError(VCGateError):
+    code = "chain_error"
+    status = 502
+    default_message = "the chain could not be used"
+
+
+class ChainUnavailableError(ChainError):
+    code = "chain_unavailable"
+    status = 503
+    default_message = "the Ethereum node is not reachable or did not answer in time"
+
+
+class RegistryNotFoundError(ChainError):
+    code = "registry_not_found"
+    status = 502
+    default_message = "no revocation registry contract at this address on this chain"
+
+
+class TransactionFailedError(ChainError):
+    code = "transaction_failed"
+    status = 502
+    default_message = "the transaction reverted or could not be sent"
+
+    #: The decoded revert (a :class:`vcgate.chain.RevertReason`) when the contract gave one.
+    revert: Any = None
+
+
+class NotAuthorizedError(TransactionFailedError):
+    code = "registry_not_authorized"
+    status = 403
+    default_message = "the registry refused: the sender is not the list's owner or delegate"
+
+
+class TransactionPendingError(ChainError):
+    code = "transaction_pending"
+    status = 504
+    default_message = "the transaction was sent but not mined in time"
 
 
 def _all_codes() -> dict[str, type[VCGateError]]:
