@@ -28,6 +28,11 @@ __all__ = [
     "HolderMismatchError",
     "TypeMismatchError",
     "ContextNotAllowedError",
+    "RevokedError",
+    "SuspendedError",
+    "StatusUnavailableError",
+    "StatusListInvalidError",
+    "StatusUnsupportedError",
     "DIDError",
     "InvalidDIDError",
     "DIDMethodNotSupportedError",
@@ -169,6 +174,39 @@ class ContextNotAllowedError(VCGateError):
     code = "context_not_allowed"
     status = 401
     default_message = "the credential uses a JSON-LD context that is not pinned as known"
+
+
+# --- credential status (revocation, suspension) -----------------------------------------
+
+
+class RevokedError(VCGateError):
+    code = "revoked"
+    status = 401
+    default_message = "the credential has been revoked by its issuer"
+
+
+class SuspendedError(VCGateError):
+    code = "suspended"
+    status = 401
+    default_message = "the credential is suspended by its issuer"
+
+
+class StatusUnavailableError(VCGateError):
+    code = "status_unavailable"
+    status = 503
+    default_message = "the credential's revocation status cannot be established now"
+
+
+class StatusListInvalidError(VCGateError):
+    code = "status_list_invalid"
+    status = 401
+    default_message = "the status list is invalid, too large, or not signed by the credential's issuer"
+
+
+class StatusUnsupportedError(VCGateError):
+    code = "status_unsupported"
+    status = 401
+    default_message = "the credential's status entry is of a type this gateway cannot check"
 
 
 # --- DIDs -----------------------------------------------------------------------------
