@@ -18,6 +18,7 @@ command groups (``chain``, ``registry``, ``revoke``, ``status``, ``policy``, ``s
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import os
 import re
@@ -411,17 +412,27 @@ def load_key(path: Path) -> LoadedKey:
     return LoadedKey(path, key, key_file_did(header, key.public_key, path))
 
 
-def make_resolver(name: str) -> Resolver:
+@dataclass(frozen=True)
+class NetworkOptions:
+    """Where did:web and status-list fetches may go: extra networks and a private CA bundle."""
+
+    allow_networks: tuple[str, ...] = ()
+    ca_bundle: str | None = None
+
+    @property
+    def verify(self) -> Any:
+        return self.ca_bundle if self.ca_bundle is not None else True
+
+
+def make_resolver(name: str, network: NetworkOptions = NetworkOptions()) -> Resolver:
     """``local``: did:key and did:jwk, no network. ``default``: adds did:web."""
     if name == "local":
         return Resolver.local()
-    try:
-        return Resolver.default()
-    except ModuleNotFoundError as exc:
-        # did:web is a separate module; a build without it still serves key and jwk.
-        if exc.name != "vcgate.did.web":
-            raise
-        return Resolver.local()
+    from .did import JWKMethod, KeyMethod, WebMethod
+
+    return Resolver(
+        [KeyMethod(), JWKMethod(), WebMethod(allow_networks=network.allow_networks, verify=network.verify)]
+    )
 
 
 def save_key(key: PrivateKey, out: Path, *, did_method: str, unencrypted: bool, force: bool) -> DID:
@@ -451,15 +462,37 @@ def check_out_path(out: Path, force: bool) -> None:
 # --- credential building blocks ----------------------------------------------------------------
 
 
-def build_status_entry(method: str | None, *, issuer: str, credential_id: str) -> dict[str, Any] | None:
-    """The ``credentialStatus`` of a new credential, or None for a credential without one.
+@dataclass(frozen=True)
+class StatusOptions:
+    """``vcgate issue``'s status options, as given."""
 
-    ``vcgate issue --status onchain|bitstring`` will choose ``method``; each method adds its
-    options to ``issue`` and its branch here (allocating an index, naming the registry).
-    """
-    if method is None:
+    method: str | None = None
+    rpc: str | None = None
+    registry: str | None = None
+    eth_key: Path | None = None
+    revocation_list: str = "default"
+    status_list: Path | None = None
+
+
+def build_status_entry(options: StatusOptions, *, issuer_key: PrivateKey) -> dict[str, Any] | None:
+    """The ``credentialStatus`` of a new credential, or None for a credential without one."""
+    if options.method is None:
         return None
-    raise click.BadParameter(f"unknown status method {method!r}", param_hint="--status")
+    if options.method == "bitstring":
+        from .cli_status import bitstring_status_entry
+
+        return bitstring_status_entry(options.status_list)
+    if options.method == "onchain":
+        from .cli_status import onchain_status_entry
+
+        return onchain_status_entry(
+            rpc=options.rpc,
+            registry=options.registry,
+            eth_key=options.eth_key,
+            issuer_key=issuer_key,
+            revocation_list=options.revocation_list,
+        )
+    raise click.BadParameter(f"unknown status method {options.method!r}", param_hint="--status")
 
 
 def token_kind(jws: JWS) -> str:
@@ -532,10 +565,52 @@ def _credential_rows(s: Mapping[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
-def _warn_unchecked_status(credentials: Sequence[VerifiedCredential]) -> None:
+def _warn_unchecked_status(credentials: Sequence[VerifiedCredential], checked: Sequence[str] = ()) -> None:
     for vc in credentials:
-        if vc.status:
-            warn(f"credential {vc.id or '(no id)'} has a credentialStatus that was not checked (revocation)")
+        for entry in vc.status:
+            if entry.get("type") not in checked:
+                warn(
+                    f"credential {vc.id or '(no id)'}: credentialStatus {str(entry.get('type'))[:60]} was not checked"
+                    + ("" if checked else " (pass --rpc for on-chain status)")
+                )
+
+
+def check_status(
+    credentials: Sequence[VerifiedCredential],
+    *,
+    verifier: Verifier,
+    rpc: str | None,
+    network: NetworkOptions,
+    fetch_lists: bool = True,
+) -> None:
+    """Check the credentials' status entries that can be checked; warn about the others.
+
+    Bitstring status lists are fetched over HTTPS (SSRF-safe, like did:web) unless
+    ``fetch_lists`` is off; with ``rpc``, ``EthrRevocationRegistry2022`` entries are read from
+    the chain. A revoked or suspended credential raises ``RevokedError`` / ``SuspendedError``.
+    """
+    if not any(vc.status for vc in credentials):
+        return
+    from .status import StatusChecker
+
+    methods: list[Any] = []
+    if fetch_lists:
+        from .fetch import SafeFetcher
+        from .status.bitstring import BitstringStatusMethod
+
+        fetcher = SafeFetcher(
+            allow_networks=network.allow_networks, verify=network.verify, label="status list host", document="status list"
+        )
+        methods.append(BitstringStatusMethod(verifier=verifier, fetch=fetcher.fetch))
+    if rpc is not None:
+        from .cli_chain import connect_rpc
+        from .status.registry import DirectRegistryStatus
+
+        methods.append(DirectRegistryStatus(connect_rpc(rpc)))
+    checker = StatusChecker(methods, ignore_unknown=True)
+    for vc in credentials:
+        checker.check(vc)
+    _warn_unchecked_status(credentials, checker.types)
 
 
 # --- the command group ------------------------------------------------------------------------
@@ -831,6 +906,38 @@ def _check_uri(value: str | None) -> None:
     "--issuer", type=DID_PARAM, default=None, help="Issuer DID; must authorise the key [default: the key's DID]."
 )
 @_resolver_option
+@click.option(
+    "--status",
+    "status_method",
+    type=click.Choice(["onchain", "bitstring"]),
+    default=None,
+    help="Embed a status: 'onchain' = an ERC-5539 registry entry (EthrRevocationRegistry2022); "
+    "'bitstring' = an index in a W3C Bitstring Status List (BitstringStatusListEntry).",
+)
+@click.option(
+    "--status-list",
+    envvar="VCGATE_STATUS_LIST",
+    default=None,
+    type=EXISTING_FILE,
+    metavar="STATE",
+    help="--status bitstring: the list's state file (from 'vcgate status-list create') [env VCGATE_STATUS_LIST].",
+)
+@click.option("--rpc", envvar="VCGATE_RPC_URL", default=None, metavar="URL", help="--status onchain: JSON-RPC URL [env VCGATE_RPC_URL].")
+@click.option("--registry", envvar="VCGATE_REGISTRY", default=None, metavar="ADDR", help="--status onchain: registry address [env VCGATE_REGISTRY].")
+@click.option(
+    "--eth-key",
+    envvar="VCGATE_ETH_KEY",
+    default=None,
+    type=EXISTING_FILE,
+    metavar="FILE",
+    help="--status onchain: ES256K key file whose address is the namespace [default: the issuer key, if ES256K; env VCGATE_ETH_KEY].",
+)
+@click.option(
+    "--revocation-list",
+    default="default",
+    metavar="NAME|0xHEX",
+    help="--status onchain: the list within the namespace (a name is hashed with keccak-256).",
+)
 def issue(
     key_file: Path,
     subject: DID,
@@ -842,6 +949,12 @@ def issue(
     credential_id: str | None,
     issuer: DID | None,
     resolver: str,
+    status_method: str | None,
+    status_list: Path | None,
+    rpc: str | None,
+    registry: str | None,
+    eth_key: Path | None,
+    revocation_list: str,
 ) -> None:
     """Issue a credential and print it as a JWT.
 
@@ -854,6 +967,8 @@ def issue(
           --claims '{"models": ["gpt-4o"], "tier": "gold"}' --valid-for 30d > cred.jwt
       vcgate issue --key issuer.key --subject "$AGENT" --claims @claims.json \\
           --format vc-jwt11 --valid-from 2026-01-01T00:00:00Z --valid-for 12h
+      vcgate issue --key issuer.key --subject "$AGENT" --type ModelAccessCredential \\
+          --status onchain --rpc http://127.0.0.1:8545 --registry 0x5FbD... --eth-key issuer-eth.key
     """
     if any(not t.strip() for t in types):
         raise click.BadParameter("a type must not be empty", param_hint="--type")
@@ -878,7 +993,9 @@ def issue(
         claims=subject_claims,
         valid_from=start,
         valid_until=until,
-        status=build_status_entry(None, issuer=issuer_did, credential_id=cid),
+        status=build_status_entry(
+            StatusOptions(status_method, rpc, registry, eth_key, revocation_list, status_list), issuer_key=loaded.key
+        ),
         credential_id=cid,
         format=fmt,
     )
@@ -952,6 +1069,22 @@ def present(key_file: Path, aud: str, nonce: str, fmt: str, lifetime: int, crede
     "--no-holder-binding", is_flag=True, help="Do not require the holder to be the subject of each credential."
 )
 @_resolver_option
+@click.option(
+    "--rpc",
+    envvar="VCGATE_RPC_URL",
+    default=None,
+    metavar="URL",
+    help="Check on-chain (ERC-5539) revocation status through this JSON-RPC URL [env VCGATE_RPC_URL].",
+)
+@click.option("--no-status-lists", is_flag=True, help="Do not fetch bitstring status lists (no network for status).")
+@click.option(
+    "--allow-network",
+    "allow_networks",
+    multiple=True,
+    metavar="CIDR",
+    help="Let did:web and status-list fetches reach this otherwise refused network (private deployments); repeatable.",
+)
+@click.option("--ca-bundle", type=EXISTING_FILE, default=None, help="CA bundle for did:web and status-list HTTPS.")
 @click.pass_context
 def verify(
     ctx: click.Context,
@@ -961,6 +1094,10 @@ def verify(
     as_json: bool,
     no_holder_binding: bool,
     resolver: str,
+    rpc: str | None,
+    no_status_lists: bool,
+    allow_networks: tuple[str, ...],
+    ca_bundle: Path | None,
 ) -> None:
     """Verify a credential or presentation JWT from a file or stdin.
 
@@ -969,22 +1106,39 @@ def verify(
     {"valid": false, "error": code, "message": ...} on stdout. Exit 2: usage error.
 
     Giving --aud or --nonce means a presentation is expected: a bare credential is then
-    refused (type_mismatch). credentialStatus (revocation) is not checked by this command.
+    refused (type_mismatch). Status is checked too: bitstring status lists are fetched over
+    HTTPS (unless --no-status-lists), on-chain entries are read through --rpc; a revoked or
+    suspended credential is refused ('revoked', 'suspended'). Entries that are not checked are
+    named in a warning.
 
     \b
     Examples:
       vcgate verify cred.jwt
       vcgate present ... | vcgate verify --aud https://api.example.com --nonce "$NONCE" -
       vcgate verify --json --resolver local vp.jwt | jq .holder
+      vcgate verify --rpc http://127.0.0.1:8545 cred.jwt
     """
     if source is None:
         if stdin_is_interactive():
             raise click.UsageError("give a FILE, or pipe a token on stdin ('-')")
         source = "-"
     token = read_one_token(source, "token", "FILE")
+    for cidr in allow_networks:
+        try:
+            ipaddress.ip_network(cidr, strict=True)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--allow-network") from None
+    network = NetworkOptions(allow_networks, str(ca_bundle) if ca_bundle is not None else None)
     try:
         result = _verify_token(
-            token, aud=aud, nonce=nonce, holder_binding=not no_holder_binding, resolver=make_resolver(resolver)
+            token,
+            aud=aud,
+            nonce=nonce,
+            holder_binding=not no_holder_binding,
+            resolver=make_resolver(resolver, network),
+            rpc=rpc,
+            network=network,
+            fetch_lists=not no_status_lists,
         )
     except VCGateError as exc:
         if not as_json:
@@ -1014,7 +1168,15 @@ def verify(
 
 
 def _verify_token(
-    token: str, *, aud: str | None, nonce: str | None, holder_binding: bool, resolver: Resolver
+    token: str,
+    *,
+    aud: str | None,
+    nonce: str | None,
+    holder_binding: bool,
+    resolver: Resolver,
+    rpc: str | None = None,
+    network: NetworkOptions = NetworkOptions(),
+    fetch_lists: bool = True,
 ) -> dict[str, Any]:
     """Verify ``token`` as whatever it is; return the summary (with ``kind``) or raise."""
     verifier = Verifier(resolver=resolver)
@@ -1023,20 +1185,24 @@ def _verify_token(
         if aud is not None or nonce is not None:
             raise TypeMismatchError("--aud/--nonce expect a presentation, and this token is a credential")
         vc = verifier.verify_credential(token)
-        _warn_unchecked_status([vc])
+        check_status([vc], verifier=verifier, rpc=rpc, network=network, fetch_lists=fetch_lists)
         return {"kind": "credential", **credential_summary(vc)}
     if aud is None:
         warn("the presentation's audience was not checked (pass --aud)")
     if nonce is None:
         warn("the presentation's nonce was not checked (pass --nonce); a replayed presentation passes")
     vp = verifier.verify_presentation(token, audience=aud, nonce=nonce, holder_binding=holder_binding)
-    _warn_unchecked_status(vp.credentials)
+    check_status(vp.credentials, verifier=verifier, rpc=rpc, network=network, fetch_lists=fetch_lists)
     return {
         "kind": "presentation",
         **presentation_summary(vp),
         "checked": {"audience": aud is not None, "nonce": nonce is not None, "holder_binding": holder_binding},
     }
 
+
+# --- command groups in other modules -------------------------------------------------------------
+
+from . import cli_chain, cli_status  # noqa: E402,F401  (register chain, registry, revoke, status, status-list)
 
 # --- entry point ------------------------------------------------------------------------------
 

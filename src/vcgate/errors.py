@@ -33,6 +33,7 @@ __all__ = [
     "StatusUnavailableError",
     "StatusListInvalidError",
     "StatusUnsupportedError",
+    "StatusListFullError",
     "DIDError",
     "InvalidDIDError",
     "DIDMethodNotSupportedError",
@@ -201,6 +202,12 @@ class StatusListInvalidError(VCGateError):
     code = "status_list_invalid"
     status = 401
     default_message = "the status list is invalid, too large, or not signed by the credential's issuer"
+
+
+class StatusListFullError(VCGateError):
+    code = "status_list_full"
+    status = 409
+    default_message = "every index of the status list is allocated: create a new list"
 
 
 class StatusUnsupportedError(VCGateError):

@@ -5,7 +5,9 @@
 in the host part encodes a port (``did:web:example.com%3A8443``).
 
 Whoever presents a credential chooses the DID, so resolving did:web makes vcgate fetch a URL
-chosen by a stranger from inside the operator's network. Every step is therefore defended:
+chosen by a stranger from inside the operator's network. Every step is therefore defended;
+the transport (address checks, pinning, TLS, no redirects, time budget, size cap) is
+:class:`vcgate.fetch.SafeFetcher`, shared with status-list fetches:
 
 * **Strict DID syntax.** The host must be a DNS name (compared in lower case) of at least
   two letter-digit-hyphen labels whose last label starts with a letter, with at most one
@@ -58,107 +60,46 @@ chosen by a stranger from inside the operator's network. Every step is therefore
 
 from __future__ import annotations
 
-import ipaddress
-import os
 import re
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, unquote_to_bytes
 
 import requests
-import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 
 from ..errors import (
-    MalformedError,
     DIDDocumentInvalidError,
     DIDError,
     DIDNotFoundError,
     DIDResolutionError,
     ForbiddenAddressError,
     InvalidDIDError,
+    MalformedError,
+)
+from ..fetch import (
+    AddressForbiddenError,
+    BodyTooLargeError,
+    FetchError,
+    HostNotFoundError,
+    HTTPStatusError,
+    IPAddress,
+    IPNetwork,
+    RedirectRefusedError,
+    ResolveHost,
+    SafeFetcher,
+    host_name_problem,
+    system_resolve_host,
 )
 from ..strictjson import loads_strict
 from .document import DID
 
 __all__ = ["WebMethod", "WebLocation", "did_web_location", "system_resolve_host"]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-#: ``resolve_host(host, port) -> addresses``: like ``socket.getaddrinfo`` but returning IPs.
-ResolveHost = Callable[[str, int], Iterable[Any]]
-
-_MAX_HOST_LENGTH = 253
-_LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_TLD_RE = re.compile(r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _HOST_PART_RE = re.compile(r"(?P<host>[A-Za-z0-9.-]+)(?:%3[Aa](?P<port>[1-9][0-9]{0,4}))?")
 _FORBIDDEN_IN_SEGMENT = frozenset("/\\?#")
-_MAX_CONNECT_ATTEMPTS = 3
-_READ_CHUNK = 64 * 1024
 _USER_AGENT = "vcgate-did-web/0.1"
-
-# Unspecified and multicast addresses, broadcast and cloud metadata endpoints: refused even
-# when allow_networks covers them (see the module docstring).
-_HARD_FORBIDDEN: tuple[tuple[str, str], ...] = (
-    ("169.254.169.254/32", "cloud metadata endpoint"),  # AWS, GCP, Azure, OpenStack, OCI
-    ("169.254.170.2/32", "cloud metadata endpoint"),  # AWS ECS task metadata
-    ("100.100.100.200/32", "cloud metadata endpoint"),  # Alibaba Cloud
-    ("168.63.129.16/32", "cloud metadata endpoint"),  # Azure WireServer (a public address)
-    ("192.0.0.192/32", "cloud metadata endpoint"),  # Oracle Cloud (legacy)
-    ("fd00:ec2::254/128", "cloud metadata endpoint"),  # AWS IPv6
-    ("0.0.0.0/32", "unspecified address"),
-    ("::/128", "unspecified address"),
-    ("255.255.255.255/32", "broadcast address"),
-    ("224.0.0.0/4", "multicast address"),
-    ("ff00::/8", "multicast address"),
-)
-
-# IANA special-purpose registries (IPv4, IPv6) plus the IPv6 space outside global unicast;
-# allow_networks may re-admit these.
-_SOFT_FORBIDDEN: tuple[tuple[str, str], ...] = (
-    ("0.0.0.0/8", "'this network' address"),
-    ("10.0.0.0/8", "private network"),
-    ("100.64.0.0/10", "shared address space (CGNAT)"),
-    ("127.0.0.0/8", "loopback address"),
-    ("169.254.0.0/16", "link-local address"),
-    ("172.16.0.0/12", "private network"),
-    ("192.0.0.0/24", "IETF protocol assignment"),
-    ("192.0.2.0/24", "documentation address"),
-    ("192.88.99.0/24", "6to4 relay anycast"),
-    ("192.168.0.0/16", "private network"),
-    ("198.18.0.0/15", "benchmarking address"),
-    ("198.51.100.0/24", "documentation address"),
-    ("203.0.113.0/24", "documentation address"),
-    ("240.0.0.0/4", "reserved address"),
-    ("::1/128", "loopback address"),
-    ("::/96", "IPv4-compatible address (deprecated)"),
-    ("::ffff:0:0:0/96", "IPv4-translated address"),
-    ("64:ff9b:1::/48", "local-use NAT64 address"),
-    ("100::/64", "discard-only address"),
-    ("2001::/23", "IETF protocol assignment"),
-    ("2001:db8::/32", "documentation address"),
-    ("3fff::/20", "documentation address"),
-    ("5f00::/16", "SRv6 SID address"),
-    ("fc00::/7", "unique local address (private network)"),
-    ("fe80::/10", "link-local address"),
-    ("fec0::/10", "site-local address (deprecated)"),
-)
-
-_NAT64_WKP = ipaddress.IPv6Network("64:ff9b::/96")
-_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
-_GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
-
-
-def _table(rows: tuple[tuple[str, str], ...]) -> tuple[tuple[IPNetwork, str], ...]:
-    return tuple((ipaddress.ip_network(cidr), reason) for cidr, reason in rows)
-
-
-_HARD = _table(_HARD_FORBIDDEN)
-_SOFT = _table(_SOFT_FORBIDDEN)
+_ACCEPT = "application/did+json, application/json;q=0.9"
 
 
 # --- DID -> URL -----------------------------------------------------------------------------
@@ -188,19 +129,9 @@ def _invalid(did: str, why: str) -> InvalidDIDError:
 
 def _check_host(did: str, host: str) -> str:
     host = host.lower()
-    if len(host) > _MAX_HOST_LENGTH:
-        raise _invalid(did, "host name too long")
-    labels = host.split(".")
-    if len(labels) < 2:
-        raise _invalid(did, "the host must be a fully qualified domain name")
-    for label in labels:
-        if not label:
-            raise _invalid(did, "empty label in the host name")
-        if not _LABEL_RE.fullmatch(label):
-            raise _invalid(did, "the host name has an invalid label")
-    if not _TLD_RE.fullmatch(labels[-1]):
-        # A numeric last label means an IP address literal (or a numeric spelling of one).
-        raise _invalid(did, "IP address literals are not accepted as did:web hosts")
+    problem = host_name_problem(host)
+    if problem is not None:
+        raise _invalid(did, problem)
     return host
 
 
@@ -243,106 +174,28 @@ def did_web_location(did: str) -> WebLocation:
     return WebLocation(host=host, port=port, path=path)
 
 
-# --- address checks -------------------------------------------------------------------------
+# --- fetch errors -> DID errors ---------------------------------------------------------------
 
 
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if ip in _NAT64_WKP:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    if ip in _SIX_TO_FOUR:
-        return ip.sixtofour
-    return None
-
-
-def _own_reason(ip: IPAddress) -> tuple[str, bool] | None:
-    """Why ``ip`` itself (ignoring embedded addresses) is forbidden, and whether for good."""
-    for net, reason in _HARD:
-        if ip.version == net.version and ip in net:
-            return reason, True
-    for net, reason in _SOFT:
-        if ip.version == net.version and ip in net:
-            return reason, False
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip in _NAT64_WKP or ip in _SIX_TO_FOUR:
-            return None  # judged by the IPv4 address inside
-        if ip not in _GLOBAL_UNICAST_V6:
-            return "reserved address", False
-    if not ip.is_global:  # whatever this Python's registry knows beyond the tables above
-        return "address that is not globally routable", False
-    return None
-
-
-def _canonical(raw: Any) -> IPAddress:
-    ip = ipaddress.ip_address(str(raw))
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped  # the socket would talk IPv4 to it anyway
-    return ip
-
-
-def system_resolve_host(host: str, port: int, *, timeout: float) -> list[str]:
-    """The default ``resolve_host``: ``socket.getaddrinfo`` for TCP, bounded by ``timeout``.
-
-    ``getaddrinfo`` has no timeout of its own, so it runs in a daemon thread that is
-    abandoned (and finishes on its own) if it takes longer than ``timeout``.
-    """
-    box: dict[str, Any] = {}
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            box["infos"] = socket.getaddrinfo(
-                host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_ADDRCONFIG
-            )
-        except BaseException as exc:  # handed to the caller's thread below
-            box["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name="vcgate-did-web-dns", daemon=True).start()
-    if not done.wait(timeout):
-        raise TimeoutError(f"name lookup took longer than {timeout}s")
-    if "error" in box:
-        raise box["error"]
-    return [info[4][0] for info in box["infos"]]
-
-
-# --- transport ------------------------------------------------------------------------------
-
-
-class _PinnedHTTPSAdapter(HTTPAdapter):
-    """Sends to the address in the URL, with TLS SNI and certificate checks for the Host name.
-
-    ``WebMethod`` puts the checked IP in the URL and the DID's host name in the ``Host``
-    header; this adapter makes urllib3 use that name as ``server_hostname`` (SNI, and the
-    name the certificate is verified against). Requests without a Host header are refused,
-    so nothing unpinned goes through it.
-    """
-
-    def build_connection_pool_key_attributes(
-        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-        authority = request.headers.get("Host")
-        if not authority or host_params.get("scheme") != "https":
-            raise ValueError("vcgate's did:web adapter only sends pinned https requests")
-        name = re.sub(r":[0-9]+\Z", "", authority)
-        pool_kwargs["server_hostname"] = name
-        # A name in assert_hostname would switch urllib3 to its own matcher; keep OpenSSL's.
-        pool_kwargs.pop("assert_hostname", None)
-        return host_params, pool_kwargs
-
-
-def _connect_failed(exc: requests.RequestException) -> bool:
-    """True when no TCP connection was made, so trying another checked address is safe."""
-    if isinstance(exc, requests.exceptions.SSLError):
-        return False
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.ConnectionError) and exc.args:
-        reason = getattr(exc.args[0], "reason", None)
-        return isinstance(reason, urllib3.exceptions.NewConnectionError)
-    return False
+def _did_error(exc: FetchError, location: WebLocation | None = None) -> DIDError:
+    """The did:web error (and code) for a failed fetch; messages come from the fetcher."""
+    host = exc.host
+    if isinstance(exc, AddressForbiddenError):
+        return ForbiddenAddressError(exc.message)
+    if isinstance(exc, HostNotFoundError):
+        return DIDNotFoundError(exc.message)
+    if isinstance(exc, RedirectRefusedError):
+        return DIDResolutionError(
+            f"the did:web host {host!r} answered with a redirect (HTTP {exc.status}); "
+            "vcgate does not follow redirects for did:web"
+        )
+    if isinstance(exc, HTTPStatusError) and exc.status in (404, 410):
+        path = location.path if location is not None else "the expected path"
+        return DIDNotFoundError(f"the did:web host {host!r} has no document at {path} (HTTP {exc.status})")
+    if isinstance(exc, BodyTooLargeError):
+        return DIDDocumentInvalidError(exc.message)
+    # Lookup failures, connect, TLS, timeouts, other statuses, unrequested compression.
+    return DIDResolutionError(exc.message)
 
 
 # --- JSON -----------------------------------------------------------------------------------
@@ -380,6 +233,8 @@ class WebMethod:
     * ``verify``: ``True`` (requests' CA bundle, from certifi) or the path of a CA bundle file
       or directory. ``False`` is refused: without certificate verification a did:web document
       proves nothing.
+
+    The transport is a :class:`vcgate.fetch.SafeFetcher` built from these settings.
     """
 
     name = "web"
@@ -396,48 +251,37 @@ class WebMethod:
         allow_networks: Sequence[str] = (),
         verify: Literal[True] | str = True,
     ) -> None:
-        if not timeout > 0:
-            raise ValueError("timeout must be positive")
-        if max_bytes < 1:
-            raise ValueError("max_bytes must be positive")
         if max_depth < 1:
             raise ValueError("max_depth must be positive")
-        if verify is not True and not (isinstance(verify, str) and verify):
-            raise ValueError("verify must be True or the path of a CA bundle; did:web needs verified TLS")
-        if isinstance(verify, str) and not os.path.exists(verify):
-            raise ValueError(f"the CA bundle {verify!r} does not exist")
-        if isinstance(allow_networks, str):
-            raise TypeError("allow_networks is a sequence of CIDR strings, not one string")
-        self._timeout = float(timeout)
-        self._max_bytes = int(max_bytes)
         self._max_depth = int(max_depth)
-        self._verify: bool | str = verify
-        self._allow: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(n, strict=True) for n in allow_networks)
-        self._resolve_host = resolve_host
-        self._owns_session = session is None
-        self._session = session if session is not None else requests.Session()
-        # Environment proxies would carry the request around the pinned address, and .netrc
-        # would hand credentials to whatever host a DID names.
-        self._session.trust_env = False
-        self._session.mount("https://", _PinnedHTTPSAdapter(max_retries=0))
-        self._session.mount("http://", _PinnedHTTPSAdapter(max_retries=0))  # refuses: https only
+        self._fetcher = SafeFetcher(
+            timeout=timeout,
+            max_bytes=max_bytes,
+            session=session,
+            resolve_host=resolve_host,
+            allow_networks=allow_networks,
+            verify=verify,
+            accept=_ACCEPT,
+            user_agent=_USER_AGENT,
+            label="did:web host",
+            document="did:web document",
+        )
 
     @property
     def timeout(self) -> float:
-        return self._timeout
+        return self._fetcher.timeout
 
     @property
     def max_bytes(self) -> int:
-        return self._max_bytes
+        return self._fetcher.max_bytes
 
     @property
     def allow_networks(self) -> tuple[IPNetwork, ...]:
-        return self._allow
+        return self._fetcher.allow_networks
 
     def close(self) -> None:
         """Close the session if ``WebMethod`` created it."""
-        if self._owns_session:
-            self._session.close()
+        self._fetcher.close()
 
     def __enter__(self) -> WebMethod:
         return self
@@ -456,9 +300,10 @@ class WebMethod:
         ``DIDResolutionError`` (anything else: TLS, timeouts, redirects, other statuses).
         """
         location = did_web_location(did)
-        deadline = time.monotonic() + self._timeout
-        addresses = self.checked_addresses(location.host, location.port)
-        body = self._fetch(location, addresses, deadline)
+        try:
+            body = self._fetcher.get(location.host, location.port, location.path)
+        except FetchError as exc:
+            raise _did_error(exc, location) from exc
         return _parse_document(body, max_depth=self._max_depth)
 
     def checked_addresses(self, host: str, port: int) -> list[IPAddress]:
@@ -467,147 +312,6 @@ class WebMethod:
         Raises ``ForbiddenAddressError`` if any address is forbidden.
         """
         try:
-            if self._resolve_host is None:
-                raw = system_resolve_host(host, port, timeout=self._timeout)
-            else:
-                raw = list(self._resolve_host(host, port))
-        except socket.gaierror as exc:
-            if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
-                raise DIDNotFoundError(f"the did:web host {host!r} does not exist") from exc
-            raise DIDResolutionError(f"the did:web host {host!r} could not be looked up") from exc
-        except TimeoutError as exc:
-            raise DIDResolutionError(f"looking up the did:web host {host!r} timed out") from exc
-        except Exception as exc:  # an injected resolver's failure is still a lookup failure
-            raise DIDResolutionError(f"the did:web host {host!r} could not be looked up") from exc
-        addresses: list[IPAddress] = []
-        for item in raw:
-            try:
-                ip = _canonical(item)
-            except ValueError as exc:
-                raise DIDResolutionError(f"the lookup of {host!r} returned an unusable address") from exc
-            if ip not in addresses:
-                addresses.append(ip)
-        if not addresses:
-            raise DIDResolutionError(f"the did:web host {host!r} has no address")
-        for ip in addresses:
-            self._check_address(host, ip)
-        return addresses
-
-    def _allowed(self, ip: IPAddress) -> bool:
-        return any(ip.version == net.version and ip in net for net in self._allow)
-
-    def _check_address(self, host: str, ip: IPAddress) -> None:
-        views: list[IPAddress] = [ip]
-        if isinstance(ip, ipaddress.IPv6Address):
-            if ip.scope_id:
-                # Scoped (zone) addresses only exist on a local link.
-                raise ForbiddenAddressError(
-                    f"the did:web host {host!r} resolves to a forbidden address (scoped IPv6 address); "
-                    "vcgate does not connect to it"
-                )
-            inner = _embedded_ipv4(ip)
-            if inner is not None:
-                views.append(inner)
-        for view in views:
-            verdict = _own_reason(view)
-            if verdict is None:
-                continue
-            reason, hard = verdict
-            if hard or not self._allowed(view):
-                # The address itself stays out of the message: it maps the operator's network.
-                raise ForbiddenAddressError(
-                    f"the did:web host {host!r} resolves to a forbidden address ({reason}); "
-                    "vcgate does not connect to it"
-                )
-
-    # -- HTTP ------------------------------------------------------------------------------
-
-    def _remaining(self, host: str, deadline: float) -> float:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise DIDResolutionError(f"fetching the did:web document from {host!r} timed out")
-        return min(left, self._timeout)
-
-    def _send(self, location: WebLocation, ip: IPAddress, deadline: float) -> requests.Response:
-        literal = f"[{ip}]" if ip.version == 6 else str(ip)
-        request = requests.Request(
-            "GET",
-            f"https://{literal}:{location.port}{location.path}",
-            headers={
-                "Host": location.authority,
-                "Accept": "application/did+json, application/json;q=0.9",
-                "Accept-Encoding": "identity",
-                "User-Agent": _USER_AGENT,
-            },
-        ).prepare()
-        left = self._remaining(location.host, deadline)
-        return self._session.send(
-            request,
-            stream=True,
-            timeout=(left, left),
-            verify=self._verify,
-            cert=None,
-            proxies={},
-            allow_redirects=False,
-        )
-
-    def _fetch(self, location: WebLocation, addresses: list[IPAddress], deadline: float) -> bytes:
-        host = location.host
-        response: requests.Response | None = None
-        last: Exception | None = None
-        try:
-            for ip in addresses[:_MAX_CONNECT_ATTEMPTS]:
-                try:
-                    response = self._send(location, ip, deadline)
-                    break
-                except requests.RequestException as exc:
-                    if not _connect_failed(exc):
-                        raise
-                    last = exc
-            if response is None:
-                raise DIDResolutionError(f"could not connect to the did:web host {host!r}") from last
-            with response:
-                return self._read_body(location, response, deadline)
-        except DIDError:
-            raise
-        except requests.exceptions.SSLError as exc:
-            raise DIDResolutionError(
-                f"TLS with the did:web host {host!r} failed (handshake or certificate verification)"
-            ) from exc
-        except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as exc:
-            raise DIDResolutionError(f"fetching the did:web document from {host!r} timed out") from exc
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-            raise DIDResolutionError(
-                f"fetching the did:web document from {host!r} failed ({type(exc).__name__})"
-            ) from exc
-
-    def _read_body(self, location: WebLocation, response: requests.Response, deadline: float) -> bytes:
-        host = location.host
-        status = response.status_code
-        if 300 <= status < 400:
-            raise DIDResolutionError(
-                f"the did:web host {host!r} answered with a redirect (HTTP {status}); "
-                "vcgate does not follow redirects for did:web"
-            )
-        if status in (404, 410):
-            raise DIDNotFoundError(f"the did:web host {host!r} has no document at {location.path} (HTTP {status})")
-        if status != 200:
-            raise DIDResolutionError(f"the did:web host {host!r} answered HTTP {status}")
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            raise DIDResolutionError(f"the did:web host {host!r} sent a compressed body, which vcgate did not ask for")
-        declared = response.headers.get("Content-Length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > self._max_bytes:
-            raise DIDDocumentInvalidError(f"the did:web document is larger than {self._max_bytes} bytes")
-        raw = response.raw
-        body = bytearray()
-        while True:
-            self._remaining(host, deadline)
-            # read1: at most one socket read, so a trickling server meets the deadline check.
-            chunk = raw.read1(min(_READ_CHUNK, self._max_bytes + 1 - len(body)), decode_content=False)
-            if not chunk:
-                break
-            body += chunk
-            if len(body) > self._max_bytes:
-                raise DIDDocumentInvalidError(f"the did:web document is larger than {self._max_bytes} bytes")
-        return bytes(body)
+            return self._fetcher.checked_addresses(host, port)
+        except FetchError as exc:
+            raise _did_error(exc) from exc

@@ -1,0 +1,5 @@
+"""``python -m vcgate``: the same as the ``vcgate`` command."""
+
+from vcgate.cli import main
+
+main()

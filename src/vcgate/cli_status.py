@@ -1,0 +1,447 @@
+"""Credential status from the CLI: ``revoke``, ``unrevoke``, ``status``, ``status-list``, and the
+status entries ``vcgate issue --status onchain|bitstring`` embeds.
+
+Two kinds of status, chosen per credential at issue time:
+
+* ``onchain`` -- an ``EthrRevocationRegistry2022`` entry in an ERC-5539 registry; revoking is a
+  transaction signed by the namespace's Ethereum key (``--eth-key``). Needs the chain extra.
+* ``bitstring`` -- a ``BitstringStatusListEntry`` in a W3C Bitstring Status List the issuer
+  keeps in a local state file (``--status-list``) and publishes as a signed list credential at
+  the list's URL; revoking flips the bit and re-signs (``--key``, ``--publish FILE``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli import (
+    DURATION,
+    EXISTING_FILE,
+    cli,
+    echo_json,
+    info,
+    load_key,
+    make_resolver,
+    read_one_token,
+    signing_kid,
+)
+from .cli_chain import (
+    ETH_KEY_ENV,
+    REGISTRY_ENV,
+    RPC_ENV,
+    chain_module,
+    connect_rpc,
+    eth_signer,
+)
+from .credentials.jws import parse_jws
+from .credentials.jwt import DEFAULT_CONTEXTS, read_credential
+from .errors import ChainError, RevokedError, UnsupportedKeyError
+from .keys import ALGORITHMS, PrivateKey, PublicKey, read_key_header
+
+__all__ = ["onchain_status_entry", "bitstring_status_entry", "revocation_list_id"]
+
+STATUS_LIST_ENV = "VCGATE_STATUS_LIST"
+ONCHAIN_TYPE = "EthrRevocationRegistry2022"
+BITSTRING_TYPES = ("BitstringStatusListEntry", "StatusList2021Entry")
+
+
+# --- building entries (vcgate issue --status ...) -------------------------------------------------
+
+
+def revocation_list_id(value: str) -> bytes:
+    """``--revocation-list``: ``0x`` + 64 hex digits, or a name hashed with keccak-256.
+
+    Names keep lists readable (``--revocation-list agents-2026``); the chain only ever sees
+    the 32-byte hash, as ERC-5539 stores it.
+    """
+    if value.startswith("0x"):
+        try:
+            raw = bytes.fromhex(value[2:])
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise click.BadParameter(
+                "a list id is 0x followed by 64 hex digits (or give a name)", param_hint="--revocation-list"
+            )
+        return raw
+    if not value or len(value) > 200:
+        raise click.BadParameter("a list name must have 1 to 200 characters", param_hint="--revocation-list")
+    chain_module()  # a clear error without the chain extra
+    from eth_utils import keccak
+
+    return bytes(keccak(text=value))
+
+
+def eth_address_of_key_file(path: Path) -> str:
+    """The Ethereum address of an ES256K key file, from its public part (no passphrase)."""
+    public = PublicKey.from_jwk(read_key_header(path)["public_jwk"])
+    if public.alg != "ES256K":
+        raise UnsupportedKeyError(f"{path} is an {public.alg} key; an Ethereum account needs ES256K")
+    return chain_module().eth_address(public)
+
+
+def onchain_status_entry(
+    *, rpc: str | None, registry: str | None, eth_key: Path | None, issuer_key: PrivateKey, revocation_list: str
+) -> dict[str, Any]:
+    """The ``EthrRevocationRegistry2022`` entry for a new credential.
+
+    The namespace is the Ethereum address of --eth-key, or of the issuer's own key when that
+    is ES256K; the revocation key is 32 random bytes, so the chain reveals nothing about the
+    credential.
+    """
+    if rpc is None:
+        raise click.BadParameter(f"--status onchain needs --rpc (or {RPC_ENV})", param_hint="--rpc")
+    if registry is None:
+        raise click.BadParameter(f"--status onchain needs --registry (or {REGISTRY_ENV})", param_hint="--registry")
+    if eth_key is not None:
+        namespace = eth_address_of_key_file(eth_key)
+    elif issuer_key.alg == "ES256K":
+        namespace = chain_module().eth_address(issuer_key.public_key)
+    else:
+        raise click.BadParameter(
+            f"an {issuer_key.alg} issuer key has no Ethereum address: give --eth-key (or {ETH_KEY_ENV})",
+            param_hint="--eth-key",
+        )
+    list_id = revocation_list_id(revocation_list)
+    chain = connect_rpc(rpc)
+    client = chain_module().RegistryClient(chain, registry)
+    if not chain.code_at(client.address):
+        raise chain_module().RegistryNotFoundError(f"no contract at {client.address} on chain {chain.chain_id()}")
+    from .status.registry import status_entry
+
+    return status_entry(client.address, chain.chain_id(), namespace, list_id, secrets.token_bytes(32))
+
+
+def bitstring_status_entry(state: Path | None) -> dict[str, Any]:
+    """Allocate a random index in the status list kept in ``state``; return its entry."""
+    from .status.bitstring import StatusList
+
+    if state is None:
+        raise click.BadParameter(
+            f"--status bitstring needs --status-list STATE (or {STATUS_LIST_ENV})", param_hint="--status-list"
+        )
+    with StatusList.edit(state) as lst:
+        index = lst.allocate()
+        return lst.entry(index)
+
+
+# --- reading a credential's entries --------------------------------------------------------------
+
+
+def _status_entries(token: str) -> list[dict[str, Any]]:
+    """A credential's status entries, read but not verified (the list or the chain is the judge)."""
+    claims = read_credential(parse_jws(token, algorithms=ALGORITHMS), contexts=DEFAULT_CONTEXTS)
+    if not claims.status:
+        raise click.UsageError("the credential has no credentialStatus")
+    return [dict(e) for e in claims.status]
+
+
+# --- revoke / unrevoke ---------------------------------------------------------------------------
+
+
+def _publish(lst: Any, key_file: Path | None, publish: Path | None, valid_for: int | None) -> str:
+    """Re-sign the list credential and write it where it is served from."""
+    if key_file is None or publish is None:
+        raise click.BadParameter(
+            "a bitstring list is re-signed after a change: give --key ISSUER_KEY and --publish FILE",
+            param_hint="--key/--publish",
+        )
+    loaded = load_key(key_file)
+    kid = signing_kid(loaded.did, loaded.key.public_key, "assertionMethod", make_resolver("local"))
+    now = float(int(time.time()))
+    token = lst.to_credential(
+        loaded.key, issuer=loaded.did, kid=kid, valid_from=now, valid_until=None if valid_for is None else now + valid_for
+    )
+    publish.write_text(token + "\n")
+    return token
+
+
+def _change_bitstring(
+    value: bool, entries: list[dict[str, Any]], state: Path | None, key_file: Path | None,
+    publish: Path | None, valid_for: int | None,
+) -> list[dict[str, Any]]:
+    from .status.bitstring import StatusList, parse_entry
+
+    if state is None:
+        raise click.BadParameter(f"give the list's state file: --status-list (or {STATUS_LIST_ENV})", param_hint="--status-list")
+    results = []
+    with StatusList.edit(state) as lst:
+        for raw in entries:
+            entry = parse_entry(raw)
+            if entry.list_url != lst.url:
+                raise click.BadParameter(
+                    f"the credential's list is {entry.list_url}, the state file is for {lst.url}", param_hint="--status-list"
+                )
+            if value:
+                lst.set(entry.index)
+            else:
+                lst.clear(entry.index)
+            results.append({"list": lst.url, "purpose": lst.purpose, "index": entry.index})
+        _publish(lst, key_file, publish, valid_for)
+    return results
+
+
+def _change_onchain(
+    value: bool, entries: list[dict[str, Any]], rpc: str | None, eth_key: Path | None
+) -> list[dict[str, Any]]:
+    from .status.registry import parse_status_entry
+
+    if rpc is None or eth_key is None:
+        raise click.BadParameter(
+            f"an on-chain status needs --rpc and --eth-key (or {RPC_ENV}, {ETH_KEY_ENV})", param_hint="--rpc/--eth-key"
+        )
+    chain = connect_rpc(rpc)
+    _key, account = eth_signer(eth_key)
+    results = []
+    for raw in entries:
+        entry = parse_status_entry(raw)
+        if entry.chain_id != chain.chain_id():
+            raise ChainError(f"the credential's registry is on chain {entry.chain_id}; --rpc is chain {chain.chain_id()}")
+        tx = chain_module().RegistryClient(chain, entry.registry).change_status(
+            account,
+            revoked=value,
+            namespace=entry.namespace,
+            revocation_list=entry.revocation_list,
+            revocation_key=entry.revocation_key,
+        )
+        results.append(
+            {"registry": entry.registry, "namespace": entry.namespace, "revocationList": "0x" + entry.revocation_list.hex(),
+             "revocationKey": "0x" + entry.revocation_key.hex(), "tx": tx.tx_hash, "block": tx.block_number}
+        )
+    return results
+
+
+def _change(value: bool, opts: dict[str, Any]) -> None:
+    credential, list_name = opts["credential"], opts["list_name"]
+    if (credential is None) == (list_name is None):
+        raise click.UsageError("give a CREDENTIAL, or --list for a whole on-chain revocation list")
+    if credential is not None:
+        entries = _status_entries(read_one_token(credential, "credential", "CREDENTIAL"))
+        onchain = [e for e in entries if e.get("type") == ONCHAIN_TYPE]
+        bitstring = [e for e in entries if e.get("type") in BITSTRING_TYPES]
+        if not onchain and not bitstring:
+            raise click.UsageError("the credential has no status entry vcgate can change")
+        results = []
+        if onchain:
+            results += _change_onchain(value, onchain, opts["rpc"], opts["eth_key"])
+        if bitstring:
+            results += _change_bitstring(
+                value, bitstring, opts["status_list"], opts["key_file"], opts["publish"], opts["valid_for"]
+            )
+    else:
+        registry = opts["registry"]
+        if opts["rpc"] is None or opts["eth_key"] is None or registry is None:
+            raise click.BadParameter(
+                f"--list needs --rpc, --eth-key and --registry (or {RPC_ENV}, {ETH_KEY_ENV}, {REGISTRY_ENV})",
+                param_hint="--list",
+            )
+        chain = connect_rpc(opts["rpc"])
+        _key, account = eth_signer(opts["eth_key"])
+        lst = revocation_list_id(list_name)
+        tx = chain_module().RegistryClient(chain, registry).change_list_status(
+            account, revoked=value, revocation_list=lst, namespace=opts["namespace"]
+        )
+        results = [{"registry": registry, "namespace": opts["namespace"] or account.address,
+                    "revocationList": "0x" + lst.hex(), "tx": tx.tx_hash, "block": tx.block_number}]
+    word = "revoked" if value else "reinstated"
+    if opts["as_json"]:
+        echo_json({"status": word, "changes": results})
+        return
+    for r in results:
+        if "index" in r:
+            click.echo(f"{word} index {r['index']} of {r['list']} ({r['purpose']}); published {opts['publish']}")
+        elif "revocationKey" in r:
+            click.echo(f"{word} key {r['revocationKey'][:18]}... in block {r['block']} (tx {r['tx']})")
+        else:
+            click.echo(f"{word} list {r['revocationList'][:18]}... in block {r['block']} (tx {r['tx']})")
+
+
+def _change_options(fn: Any) -> Any:
+    options = [
+        click.argument("credential", required=False, metavar="[CREDENTIAL]"),
+        click.option("--list", "list_name", metavar="NAME|0xHEX", default=None,
+                     help="On-chain: change a whole revocation list instead of one credential."),
+        click.option("--namespace", metavar="ADDR", default=None,
+                     help="On-chain, with --list: the list's namespace [default: the --eth-key address]."),
+        click.option("--registry", envvar=REGISTRY_ENV, default=None, metavar="ADDR",
+                     help=f"On-chain, with --list: the registry [env {REGISTRY_ENV}]."),
+        click.option("--rpc", envvar=RPC_ENV, default=None, metavar="URL", help=f"On-chain: JSON-RPC URL [env {RPC_ENV}]."),
+        click.option("--eth-key", envvar=ETH_KEY_ENV, default=None, type=EXISTING_FILE, metavar="FILE",
+                     help=f"On-chain: ES256K key file of the list's owner or a delegate [env {ETH_KEY_ENV}]."),
+        click.option("--status-list", envvar=STATUS_LIST_ENV, default=None, type=EXISTING_FILE, metavar="STATE",
+                     help=f"Bitstring: the list's state file [env {STATUS_LIST_ENV}]."),
+        click.option("--key", "key_file", default=None, type=EXISTING_FILE, metavar="FILE",
+                     help="Bitstring: the issuer key that re-signs the list credential."),
+        click.option("--publish", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+                     help="Bitstring: where to write the re-signed list credential (serve it at the list URL)."),
+        click.option("--valid-for", type=DURATION, default=None,
+                     help="Bitstring: validity of the re-signed list credential [default: no expiry]."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@cli.command("revoke")
+@_change_options
+def revoke(**opts: Any) -> None:
+    """Revoke a credential -- on chain or in its bitstring status list.
+
+    CREDENTIAL is a file, '-' or the JWT itself; its credentialStatus says where its status
+    lives. On chain (EthrRevocationRegistry2022): sends changeStatus signed by --eth-key (the
+    list's owner or a delegate) and waits for the receipt; gateways' mirrors see it within a
+    poll interval and a block. Bitstring: sets the credential's bit in --status-list, re-signs
+    the list with --key and writes it to --publish (on a suspension list this suspends).
+
+    \b
+    Examples:
+      vcgate revoke --rpc http://127.0.0.1:8545 --eth-key issuer-eth.key cred.jwt
+      vcgate revoke --list agents-2026 --registry "$VCGATE_REGISTRY"
+      vcgate revoke --status-list status-1.json --key issuer.key --publish www/status/1 cred.jwt
+    """
+    _change(True, opts)
+
+
+@cli.command("unrevoke")
+@_change_options
+def unrevoke(**opts: Any) -> None:
+    """Reinstate a revoked (or suspended) credential, or a whole on-chain list.
+
+    \b
+    Examples:
+      vcgate unrevoke --rpc http://127.0.0.1:8545 --eth-key issuer-eth.key cred.jwt
+      vcgate unrevoke --list agents-2026 --registry "$VCGATE_REGISTRY"
+      vcgate unrevoke --status-list status-1.json --key issuer.key --publish www/status/1 cred.jwt
+    """
+    _change(False, opts)
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+@cli.command("status")
+@click.argument("credential", metavar="CREDENTIAL")
+@click.option("--rpc", envvar=RPC_ENV, default=None, metavar="URL", help=f"JSON-RPC URL for on-chain entries [env {RPC_ENV}].")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def status(credential: str, rpc: str | None, as_json: bool) -> None:
+    """Print a credential's on-chain revocation state as the chain reads now.
+
+    Exit 0: in force. Exit 1: revoked ('error: revoked: ...'). The credential's signature is
+    not checked here (use 'vcgate verify --rpc'); bitstring lists are checked by 'vcgate verify'.
+
+    \b
+    Examples:
+      vcgate status --rpc http://127.0.0.1:8545 cred.jwt
+    """
+    from .status.registry import DirectRegistryStatus
+
+    entries = [e for e in _status_entries(read_one_token(credential, "credential", "CREDENTIAL")) if e.get("type") == ONCHAIN_TYPE]
+    if not entries:
+        raise click.UsageError(f"the credential has no {ONCHAIN_TYPE} status entry")
+    if rpc is None:
+        raise click.BadParameter(f"give --rpc (or {RPC_ENV})", param_hint="--rpc")
+    checker = DirectRegistryStatus(connect_rpc(rpc))
+    states = [checker.read(e) for e in entries]
+    rows = [
+        {"registry": s.entry.registry, "chainId": s.entry.chain_id, "namespace": s.entry.namespace,
+         "revocationList": "0x" + s.entry.revocation_list.hex(), "revocationKey": "0x" + s.entry.revocation_key.hex(),
+         "block": s.block_number, "revoked": s.revoked, "listRevoked": s.list_revoked,
+         "state": "revoked" if s.revoked else "active"}
+        for s in states
+    ]
+    if as_json:
+        echo_json(rows if len(rows) > 1 else rows[0])
+    else:
+        for r in rows:
+            why = " (whole list)" if r["listRevoked"] else ""
+            click.echo(f"{r['state']}{why} at block {r['block']}: registry {r['registry']} list {r['revocationList'][:18]}...")
+    if any(s.revoked for s in states):
+        if as_json:
+            click.get_current_context().exit(1)
+        raise RevokedError()
+
+
+# --- status-list ----------------------------------------------------------------------------------
+
+
+@cli.group("status-list")
+def status_list_group() -> None:
+    """W3C Bitstring Status Lists kept by an issuer (off-chain revocation or suspension)."""
+
+
+@status_list_group.command("create")
+@click.option("--url", required=True, metavar="URL", help="https URL the list credential will be published at.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="STATE",
+              help="The state file to create (allocated indices and bits).")
+@click.option("--purpose", type=click.Choice(["revocation", "suspension"]), default="revocation", help="statusPurpose.")
+@click.option("--length", type=int, default=131072, help="Entries (at least 131072, a multiple of 8).")
+@click.option("--force", is_flag=True, help="Overwrite an existing state file.")
+def status_list_create(url: str, out: Path, purpose: str, length: int, force: bool) -> None:
+    """Create an empty status list state file.
+
+    \b
+    Examples:
+      vcgate status-list create --url https://issuer.example/status/1 --out status-1.json
+    """
+    from .status.bitstring import StatusList
+
+    if out.exists() and not force:
+        raise click.BadParameter(f"{out} exists; pass --force to replace it", param_hint="--out")
+    try:
+        lst = StatusList.create(url, purpose=purpose, length=length)
+    except (ValueError, TypeError) as exc:
+        raise click.BadParameter(str(exc)) from None
+    lst.save(out)
+    info(f"wrote {out}: {lst.length} entries, {purpose}, published at {url}")
+
+
+@status_list_group.command("publish")
+@click.option("--status-list", envvar=STATUS_LIST_ENV, required=True, type=EXISTING_FILE, metavar="STATE",
+              help=f"The list's state file [env {STATUS_LIST_ENV}].")
+@click.option("--key", "key_file", required=True, type=EXISTING_FILE, metavar="FILE", help="The issuer key that signs the list.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Write the list credential here [default: stdout].")
+@click.option("--valid-for", type=DURATION, default=None, help="Validity of the list credential [default: no expiry].")
+def status_list_publish(status_list: Path, key_file: Path, out: Path | None, valid_for: int | None) -> None:
+    """Sign the current list as a BitstringStatusListCredential (vc+jwt) to serve at its URL.
+
+    \b
+    Examples:
+      vcgate status-list publish --status-list status-1.json --key issuer.key --out www/status/1
+    """
+    from .status.bitstring import StatusList
+
+    lst = StatusList.load(status_list)
+    if out is not None:
+        _publish(lst, key_file, out, valid_for)
+        info(f"wrote {out}; serve it at {lst.url}")
+        return
+    loaded = load_key(key_file)
+    kid = signing_kid(loaded.did, loaded.key.public_key, "assertionMethod", make_resolver("local"))
+    now = float(int(time.time()))
+    click.echo(lst.to_credential(loaded.key, issuer=loaded.did, kid=kid, valid_from=now,
+                                 valid_until=None if valid_for is None else now + valid_for))
+
+
+@status_list_group.command("show")
+@click.argument("state", type=EXISTING_FILE)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def status_list_show(state: Path, as_json: bool) -> None:
+    """Print a status list's URL, purpose, size and how many entries are allocated and set."""
+    from .status.bitstring import StatusList
+
+    lst = StatusList.load(state)
+    summary = {"url": lst.url, "purpose": lst.purpose, "length": lst.length,
+               "allocated": lst.allocated_count, "free": lst.free_count, "set": sum(bin(b).count("1") for b in lst.bits)}
+    if as_json:
+        echo_json(summary)
+    else:
+        for k, v in summary.items():
+            click.echo(f"{k:>10}: {v}")
+
