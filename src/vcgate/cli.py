@@ -565,13 +565,22 @@ def _credential_rows(s: Mapping[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
+# Why an entry type went unchecked, by type: the hint names the option that checks it.
+_UNCHECKED_HINTS = {
+    "EthrRevocationRegistry2022": " (pass --rpc for on-chain status)",
+    "BitstringStatusListEntry": " (status lists are not fetched with --no-status-lists)",
+    "StatusList2021Entry": " (status lists are not fetched with --no-status-lists)",
+}
+
+
 def _warn_unchecked_status(credentials: Sequence[VerifiedCredential], checked: Sequence[str] = ()) -> None:
     for vc in credentials:
         for entry in vc.status:
-            if entry.get("type") not in checked:
+            type_ = entry.get("type")
+            if type_ not in checked:
                 warn(
-                    f"credential {vc.id or '(no id)'}: credentialStatus {str(entry.get('type'))[:60]} was not checked"
-                    + ("" if checked else " (pass --rpc for on-chain status)")
+                    f"credential {vc.id or '(no id)'}: credentialStatus {str(type_)[:60]} was not checked"
+                    + _UNCHECKED_HINTS.get(type_ if isinstance(type_, str) else "", " (vcgate cannot check this type)")
                 )
 
 
@@ -878,6 +887,25 @@ def did_resolve(did_value: str, compact: bool, resolver: str) -> None:
 # --- issue ----------------------------------------------------------------------------------------
 
 
+_STATUS_OPTIONS = {"status_list": "--status-list", "rpc": "--rpc", "registry": "--registry",
+                   "eth_key": "--eth-key", "revocation_list": "--revocation-list"}
+
+
+def _check_status_options(method: str | None) -> None:
+    """Refuse status options typed without --status: the credential would silently get none
+    (and could never be revoked). Values from the environment are ambient and stay allowed."""
+    if method is not None:
+        return
+    ctx = click.get_current_context()
+    given = [flag for name, flag in _STATUS_OPTIONS.items()
+             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)} without --status: add --status bitstring or --status onchain "
+            "(without --status the credential has no credentialStatus and cannot be revoked)"
+        )
+
+
 def _check_uri(value: str | None) -> None:
     if value is not None and (":" not in value or any(c.isspace() for c in value)):
         raise click.BadParameter(f"{value[:80]!r} is not a URI (e.g. urn:uuid:...)", param_hint="--id")
@@ -969,9 +997,12 @@ def issue(
           --format vc-jwt11 --valid-from 2026-01-01T00:00:00Z --valid-for 12h
       vcgate issue --key issuer.key --subject "$AGENT" --type ModelAccessCredential \\
           --status onchain --rpc http://127.0.0.1:8545 --registry 0x5FbD... --eth-key issuer-eth.key
+      vcgate issue --key issuer.key --subject "$AGENT" --type ModelAccessCredential \\
+          --status bitstring --status-list status-1.json --valid-for 30d > cred.jwt
     """
     if any(not t.strip() for t in types):
         raise click.BadParameter("a type must not be empty", param_hint="--type")
+    _check_status_options(status_method)
     _check_uri(credential_id)
     subject_claims = read_claims(claims)
     if "id" in subject_claims:
@@ -982,6 +1013,14 @@ def issue(
         raise click.BadParameter("--valid-from plus --valid-for goes past the year 9999", param_hint="--valid-for")
     loaded = load_key(key_file)
     issuer_did = issuer if issuer is not None else loaded.did
+    if status_method == "bitstring" and issuer_did != loaded.did:
+        # 'status-list publish' and 'revoke' sign the list as the key file's DID, and verifiers
+        # require the list's issuer to be the credential's: such a credential could never verify.
+        raise click.BadParameter(
+            f"--status bitstring: the status list is signed as the key's DID ({loaded.did[:60]}...), so the "
+            "credential's issuer must be that DID too; leave out --issuer",
+            param_hint="--issuer",
+        )
     kid = signing_kid(issuer_did, loaded.key.public_key, "assertionMethod", make_resolver(resolver))
     cid = credential_id or f"urn:uuid:{uuid.uuid4()}"
     token = issue_credential(
@@ -1117,6 +1156,8 @@ def verify(
       vcgate present ... | vcgate verify --aud https://api.example.com --nonce "$NONCE" -
       vcgate verify --json --resolver local vp.jwt | jq .holder
       vcgate verify --rpc http://127.0.0.1:8545 cred.jwt
+      vcgate verify --allow-network 10.0.0.0/8 --ca-bundle internal-ca.pem cred.jwt
+      vcgate verify --no-status-lists cred.jwt
     """
     if source is None:
         if stdin_is_interactive():

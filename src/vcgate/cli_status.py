@@ -144,13 +144,18 @@ def _status_entries(token: str) -> list[dict[str, Any]]:
 # --- revoke / unrevoke ---------------------------------------------------------------------------
 
 
-def _publish(lst: Any, key_file: Path | None, publish: Path | None, valid_for: int | None) -> str:
-    """Re-sign the list credential and write it where it is served from."""
+def _need_publish_target(key_file: Path | None, publish: Path | None) -> None:
     if key_file is None or publish is None:
         raise click.BadParameter(
             "a bitstring list is re-signed after a change: give --key ISSUER_KEY and --publish FILE",
             param_hint="--key/--publish",
         )
+
+
+def _publish(lst: Any, key_file: Path | None, publish: Path | None, valid_for: int | None) -> str:
+    """Re-sign the list credential and write it where it is served from."""
+    _need_publish_target(key_file, publish)
+    assert key_file is not None and publish is not None
     loaded = load_key(key_file)
     kid = signing_kid(loaded.did, loaded.key.public_key, "assertionMethod", make_resolver("local"))
     now = float(int(time.time()))
@@ -169,6 +174,7 @@ def _change_bitstring(
 
     if state is None:
         raise click.BadParameter(f"give the list's state file: --status-list (or {STATUS_LIST_ENV})", param_hint="--status-list")
+    _need_publish_target(key_file, publish)  # before taking the lock or asking for a passphrase
     results = []
     with StatusList.edit(state) as lst:
         for raw in entries:
@@ -177,10 +183,14 @@ def _change_bitstring(
                 raise click.BadParameter(
                     f"the credential's list is {entry.list_url}, the state file is for {lst.url}", param_hint="--status-list"
                 )
-            if value:
-                lst.set(entry.index)
-            else:
-                lst.clear(entry.index)
+            try:
+                lst.set(entry.index, value)
+            except (ValueError, IndexError) as exc:
+                # Same URL, other state (recreated with --force, a copy from elsewhere): refuse
+                # rather than flip a bit this state never handed out.
+                raise click.BadParameter(
+                    f"{exc}; is {state} the state file this credential was issued from?", param_hint="--status-list"
+                ) from None
             results.append({"list": lst.url, "purpose": lst.purpose, "index": entry.index})
         _publish(lst, key_file, publish, valid_for)
     return results
@@ -341,9 +351,12 @@ def status(credential: str, rpc: str | None, as_json: bool) -> None:
     """
     from .status.registry import DirectRegistryStatus
 
-    entries = [e for e in _status_entries(read_one_token(credential, "credential", "CREDENTIAL")) if e.get("type") == ONCHAIN_TYPE]
+    all_entries = _status_entries(read_one_token(credential, "credential", "CREDENTIAL"))
+    entries = [e for e in all_entries if e.get("type") == ONCHAIN_TYPE]
     if not entries:
-        raise click.UsageError(f"the credential has no {ONCHAIN_TYPE} status entry")
+        hint = "; its status list is checked by 'vcgate verify'" if any(
+            e.get("type") in BITSTRING_TYPES for e in all_entries) else ""
+        raise click.UsageError(f"the credential has no {ONCHAIN_TYPE} status entry{hint}")
     if rpc is None:
         raise click.BadParameter(f"give --rpc (or {RPC_ENV})", param_hint="--rpc")
     checker = DirectRegistryStatus(connect_rpc(rpc))
@@ -372,7 +385,21 @@ def status(credential: str, rpc: str | None, as_json: bool) -> None:
 
 @cli.group("status-list")
 def status_list_group() -> None:
-    """W3C Bitstring Status Lists kept by an issuer (off-chain revocation or suspension)."""
+    """W3C Bitstring Status Lists kept by an issuer (off-chain revocation or suspension).
+
+    The issuer keeps a state file (allocated indices and bits), issues credentials that point
+    at random indices of it, and serves the signed list credential at the list's https URL;
+    'vcgate revoke' / 'unrevoke' flip a bit and re-sign. Verifiers fetch the list ('vcgate
+    verify', the gateway) and cache it for its ttl (60 s by default).
+
+    \b
+    Examples:
+      vcgate status-list create --url https://issuer.example/status/1 --out status-1.json
+      vcgate issue --key issuer.key --subject "$AGENT" --status bitstring --status-list status-1.json > cred.jwt
+      vcgate status-list publish --status-list status-1.json --key issuer.key --out www/status/1
+      vcgate revoke --status-list status-1.json --key issuer.key --publish www/status/1 cred.jwt
+      vcgate status-list show status-1.json
+    """
 
 
 @status_list_group.command("create")
@@ -380,19 +407,26 @@ def status_list_group() -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="STATE",
               help="The state file to create (allocated indices and bits).")
 @click.option("--purpose", type=click.Choice(["revocation", "suspension"]), default="revocation", help="statusPurpose.")
-@click.option("--length", type=int, default=131072, help="Entries (at least 131072, a multiple of 8).")
+@click.option("--length", type=int, default=131072, help="Entries (131072 to 8388608, a multiple of 8).")
 @click.option("--force", is_flag=True, help="Overwrite an existing state file.")
 def status_list_create(url: str, out: Path, purpose: str, length: int, force: bool) -> None:
     """Create an empty status list state file.
 
+    --url is where 'vcgate status-list publish' output must be served: every credential issued
+    from the list names it, so it cannot change later. Keep the state file private and backed
+    up: it is the only record of which indices are taken.
+
     \b
     Examples:
       vcgate status-list create --url https://issuer.example/status/1 --out status-1.json
+      vcgate status-list create --url https://issuer.example/status/s1 --purpose suspension --out susp-1.json
     """
     from .status.bitstring import StatusList
 
     if out.exists() and not force:
         raise click.BadParameter(f"{out} exists; pass --force to replace it", param_hint="--out")
+    if not out.parent.is_dir():
+        raise click.BadParameter(f"directory {out.parent} does not exist", param_hint="--out")
     try:
         lst = StatusList.create(url, purpose=purpose, length=length)
     except (ValueError, TypeError) as exc:
@@ -410,6 +444,10 @@ def status_list_create(url: str, out: Path, purpose: str, length: int, force: bo
 @click.option("--valid-for", type=DURATION, default=None, help="Validity of the list credential [default: no expiry].")
 def status_list_publish(status_list: Path, key_file: Path, out: Path | None, valid_for: int | None) -> None:
     """Sign the current list as a BitstringStatusListCredential (vc+jwt) to serve at its URL.
+
+    Publish once after 'status-list create' (before the first credential is checked);
+    'vcgate revoke --publish' and 'unrevoke --publish' re-sign it after each change. Serve it
+    as application/vc+jwt; the signer must be the key the credentials were issued with.
 
     \b
     Examples:
@@ -433,7 +471,13 @@ def status_list_publish(status_list: Path, key_file: Path, out: Path | None, val
 @click.argument("state", type=EXISTING_FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def status_list_show(state: Path, as_json: bool) -> None:
-    """Print a status list's URL, purpose, size and how many entries are allocated and set."""
+    """Print a status list's URL, purpose, size and how many entries are allocated and set.
+
+    \b
+    Examples:
+      vcgate status-list show status-1.json
+      vcgate status-list show --json status-1.json | jq .free
+    """
     from .status.bitstring import StatusList
 
     lst = StatusList.load(state)
