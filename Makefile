@@ -40,8 +40,9 @@ system-deps:
 test: system-deps dev-install node-deps
 	$(BIN)/python -m pytest
 
-bench: install
+bench: dev-install node-deps
 	$(BIN)/python benchmarks/verify.py
+	$(BIN)/python benchmarks/revocation.py
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules $(CHAIN_TOOLS)/node_modules .pytest_cache demo-out

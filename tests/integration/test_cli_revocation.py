@@ -1,0 +1,183 @@
+"""The issuer's revocation story through the CLI, against a real anvil started by `vcgate chain dev`.
+
+chain dev -> registry deploy -> issue --status onchain -> verify --rpc (valid) -> revoke ->
+verify (revoked) -> status (exit 1) -> unrevoke -> valid again; whole-list revocation; a
+stranger's revoke refused by the contract.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.support import require_real
+
+pytestmark = pytest.mark.integration
+
+PASS = "integration-test-passphrase"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dev_chain(tmp_path_factory):
+    try:
+        from vcgate.chain import find_anvil
+    except ModuleNotFoundError:
+        require_real("the chain extra", "pip install -e '.[chain]' (make test installs it)")
+    if find_anvil() is None:
+        require_real("anvil", "npm ci --prefix tools/chain (make test installs it)")
+    work = tmp_path_factory.mktemp("chain")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vcgate", "chain", "dev", "--port", str(port),
+         "--state", str(work / "state.json"), "--key-out", str(work / "dev.key")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.strip())
+        if line.startswith("dev key file:"):
+            break
+    else:  # pragma: no cover - diagnostics
+        proc.kill()
+    if not any(line.startswith("rpc: ") for line in lines):
+        proc.kill()
+        pytest.fail(f"vcgate chain dev did not start: {lines} {proc.stderr.read()[-500:]}")
+    rpc = next(line[5:] for line in lines if line.startswith("rpc: "))
+    yield {"rpc": rpc, "dev_key": work / "dev.key", "dir": work}
+    proc.terminate()
+    proc.wait(timeout=20)
+    assert (work / "state.json").exists(), "chain dev saves its state on exit"
+
+
+def run(runner: CliRunner, *args: str, env: dict[str, str] | None = None):
+    from vcgate.cli import cli
+
+    return runner.invoke(cli, list(args), env={"VCGATE_PASSPHRASE": PASS, **(env or {})}, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def setup(dev_chain, tmp_path_factory):
+    runner = CliRunner()
+    work = tmp_path_factory.mktemp("cli")
+    env = {"VCGATE_RPC_URL": dev_chain["rpc"], "VCGATE_ETH_KEY": str(dev_chain["dev_key"])}
+    deployed = run(runner, "registry", "deploy", env=env)
+    assert deployed.exit_code == 0, deployed.output
+    registry = deployed.stdout.strip().splitlines()[-1]
+    assert registry.startswith("0x") and len(registry) == 42
+    env["VCGATE_REGISTRY"] = registry
+    # The issuer signs with Ed25519; its Ethereum namespace is the (funded) dev account's key.
+    issuer = run(runner, "key", "new", "--alg", "EdDSA", "--out", str(work / "issuer.key"))
+    agent = run(runner, "key", "new", "--alg", "ES256", "--out", str(work / "agent.key"))
+    assert issuer.exit_code == 0 and agent.exit_code == 0
+    return {"runner": runner, "env": env, "work": work, "registry": registry, "agent": agent.stdout.strip()}
+
+
+def issue(setup, *extra: str) -> Path:
+    out = run(
+        setup["runner"], "issue", "--key", str(setup["work"] / "issuer.key"), "--subject", setup["agent"],
+        "--type", "ModelAccessCredential", "--claims", '{"models": ["llama-3"]}', "--valid-for", "1d",
+        "--status", "onchain", *extra, env=setup["env"],
+    )
+    assert out.exit_code == 0, out.output
+    path = setup["work"] / f"cred-{time.monotonic_ns()}.jwt"
+    path.write_text(out.stdout.strip())
+    return path
+
+
+def test_issue_embeds_the_registry_entry(setup):
+    cred = issue(setup)
+    from vcgate.credentials.jws import parse_jws
+
+    entry = parse_jws(cred.read_text(), algorithms=["EdDSA"]).payload["credentialStatus"]
+    assert entry["type"] == "EthrRevocationRegistry2022"
+    assert entry["registry"] == setup["registry"] and entry["chainId"] == 31337
+    assert entry["namespace"] == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # the dev account
+    assert len(entry["revocationKey"]) == 66
+    assert issue(setup).read_text() != cred.read_text()
+
+
+def test_revoke_unrevoke_round_trip(setup):
+    runner, env = setup["runner"], setup["env"]
+    cred = str(issue(setup))
+    ok = run(runner, "verify", "--json", cred, env=env)
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["valid"] is True
+
+    revoked = run(runner, "revoke", cred, env=env)
+    assert revoked.exit_code == 0 and revoked.stdout.startswith("revoked key"), revoked.output
+
+    refused = run(runner, "verify", "--json", cred, env=env)
+    assert refused.exit_code == 1 and json.loads(refused.stdout)["error"] == "revoked"
+    state = run(runner, "status", cred, env=env)
+    assert state.exit_code == 1 and "error: revoked" in state.stderr
+    assert state.stdout.startswith("revoked at block")
+
+    assert run(runner, "unrevoke", cred, env=env).exit_code == 0
+    again = run(runner, "verify", "--json", cred, env=env)
+    assert again.exit_code == 0, again.output
+    status_json = run(runner, "status", "--json", cred, env=env)
+    assert status_json.exit_code == 0 and json.loads(status_json.stdout)["state"] == "active"
+
+
+def test_verify_without_rpc_warns_that_status_was_not_checked(setup):
+    cred = str(issue(setup))
+    out = run(setup["runner"], "verify", cred, env={"VCGATE_RPC_URL": ""})
+    assert out.exit_code == 0
+    assert "EthrRevocationRegistry2022 was not checked" in out.stderr
+
+
+def test_whole_list_revocation(setup):
+    runner, env = setup["runner"], setup["env"]
+    cred = str(issue(setup, "--revocation-list", "batch-7"))
+    other = str(issue(setup, "--revocation-list", "batch-8"))
+    assert run(runner, "revoke", "--list", "batch-7", env=env).exit_code == 0
+    listed = run(runner, "status", "--json", cred, env=env)
+    assert listed.exit_code == 1 and json.loads(listed.stdout)["listRevoked"] is True
+    assert run(runner, "verify", "--json", other, env=env).exit_code == 0
+    assert run(runner, "unrevoke", "--list", "batch-7", env=env).exit_code == 0
+    assert run(runner, "verify", cred, env=env).exit_code == 0
+
+
+def test_a_stranger_cannot_revoke(setup):
+    runner, env = setup["runner"], setup["env"]
+    cred = str(issue(setup))
+    stranger = setup["work"] / "stranger.key"
+    assert run(runner, "key", "new", "--alg", "ES256K", "--out", str(stranger)).exit_code == 0
+    out = run(runner, "revoke", "--eth-key", str(stranger), cred, env=env)
+    assert out.exit_code == 1
+    # Simulated before sending: the contract's own refusal, and nothing paid.
+    assert "error: registry_not_authorized" in out.stderr or "error: transaction_failed" in out.stderr, out.stderr
+    assert run(runner, "verify", cred, env=env).exit_code == 0
+
+
+def test_usage_errors_are_clear(setup):
+    runner, env = setup["runner"], setup["env"]
+    no_registry = run(runner, "issue", "--key", str(setup["work"] / "issuer.key"), "--subject", setup["agent"],
+                      "--status", "onchain", env={**env, "VCGATE_REGISTRY": ""})
+    assert no_registry.exit_code == 2 and "--registry" in no_registry.stderr
+    ed_no_eth = run(runner, "issue", "--key", str(setup["work"] / "issuer.key"), "--subject", setup["agent"],
+                    "--status", "onchain", env={**env, "VCGATE_ETH_KEY": ""})
+    assert ed_no_eth.exit_code == 2 and "--eth-key" in ed_no_eth.stderr
+    embedded = run(runner, "registry", "deploy", "--rpc", "embedded", env=env)
+    assert embedded.exit_code == 2 and "vcgate chain dev" in embedded.stderr
+    bad_list = run(runner, "revoke", "--list", "0x1234", env=env)
+    assert bad_list.exit_code == 2
+    both = run(runner, "revoke", env=env)
+    assert both.exit_code == 2 and "CREDENTIAL" in both.stderr
