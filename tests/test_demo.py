@@ -15,5 +15,6 @@ def test_demo_runs_end_to_end():
     assert "ACCEPTED" in out.stdout
     assert "REFUSED signature_invalid" in out.stdout
     assert "REFUSED audience_mismatch" in out.stdout
+    assert "REFUSED revoked" in out.stdout  # revoked on the embedded chain, seen by the mirror
     assert out.stdout.rstrip().endswith("Demo complete.")
     assert "Traceback" not in out.stderr
