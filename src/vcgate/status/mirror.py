@@ -432,6 +432,7 @@ class RevocationMirror:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 ok = self.sync_once().ok
             except Exception as exc:  # a bug must not kill the thread silently, nor spin
@@ -441,7 +442,8 @@ class RevocationMirror:
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 ok = False
             if ok:
-                delay = self.poll_interval
+                # Fixed rate, not fixed gap: a sync's own duration does not stretch the period.
+                delay = max(0.0, self.poll_interval - (time.monotonic() - started))
             else:
                 # Back off while the node is away, but never beyond max(poll, 2 s): recovery
                 # must show up well within max_staleness.
