@@ -181,3 +181,45 @@ def test_usage_errors_are_clear(setup):
     assert bad_list.exit_code == 2
     both = run(runner, "revoke", env=env)
     assert both.exit_code == 2 and "CREDENTIAL" in both.stderr
+
+
+def test_done_when_cli_revoke_seen_by_a_running_mirror_within_a_second(setup, dev_chain):
+    """The issue's "done when": issued with an on-chain status, accepted, revoked with the CLI,
+    refused by the mirror within a second, accepted again after unrevoke."""
+    from vcgate.chain import connect
+    from vcgate.credentials import Verifier
+    from vcgate.errors import RevokedError
+    from vcgate.status import StatusChecker
+    from vcgate.status.mirror import RevocationMirror
+    from vcgate.status.registry import OnchainStatusMethod
+
+    runner, env = setup["runner"], setup["env"]
+    cred_path = issue(setup)
+    credential = Verifier().verify_credential(cred_path.read_text().strip())
+    chain = connect(dev_chain["rpc"])
+    with RevocationMirror(
+        chain=chain, registry=setup["registry"], chain_id=chain.chain_id(), confirmations=2, poll_interval=0.25
+    ) as mirror:  # entering starts the polling thread
+        mirror.wait_ready(10)
+        checker = StatusChecker([OnchainStatusMethod([mirror])])
+        assert checker.check(credential)[0].purpose == "revocation"
+
+        def seen(predicate, limit=1.0):
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < limit:
+                if predicate():
+                    return time.monotonic() - t0
+                time.sleep(0.01)
+            raise AssertionError(f"not seen within {limit} s")
+
+        def refused() -> bool:
+            try:
+                checker.check(credential)
+            except RevokedError:
+                return True
+            return False
+
+        assert run(runner, "revoke", str(cred_path), env=env).exit_code == 0
+        seen(refused)
+        assert run(runner, "unrevoke", str(cred_path), env=env).exit_code == 0
+        seen(lambda: not refused())
