@@ -34,7 +34,7 @@ class KeyMethod:
     cacheable_forever = True
 
     def resolve(self, did: DID) -> dict[str, Any]:
-        key = public_key_from_did_key(did)
+        public_key_from_did_key(did)  # validates: a supported, well-formed key
         fingerprint = did.method_specific_id
         vm_id = f"{did}#{fingerprint}"
         return {

@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, unquote_to_bytes
 
@@ -83,6 +82,7 @@ from ..fetch import (
     FetchError,
     HostNotFoundError,
     HTTPStatusError,
+    HTTPSTarget,
     IPAddress,
     IPNetwork,
     RedirectRefusedError,
@@ -105,22 +105,9 @@ _ACCEPT = "application/did+json, application/json;q=0.9"
 # --- DID -> URL -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class WebLocation:
-    """Where a did:web document lives: host name (lower case), port and URL path."""
-
-    host: str
-    port: int
-    path: str
-
-    @property
-    def authority(self) -> str:
-        """``host`` or ``host:port`` (the default port 443 is left out), as in the Host header."""
-        return self.host if self.port == 443 else f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.authority}{self.path}"
+#: Where a did:web document lives: host name (lower case), port and URL path (with
+#: ``authority`` and ``url``). The same value as any https fetch target.
+WebLocation = HTTPSTarget
 
 
 def _invalid(did: str, why: str) -> InvalidDIDError:
