@@ -8,7 +8,6 @@ stranger's revoke refused by the contract.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
