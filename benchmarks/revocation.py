@@ -51,43 +51,14 @@ from vcgate.keys import PrivateKey
 from vcgate.status.mirror import RevocationMirror
 from vcgate.status.registry import OnchainStatusMethod, status_entry
 
+from _timing import compare  # a sibling module: this folder is on sys.path when run as a script
+
 POLL = 0.25
 KEYS_PER_LIST = 1000
 BATCH = 500  # keys per changeStatusesInList transaction (~12.8 M gas; anvil's block limit is 30 M)
 
 
-# --- timing helpers (as in benchmarks/verify.py: calibrated, interleaved rounds) ----------------
-
-
-def calibrate(fn: Callable[[], object], seconds: float) -> int:
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        elapsed = time.perf_counter() - t0
-        if elapsed > 0.05:
-            return max(1, int(n * seconds / elapsed))
-        n *= 2
-
-
-def timed(fn: Callable[[], object], n: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n * 1e6
-
-
-def compare(fn: Callable[[], object], base: Callable[[], object], seconds: float, rounds: int = 7) -> tuple[float, float, float]:
-    """Median us/op of ``fn`` and ``base`` and the median of their per-round ratios."""
-    n_fn, n_base = calibrate(fn, seconds / rounds / 2), calibrate(base, seconds / rounds / 2)
-    a, b, r = [], [], []
-    for _ in range(rounds):
-        ta, tb = timed(fn, n_fn), timed(base, n_base)
-        a.append(ta)
-        b.append(tb)
-        r.append(ta / tb)
-    return statistics.median(a), statistics.median(b), statistics.median(r)
+# --- call helpers (calibrate, timed, compare live in benchmarks/_timing.py) ---------------------
 
 
 def cycler(calls: list[Callable[[], object]]) -> Callable[[], object]:

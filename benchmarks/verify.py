@@ -11,49 +11,14 @@ part above 1.0. Target: <= 1.3 for both.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-from collections.abc import Callable
 
 from vcgate.credentials import Verifier, create_presentation, issue_credential
 from vcgate.credentials.jws import parse_jws
 from vcgate.did import did_key_from_public_key
 from vcgate.keys import PrivateKey, b64url_decode
 
-
-def calibrate(fn: Callable[[], object], seconds: float) -> int:
-    """How many calls of ``fn`` take about ``seconds``."""
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        elapsed = time.perf_counter() - t0
-        if elapsed > 0.05:
-            return max(1, int(n * seconds / elapsed))
-        n *= 2
-
-
-def timed(fn: Callable[[], object], n: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n * 1e6
-
-
-def compare(fn: Callable[[], object], base: Callable[[], object], seconds: float, rounds: int = 7) -> tuple[float, float, float]:
-    """Median us/op of ``fn`` and ``base`` and the median of their per-round ratios.
-
-    The two are timed alternately, round after round, so background load hits both alike.
-    """
-    n_fn, n_base = calibrate(fn, seconds / rounds / 2), calibrate(base, seconds / rounds / 2)
-    a, b, r = [], [], []
-    for _ in range(rounds):
-        ta, tb = timed(fn, n_fn), timed(base, n_base)
-        a.append(ta)
-        b.append(tb)
-        r.append(ta / tb)
-    return statistics.median(a), statistics.median(b), statistics.median(r)
+from _timing import compare, timed  # a sibling module: this folder is on sys.path when run as a script
 
 
 def main() -> None:

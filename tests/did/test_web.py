@@ -7,7 +7,6 @@ to a local HTTPS server whose certificate (for ``did.test``) comes from a throwa
 
 from __future__ import annotations
 
-import datetime
 import gzip
 import json
 import socket
@@ -15,18 +14,13 @@ import ssl
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Iterable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.https_server import PKI, HTTPSServer, QuietHandler, make_pki, resolve_hosts, serving
 from vcgate.did.document import DID, multikey_encode
 from vcgate.did.key import KeyMethod
 from vcgate.did.resolver import Resolver
@@ -203,15 +197,6 @@ def _fail_lookup(host: str, port: int) -> list[str]:
     raise AssertionError(f"no name lookup expected, got {host!r}")
 
 
-def _hosts(mapping: dict[str, Iterable[str]]) -> Callable[[str, int], list[str]]:
-    def resolve(host: str, port: int) -> list[str]:
-        if host not in mapping:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return list(mapping[host])
-
-    return resolve
-
-
 class _NoSendSession(requests.Session):
     """Records what WebMethod tries to send and never sends it."""
 
@@ -284,7 +269,7 @@ FORBIDDEN = [
 @pytest.mark.parametrize("addresses", FORBIDDEN)
 def test_forbidden_address_refused_without_connecting(addresses: list[str], no_connect: list[Any]) -> None:
     session = _NoSendSession()
-    web = WebMethod(resolve_host=_hosts({"evil.example": addresses}), session=session)
+    web = WebMethod(resolve_host=resolve_hosts({"evil.example": addresses}), session=session)
     with pytest.raises(ForbiddenAddressError) as info:
         web.resolve(DID("did:web:evil.example"))
     assert info.value.code == "did_address_forbidden"
@@ -307,7 +292,7 @@ def test_forbidden_address_refused_without_connecting(addresses: list[str], no_c
 )
 def test_allow_networks_cannot_unlock(addresses: list[str], allow: list[str], no_connect: list[Any]) -> None:
     session = _NoSendSession()
-    web = WebMethod(resolve_host=_hosts({"evil.example": addresses}), session=session, allow_networks=allow)
+    web = WebMethod(resolve_host=resolve_hosts({"evil.example": addresses}), session=session, allow_networks=allow)
     with pytest.raises(ForbiddenAddressError) as info:
         web.resolve(DID("did:web:evil.example"))
     assert info.value.code == "did_address_forbidden"
@@ -340,7 +325,7 @@ def test_permitted_address_is_pinned(
     addresses: list[str], allow: list[str], pinned_url: str, no_connect: list[Any]
 ) -> None:
     session = _NoSendSession()
-    web = WebMethod(resolve_host=_hosts({"good.example": addresses}), session=session, allow_networks=allow)
+    web = WebMethod(resolve_host=resolve_hosts({"good.example": addresses}), session=session, allow_networks=allow)
     with pytest.raises(DIDResolutionError) as info:
         web.resolve(DID("did:web:good.example"))
     assert info.value.code == "did_resolution_failed"
@@ -355,7 +340,7 @@ def test_permitted_address_is_pinned(
 @pytest.mark.parametrize(
     ("resolve_host", "error", "code"),
     [
-        pytest.param(_hosts({}), DIDNotFoundError, "did_not_found", id="nxdomain"),
+        pytest.param(resolve_hosts({}), DIDNotFoundError, "did_not_found", id="nxdomain"),
         pytest.param(lambda h, p: [], DIDResolutionError, "did_resolution_failed", id="no-addresses"),
         pytest.param(lambda h, p: ["not-an-ip"], DIDResolutionError, "did_resolution_failed", id="garbage-address"),
         pytest.param(
@@ -384,62 +369,10 @@ def test_lookup_failures(resolve_host: Any, error: type[Exception], code: str, n
 # --- a real HTTPS server on 127.0.0.1 -------------------------------------------------------
 
 
-def _cert(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Name,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-        )
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-    else:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
-        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     """A throwaway CA and a server certificate for did.test signed by it."""
-    out = tmp_path_factory.mktemp("pki")
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vcgate test CA")])
-    ca = _cert("vcgate test CA", ca_key, ca_name, ca_key, ca=True)
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    leaf = _cert(HOST, leaf_key, ca_name, ca_key, ca=False)
-    paths = {"ca": out / "ca.pem", "cert": out / "server.pem", "key": out / "server.key"}
-    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths["cert"].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(
-        leaf_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return paths
+    return make_pki(tmp_path_factory.mktemp("pki"), HOST)
 
 
 def _document(did: str, key: PublicKey) -> dict[str, Any]:
@@ -459,29 +392,12 @@ SECRET = b"SECRET-BODY-MARKER"
 CHUNKED_LIMIT = 32 * 1024 * 1024
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-    def setup(self) -> None:
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.settimeout(5)
-            self.request.do_handshake()
-        super().setup()
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        for name, value in (headers or {"Content-Type": "application/did+json"}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    content_type = "application/did+json"
 
     def _json(self, value: Any) -> None:
-        self._send(200, json.dumps(value).encode())
+        self.reply(200, json.dumps(value).encode())
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         srv = self.server
@@ -494,9 +410,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/user/alice/did.json":
             self._json(_document(base + ":user:alice", srv.key))
         elif path == "/redirect/did.json":
-            self._send(302, b"", {"Location": "https://other.test/.well-known/did.json"})
+            self.reply(302, b"", {"Location": "https://other.test/.well-known/did.json"})
         elif path == "/redirect-local/did.json":
-            self._send(301, b"", {"Location": "/.well-known/did.json"})
+            self.reply(301, b"", {"Location": "/.well-known/did.json"})
         elif path == "/big/did.json":
             self.send_response(200)
             self.send_header("Content-Length", str(10 * 1024 * 1024))
@@ -528,75 +444,50 @@ class _Handler(BaseHTTPRequestHandler):
                 if srv.stopping.wait(0.1):
                     break
         elif path == "/notjson/did.json":
-            self._send(200, b"<html>" + SECRET + b"</html>", {"Content-Type": "text/html"})
+            self.reply(200, b"<html>" + SECRET + b"</html>", {"Content-Type": "text/html"})
         elif path == "/array/did.json":
             self._json([_document(base + ":array", srv.key)])
         elif path == "/dup/did.json":
             did = base + ":dup"
-            self._send(200, b'{"id": "%s", "id": "%s"}' % (did.encode(), SECRET))
+            self.reply(200, b'{"id": "%s", "id": "%s"}' % (did.encode(), SECRET))
         elif path == "/deep/did.json":
-            self._send(200, b'{"a":' * 200 + b"1" + b"}" * 200)
+            self.reply(200, b'{"a":' * 200 + b"1" + b"}" * 200)
         elif path == "/nan/did.json":
-            self._send(200, b'{"id": NaN}')
+            self.reply(200, b'{"id": NaN}')
         elif path == "/latin1/did.json":
-            self._send(200, b'{"id": "caf\xe9"}')
+            self.reply(200, b'{"id": "caf\xe9"}')
         elif path == "/gzip/did.json":
             body = gzip.compress(json.dumps(_document(base + ":gzip", srv.key)).encode())
-            self._send(200, body, {"Content-Encoding": "gzip"})
+            self.reply(200, body, {"Content-Encoding": "gzip"})
         elif path == "/wrongid/did.json":
             self._json(_document("did:web:other.test", srv.key))
         elif path == "/gone/did.json":
-            self._send(410, SECRET)
+            self.reply(410, SECRET)
         elif path == "/error/did.json":
-            self._send(500, SECRET)
+            self.reply(500, SECRET)
         else:
-            self._send(404, SECRET)
+            self.reply(404, SECRET)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(HTTPSServer):
     def __init__(self, tls: ssl.SSLContext | None, key: PublicKey) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.tls = tls
+        super().__init__(_Handler, tls)
         self.key = key
-        self.port = self.server_address[1]
         self.seen: list[dict[str, Any]] = []
         self.sni: list[str | None] = []
         self.chunked_sent = 0
-        self.stopping = threading.Event()
         if tls is not None:
             tls.sni_callback = lambda sslobj, name, ctx: self.sni.append(name)  # type: ignore[assignment]
 
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, addr = super().get_request()
-        if self.tls is not None:
-            # The handshake runs in the handler thread, so a stuck client cannot block accept().
-            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return sock, addr
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients hang up on purpose here (refused bodies, bad certificates)
-
 
 def _serve(tls: ssl.SSLContext | None) -> Iterator[_Server]:
-    server = _Server(tls, PrivateKey.generate("EdDSA").public_key)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(_Server(tls, PrivateKey.generate("EdDSA").public_key)) as server:
         yield server
-    finally:
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture(scope="module")
-def server(pki: dict[str, Path]) -> Iterator[_Server]:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(pki["cert"], pki["key"])
-    yield from _serve(ctx)
+def server(pki: PKI) -> Iterator[_Server]:
+    yield from _serve(pki.server_context())
 
 
 @pytest.fixture(scope="module")
@@ -608,14 +499,14 @@ LOCAL = {HOST: ["127.0.0.1"], "wrong.test": ["127.0.0.1"]}
 
 
 @pytest.fixture
-def make_web(pki: dict[str, Path]) -> Iterator[Callable[..., WebMethod]]:
+def make_web(pki: PKI) -> Iterator[Callable[..., WebMethod]]:
     made: list[WebMethod] = []
 
     def make(**overrides: Any) -> WebMethod:
         config: dict[str, Any] = {
-            "resolve_host": _hosts(LOCAL),
+            "resolve_host": resolve_hosts(LOCAL),
             "allow_networks": ["127.0.0.1/32"],
-            "verify": str(pki["ca"]),
+            "verify": str(pki.ca),
             "timeout": 2.0,
         }
         config.update(overrides)
@@ -683,7 +574,7 @@ def test_pinned_against_dns_rebinding(
 
 def test_falls_back_to_next_checked_address(server: _Server, make_web: Callable[..., WebMethod]) -> None:
     # Nothing listens on 127.0.0.2 (the server is bound to 127.0.0.1 only): connection refused.
-    web = make_web(resolve_host=_hosts({HOST: ["127.0.0.2", "127.0.0.1"]}), allow_networks=["127.0.0.0/8"])
+    web = make_web(resolve_host=resolve_hosts({HOST: ["127.0.0.2", "127.0.0.1"]}), allow_networks=["127.0.0.0/8"])
     did = _did(server)
     assert web.resolve(DID(did))["id"] == did
 

@@ -14,25 +14,16 @@ TLS checks all run as in production, so ``--allow-network 127.0.0.1/32`` is need
 
 from __future__ import annotations
 
-import datetime
 import json
-import socket
-import ssl
-import threading
-from collections import Counter
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import vcgate.fetch
+from tests.https_server import FileHandler, FileServer, make_pki, resolve_hosts, serving
 from vcgate.cli import cli
 from vcgate.keys import b64url_decode, b64url_encode
 
@@ -98,100 +89,17 @@ def assert_refused_json(world: World, token_file: Path, error: str, *extra: Any,
 # --- a TLS list host ------------------------------------------------------------------------
 
 
-def _cert(subject: str, key: Any, issuer: x509.Name, issuer_key: Any, *, ca: bool) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                          encipher_only=False, decipher_only=False),
-            critical=True,
-        )
-    else:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
-        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def make_pki(out: Path) -> dict[str, Path]:
-    """A throwaway CA (cert.pem, for --ca-bundle) and a server certificate for status.test."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vcgate status-list CLI test CA")])
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    paths = {"ca": out / "cert.pem", "cert": out / "server.pem", "key": out / "server.key"}
-    ca = _cert("vcgate status-list CLI test CA", ca_key, ca_name, ca_key, ca=True)
-    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    leaf = _cert(HOST, leaf_key, ca_name, ca_key, ca=False)
-    paths["cert"].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                    serialization.NoEncryption()))
-    return paths
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(FileHandler):
     """Serves the files of the served directory, read afresh on every request."""
 
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-    def setup(self) -> None:
-        self.request.settimeout(5)
-        self.request.do_handshake()
-        super().setup()
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        self.server.hits[self.path] += 1
-        root = self.server.root.resolve()
-        target = (root / self.path.lstrip("/")).resolve()
-        if target.is_relative_to(root) and target.is_file():
-            status, body = 200, target.read_bytes()
-        else:
-            status, body = 404, b""
-        self.send_response(status)
-        self.send_header("Content-Type", "application/vc+jwt")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, tls: ssl.SSLContext, root: Path) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.tls = tls
-        self.root = root
-        self.port = self.server_address[1]
-        self.hits: Counter[str] = Counter()
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, addr = super().get_request()
-        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass
+    content_type = "application/vc+jwt"
 
 
 # --- the issuer's world, built once through the CLI -------------------------------------------
 
 
 class World:
-    def __init__(self, work: Path, server: _Server, ca: Path) -> None:
+    def __init__(self, work: Path, server: FileServer, ca: Path) -> None:
         self.work = work
         self.server = server
         self.ca = ca
@@ -224,36 +132,22 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     work = tmp_path_factory.mktemp("status-cli")
-    pki = make_pki(work)
+    # A throwaway CA (cert.pem, for --ca-bundle) and a server certificate for status.test.
+    pki = make_pki(work, HOST, ca_name="vcgate status-list CLI test CA", ca_file="cert.pem")
     served = work / "www"
     served.mkdir()
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(pki["cert"], pki["key"])
-    server = _Server(ctx, served)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    w = World(work, server, pki["ca"])
-    try:
+    with serving(FileServer(pki.server_context(), served, _Handler)) as server:
+        w = World(work, server, pki.ca)
         w.issuer = ok(run("key", "new", "--out", w.issuer_key)).stdout.strip()
         w.agent = ok(run("key", "new", "--alg", "ES256", "--out", w.agent_key)).stdout.strip()
         assert w.issuer.startswith("did:key:") and w.agent.startswith("did:key:")
         yield w
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture(autouse=True)
 def status_test_resolves_to_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake DNS for status.test only; every other name goes to the real resolver."""
-    real = vcgate.fetch.system_resolve_host
-
-    def resolve(host: str, port: int, *, timeout: float) -> list[str]:
-        if host == HOST:
-            return ["127.0.0.1"]
-        return real(host, port, timeout=timeout)
-
+    resolve = resolve_hosts({HOST: ["127.0.0.1"]}, fallback=vcgate.fetch.system_resolve_host)
     monkeypatch.setattr(vcgate.fetch, "system_resolve_host", resolve)
 
 

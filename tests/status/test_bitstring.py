@@ -8,10 +8,8 @@ transport attacks also run against a real HTTPS server on 127.0.0.1 whose certif
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import os
-import socket
 import ssl
 import stat
 import struct
@@ -20,16 +18,12 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.https_server import PKI, HTTPSServer, QuietHandler, make_pki, resolve_hosts, serving
 from tests.support import NOW, Party, forge, make_party
 from vcgate.credentials import Verifier, issue_credential
 from vcgate.credentials.models import VerifiedCredential
@@ -958,71 +952,19 @@ def test_fetch_failures(
 HOST = "status.test"  # RFC 6761: never in real DNS
 
 
-def _cert(subject: str, key: Any, issuer: x509.Name, issuer_key: Any, *, ca: bool) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                          encipher_only=False, decipher_only=False),
-            critical=True,
-        )
-    else:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
-        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("status-pki")
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vcgate status test CA")])
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    paths = {"ca": out / "ca.pem", "cert": out / "server.pem", "key": out / "server.key"}
-    paths["ca"].write_bytes(_cert("vcgate status test CA", ca_key, ca_name, ca_key, ca=True).public_bytes(serialization.Encoding.PEM))
-    paths["cert"].write_bytes(_cert(HOST, leaf_key, ca_name, ca_key, ca=False).public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                    serialization.NoEncryption()))
-    return paths
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return make_pki(tmp_path_factory.mktemp("status-pki"), HOST, ca_name="vcgate status test CA")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-    def setup(self) -> None:
-        self.request.settimeout(5)
-        self.request.do_handshake()
-        super().setup()
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        for name, value in (headers or {"Content-Type": "application/vc+jwt"}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    content_type = "application/vc+jwt"
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         self.server.seen.append(self.path)
         if self.path in self.server.lists:
-            self._send(200, self.server.lists[self.path])
+            self.reply(200, self.server.lists[self.path])
         elif self.path == "/big":
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
@@ -1033,55 +975,37 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             self.wfile.write(b"0\r\n\r\n")
         elif self.path == "/redirect":
-            self._send(302, b"", {"Location": f"https://{HOST}/lists/1"})
+            self.reply(302, b"", {"Location": f"https://{HOST}/lists/1"})
         elif self.path == "/gzip":
-            self._send(200, _gzip(b"x" * 100), {"Content-Encoding": "gzip"})
+            self.reply(200, _gzip(b"x" * 100), {"Content-Encoding": "gzip"})
         elif self.path == "/error":
-            self._send(500, b"internal")
+            self.reply(500, b"internal")
         else:
-            self._send(404, b"")
+            self.reply(404, b"")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(HTTPSServer):
     def __init__(self, tls: ssl.SSLContext) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.tls = tls
-        self.port = self.server_address[1]
+        super().__init__(_Handler, tls)
         self.lists: dict[str, bytes] = {}
         self.seen: list[str] = []
 
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, addr = super().get_request()
-        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # the client hangs up on refused bodies on purpose
-
 
 @pytest.fixture(scope="module")
-def server(pki: dict[str, Path]) -> Iterator[_Server]:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(pki["cert"], pki["key"])
-    srv = _Server(ctx)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+def server(pki: PKI) -> Iterator[_Server]:
+    with serving(_Server(pki.server_context())) as srv:
+        yield srv
 
 
 @pytest.fixture
-def https_fetch(pki: dict[str, Path]) -> Iterator[Callable[..., SafeFetcher]]:
+def https_fetch(pki: PKI) -> Iterator[Callable[..., SafeFetcher]]:
     made: list[SafeFetcher] = []
 
     def make(**overrides: Any) -> SafeFetcher:
         config: dict[str, Any] = {
-            "resolve_host": lambda host, port: ["127.0.0.1"] if host == HOST else [],
+            "resolve_host": resolve_hosts({HOST: ["127.0.0.1"]}),
             "allow_networks": ["127.0.0.1/32"],
-            "verify": str(pki["ca"]),
+            "verify": str(pki.ca),
             "timeout": 2.0,
             "max_bytes": 256 * 1024,
             "label": "status list host",
