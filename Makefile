@@ -43,6 +43,7 @@ test: system-deps dev-install node-deps
 bench: dev-install node-deps
 	$(BIN)/python benchmarks/verify.py
 	$(BIN)/python benchmarks/revocation.py
+	$(BIN)/python benchmarks/session.py
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules $(CHAIN_TOOLS)/node_modules .pytest_cache demo-out

@@ -5,6 +5,7 @@ set -euo pipefail
 NEEDED=(
   "node:nodejs"
   "npm:npm"
+  "redis-server:redis-server"
 )
 missing=()
 for entry in "${NEEDED[@]}"; do

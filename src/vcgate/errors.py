@@ -51,6 +51,15 @@ __all__ = [
     "TransactionFailedError",
     "NotAuthorizedError",
     "TransactionPendingError",
+    "TokenInvalidError",
+    "TokenExpiredError",
+    "DPoPInvalidError",
+    "DPoPReplayedError",
+    "DPoPKeyMismatchError",
+    "UseDPoPNonceError",
+    "DPoPNonceInvalidError",
+    "StoreUnavailableError",
+    "StoreFullError",
     "ERROR_CODES",
 ]
 
@@ -61,6 +70,8 @@ class VCGateError(Exception):
     code: str = "error"
     status: int = 400
     default_message: str = "request refused"
+    #: The OAuth ``error`` of a ``WWW-Authenticate`` challenge (RFC 6750 / RFC 9449), if any.
+    oauth_error: str | None = None
 
     def __init__(self, message: str | None = None, **details: Any) -> None:
         self.message = message or self.default_message
@@ -329,6 +340,78 @@ class TransactionPendingError(ChainError):
     code = "transaction_pending"
     status = 504
     default_message = "the transaction was sent but not mined in time"
+
+
+# --- session mode: access tokens, DPoP proofs, nonce and replay stores --------------------
+# ``oauth_error`` is the challenge's ``error`` value; ``code`` is vcgate's finer-grained code;
+# ``details["reason"]`` names the check that failed (a wrapped error's own code).
+
+
+class TokenInvalidError(VCGateError):
+    code = "token_invalid"
+    status = 401
+    default_message = "the access token is not valid here"
+    oauth_error = "invalid_token"
+
+
+class TokenExpiredError(TokenInvalidError):
+    code = "token_expired"
+    status = 401
+    default_message = "the access token has expired"
+    oauth_error = "invalid_token"
+
+
+class DPoPInvalidError(VCGateError):
+    code = "dpop_invalid"
+    status = 401
+    default_message = "the DPoP proof is missing or not valid for this request"
+    oauth_error = "invalid_dpop_proof"
+
+
+class DPoPReplayedError(DPoPInvalidError):
+    code = "dpop_replayed"
+    status = 401
+    default_message = "the DPoP proof was used before"
+    oauth_error = "invalid_dpop_proof"
+
+
+class DPoPKeyMismatchError(VCGateError):
+    # RFC 9449 section 7.1: a proof made with another key than the one the token is bound
+    # to makes the *token* unusable ("invalid DPoP key binding"), hence invalid_token.
+    code = "dpop_key_mismatch"
+    status = 401
+    default_message = "the access token is bound to another key than the DPoP proof's"
+    oauth_error = "invalid_token"
+
+
+class UseDPoPNonceError(VCGateError):
+    """RFC 9449 section 9: answer 401 with ``error="use_dpop_nonce"`` and a ``DPoP-Nonce`` header."""
+
+    code = "use_dpop_nonce"
+    status = 401
+    default_message = "the DPoP proof must carry a nonce issued by this server"
+    oauth_error = "use_dpop_nonce"
+
+
+class DPoPNonceInvalidError(UseDPoPNonceError):
+    # Unknown, expired or already used. The client's remedy is the same as for a missing
+    # nonce (retry with the fresh one in DPoP-Nonce), so the wire error is too.
+    code = "dpop_nonce_invalid"
+    status = 401
+    default_message = "the DPoP proof's nonce is unknown, expired or already used"
+    oauth_error = "use_dpop_nonce"
+
+
+class StoreUnavailableError(VCGateError):
+    code = "store_unavailable"
+    status = 503
+    default_message = "the nonce / replay store cannot be reached now"
+
+
+class StoreFullError(StoreUnavailableError):
+    code = "store_full"
+    status = 503
+    default_message = "the replay store is full: refusing rather than forgetting proofs still in their window"
 
 
 def _all_codes() -> dict[str, type[VCGateError]]:
