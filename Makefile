@@ -44,6 +44,7 @@ bench: dev-install node-deps
 	$(BIN)/python benchmarks/verify.py
 	$(BIN)/python benchmarks/revocation.py
 	$(BIN)/python benchmarks/session.py
+	$(BIN)/python benchmarks/policy.py
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules $(CHAIN_TOOLS)/node_modules .pytest_cache demo-out

@@ -8,6 +8,8 @@ branch on ``code``; the message is for people and may change. The full table is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -60,6 +62,19 @@ __all__ = [
     "DPoPNonceInvalidError",
     "StoreUnavailableError",
     "StoreFullError",
+    "PolicyProblem",
+    "PolicyError",
+    "PolicyDeniedError",
+    "NoMatchingRuleError",
+    "DeniedByRuleError",
+    "CredentialRequiredError",
+    "CredentialTypeMissingError",
+    "IssuerNotTrustedError",
+    "ClaimMismatchError",
+    "CredentialTooOldError",
+    "BodyRequiredError",
+    "RequestInvalidError",
+    "GrantInvalidError",
     "ERROR_CODES",
 ]
 
@@ -412,6 +427,134 @@ class StoreFullError(StoreUnavailableError):
     code = "store_full"
     status = 503
     default_message = "the replay store is full: refusing rather than forgetting proofs still in their window"
+
+
+# --- policy ------------------------------------------------------------------------------
+# PolicyError: the policy file is invalid (configuration; never reaches a client).
+# PolicyDeniedError and its subclasses: the refusals a policy decision produces.
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyProblem:
+    """One thing wrong with a policy file: where (line and column, 1-based) and which field."""
+
+    source: str
+    line: int | None
+    column: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.source
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class PolicyError(VCGateError):
+    """The policy file is invalid. ``problems`` lists every problem found, each with its line."""
+
+    code = "policy_invalid"
+    status = 500
+    default_message = "the policy file is invalid"
+
+    def __init__(self, problems: Sequence[PolicyProblem] | str | None = None, **details: Any) -> None:
+        if isinstance(problems, str) or problems is None:
+            self.problems: tuple[PolicyProblem, ...] = ()
+            super().__init__(problems, **details)
+            return
+        self.problems = tuple(problems)
+        first = self.problems[0]
+        message = str(first)
+        if len(self.problems) > 1:
+            message += f" (and {len(self.problems) - 1} more problem{'s' if len(self.problems) > 2 else ''})"
+        super().__init__(
+            message,
+            source=first.source,
+            line=first.line,
+            column=first.column,
+            field=first.field,
+            problems=[str(p) for p in self.problems],
+        )
+
+    @property
+    def line(self) -> int | None:
+        return self.problems[0].line if self.problems else None
+
+    @property
+    def field(self) -> str | None:
+        return self.problems[0].field if self.problems else None
+
+
+class PolicyDeniedError(VCGateError):
+    """Base of the refusals a policy decision produces."""
+
+    code = "policy_denied"
+    status = 403
+    default_message = "the policy does not allow this request"
+
+
+class NoMatchingRuleError(PolicyDeniedError):
+    code = "no_matching_rule"
+    status = 403
+    default_message = "no policy rule matches this request (default deny)"
+
+
+class DeniedByRuleError(PolicyDeniedError):
+    code = "denied_by_rule"
+    status = 403
+    default_message = "a policy rule explicitly denies this request"
+
+
+class CredentialRequiredError(PolicyDeniedError):
+    # 401, not 403: presenting a credential can change the answer, so the gateway challenges.
+    code = "credential_required"
+    status = 401
+    default_message = "this request needs a verifiable credential"
+
+
+class CredentialTypeMissingError(PolicyDeniedError):
+    code = "credential_type_missing"
+    status = 403
+    default_message = "no presented credential has the type the policy requires"
+
+
+class IssuerNotTrustedError(PolicyDeniedError):
+    code = "issuer_not_trusted"
+    status = 403
+    default_message = "the credential's issuer is not trusted for this request"
+
+
+class ClaimMismatchError(PolicyDeniedError):
+    code = "claim_mismatch"
+    status = 403
+    default_message = "a credential claim does not meet the policy"
+
+
+class CredentialTooOldError(PolicyDeniedError):
+    code = "credential_too_old"
+    status = 403
+    default_message = "the credential was issued longer ago than the policy allows"
+
+
+class BodyRequiredError(PolicyDeniedError):
+    code = "body_required"
+    status = 403
+    default_message = "deciding this request needs the request body, which this gateway does not see"
+
+
+class RequestInvalidError(PolicyDeniedError):
+    code = "request_invalid"
+    status = 400
+    default_message = "the request path or host is not in a form the policy can match safely"
+
+
+class GrantInvalidError(PolicyDeniedError):
+    code = "grant_invalid"
+    status = 403
+    default_message = "a header the policy grants would carry a value that is not safe in a header"
 
 
 def _all_codes() -> dict[str, type[VCGateError]]:

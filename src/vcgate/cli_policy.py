@@ -1,0 +1,91 @@
+"""``vcgate policy``: check a policy file, and explain how it decides a request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .cli import DID_PARAM, EXISTING_FILE, cli, read_one_token
+
+
+def _emit(code: int, text: str) -> None:
+    click.echo(text, err=text.startswith("error:"))
+    click.get_current_context().exit(code)
+
+
+@cli.group("policy")
+def policy_group() -> None:
+    """The gateway's policy file: validate it, and see how it decides a request."""
+
+
+@policy_group.command("check")
+@click.argument("file", type=EXISTING_FILE)
+def policy_check(file: Path) -> None:
+    """Validate a policy file; print a summary (rules in order, trusted issuers, notes).
+
+    Errors name the file, line, column and field. Exit 0 valid, 1 invalid.
+
+    \b
+    Examples:
+      vcgate policy check examples/policy.yaml
+    """
+    from .policy.cli_support import check
+
+    _emit(*check(file))
+
+
+@policy_group.command("explain")
+@click.option("--policy", "policy_file", required=True, type=EXISTING_FILE, help="The policy file.")
+@click.option("--credential", required=True, metavar="FILE|-", help="The credential JWT (a file, '-' or the JWT).")
+@click.option("--method", required=True, metavar="M", help="The request's HTTP method.")
+@click.option("--path", "req_path", required=True, metavar="P", help="The request's raw path (e.g. /v1/chat/completions).")
+@click.option("--model", default=None, metavar="X", help="The OpenAI 'model' field of the request body.")
+@click.option("--host", default=None, metavar="H", help="The request's Host.")
+@click.option("--holder", type=DID_PARAM, default=None, help="The presenter's DID [default: the credential's subject].")
+@click.option("--no-body", is_flag=True, help="Decide as a headers-only gateway (NGINX auth_request) would: no body.")
+@click.option(
+    "--assume-status",
+    type=click.Choice(["ok", "revoked", "suspended", "unavailable", "unsupported"]),
+    default="ok",
+    help="The status outcome to assume for the credential (status is not fetched here).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+def policy_explain(
+    policy_file: Path,
+    credential: str,
+    method: str,
+    req_path: str,
+    model: str | None,
+    host: str | None,
+    holder: str | None,
+    no_body: bool,
+    assume_status: str,
+    as_json: bool,
+) -> None:
+    """Verify a credential and print the decision for one request: the rule that decided it and
+    every reason. Exit 0 allowed, 1 refused.
+
+    \b
+    Examples:
+      vcgate policy explain --policy examples/policy.yaml --credential agent.vc.jwt \\
+          --method POST --path /v1/chat/completions --model llama-3-70b
+      vcgate policy explain --policy policy.yaml --credential - --method GET --path /v1/models --no-body
+    """
+    from .policy.cli_support import explain
+
+    token = read_one_token(credential, "credential", "--credential")
+    _emit(
+        *explain(
+            policy_file,
+            token,
+            method,
+            req_path,
+            model,
+            host,
+            holder=holder,
+            body_available=not no_body,
+            assume_status=assume_status,
+            as_json=as_json,
+        )
+    )

@@ -1,0 +1,207 @@
+"""The bodies of ``vcgate policy check`` and ``vcgate policy explain``, as plain functions.
+
+Each returns ``(exit_code, text)``; the click commands only parse options and print. Exit
+codes follow the CLI contract (``docs/cli.md``): 0 valid / allowed, 1 invalid / refused.
+Text whose lines start with ``error:`` belongs on stderr; anything else on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+
+from ..credentials.verifier import Verifier
+from ..did.resolver import Resolver
+from ..errors import VCGateError
+from .engine import Policy, PolicyDecision, RequestFacts, StatusOutcome
+from .errors import PolicyError
+from .model import RuleSpec
+
+__all__ = ["check", "explain"]
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+
+
+def _policy_errors(exc: PolicyError) -> str:
+    if not exc.problems:
+        return f"error: {exc.code}: {exc.message}"
+    return "\n".join(f"error: {exc.code}: {p}" for p in exc.problems)
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "none"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts)
+
+
+def _rule_summary(rule: RuleSpec) -> str:
+    m = rule.match
+    bits = []
+    if m.methods is not None:
+        bits.append("|".join(sorted(m.methods)))
+    if m.paths is not None:
+        bits.append(" ".join(p.text for p in m.paths))
+    if m.hosts is not None:
+        bits.append("host " + " ".join(m.hosts))
+    if m.models is not None:
+        bits.append("model " + " ".join(m.models))
+    what = " ".join(bits) or "every request"
+    if not rule.allow:
+        kind = "deny"
+    elif rule.public:
+        kind = "allow (public)"
+    else:
+        req = rule.require
+        needs = sorted(req.types) or ["any credential"]
+        kind = "allow with " + ", ".join(needs)
+        if req.claims:
+            kind += " + claims " + ", ".join(c.name for c in req.claims)
+    return f"{rule.name}: {kind} for {what}" + (" [needs body]" if rule.needs_body else "")
+
+
+def _shadowed(policy: Policy) -> list[str]:
+    """Rules no request can reach because an earlier rule always matches first."""
+    warnings = []
+    rules = policy.rules
+    for i, later in enumerate(rules):
+        for earlier in rules[:i]:
+            em, lm = earlier.match, later.match
+            covers = (
+                (em.methods is None or (lm.methods is not None and lm.methods <= em.methods))
+                and (em.paths is None or any(p.text == "/**" for p in em.paths)
+                     or (lm.paths is not None and {p.text for p in lm.paths} <= {p.text for p in em.paths}))
+                and (em.hosts is None or (lm.hosts is not None and set(lm.hosts) <= set(em.hosts)))
+                and (em.models is None or (lm.models is not None and set(lm.models) <= set(em.models)))
+            )
+            if covers:
+                warnings.append(f"warning: rule '{later.name}' is never reached: rule '{earlier.name}' matches every request it would")
+                break
+    return warnings
+
+
+def check(path: str | os.PathLike[str]) -> tuple[int, str]:
+    """``vcgate policy check FILE``: validate, summarise, warn about unreachable rules."""
+    try:
+        policy = Policy.from_file(path)
+    except PolicyError as exc:
+        return EXIT_REFUSED, _policy_errors(exc)
+    doc = policy.document
+    lines = [
+        f"{doc.source}: ok (version {doc.version}, {len(doc.rules)} rule{'s' if len(doc.rules) != 1 else ''}, "
+        f"{len(doc.trusted_issuers)} trusted issuer{'s' if len(doc.trusted_issuers) != 1 else ''})",
+        f"audience: {doc.audience}",
+        f"defaults: status {doc.defaults.status}, max credential age {_duration(doc.defaults.max_credential_age)}, "
+        f"holder binding {'on' if doc.defaults.holder_binding else 'off'}",
+        "trusted issuers:",
+    ]
+    for issuer in doc.trusted_issuers:
+        types = ", ".join(sorted(issuer.types)) if issuer.types is not None else "any type"
+        lines.append(f"  {issuer.did} ({types})")
+    lines.append("rules (first match decides; no match: denied):")
+    for i, rule in enumerate(doc.rules, 1):
+        lines.append(f"  {i}. {_rule_summary(rule)}")
+    lines.extend(_shadowed(policy))
+    body_rules = [r.name for r in doc.rules if r.needs_body]
+    if body_rules:
+        lines.append(
+            f"note: {', '.join(body_rules)} depend{'s' if len(body_rules) == 1 else ''} on the request body's "
+            "'model': gateways that see only headers (NGINX auth_request, Traefik ForwardAuth) answer "
+            "body_required where the model decides"
+        )
+    return EXIT_OK, "\n".join(lines)
+
+
+def _format_decision(decision: PolicyDecision, request: RequestFacts, assumptions: list[str]) -> str:
+    outcome = "allow" if decision.allow else f"deny ({decision.code})"
+    lines = [
+        f"decision: {outcome}, HTTP {decision.status}",
+        f"rule: {decision.rule or '(none)'}",
+        f"request: {request.method.upper()} {request.path} host={request.host or '-'} model={request.model or '-'}"
+        f"{'' if request.body_available or request.model else ' (body not seen)'}",
+        f"message: {decision.message}",
+    ]
+    cred = decision.credential
+    if cred is not None:
+        types = ", ".join(t for t in cred.types if t != "VerifiableCredential") or "VerifiableCredential"
+        lines.append(f"credential: {types} issued by {cred.issuer} to {cred.subject or '-'}")
+    for note in assumptions:
+        lines.append(f"assumed: {note}")
+    if decision.reasons:
+        lines.append("reasons:")
+        lines.extend(f"  - {r.code}: {r.message}" for r in decision.reasons)
+    if decision.allow:
+        lines.append("grants:")
+        if not decision.grants.headers and not decision.grants.scopes:
+            lines.append("  (none)")
+        for name, value in decision.grants.headers.items():
+            lines.append(f"  {name}: {value}")
+        if decision.grants.scopes:
+            lines.append(f"  scopes: {' '.join(decision.grants.scopes)}")
+    return "\n".join(lines)
+
+
+def explain(
+    policy_path: str | os.PathLike[str],
+    credential_token: str,
+    method: str,
+    path: str,
+    model: str | None = None,
+    host: str | None = None,
+    *,
+    holder: str | None = None,
+    body_available: bool = True,
+    assume_status: str = "ok",
+    now: float | None = None,
+    resolver: Resolver | None = None,
+    as_json: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> tuple[int, str]:
+    """``vcgate policy explain``: verify one credential and show how the policy decides a request.
+
+    The credential is verified (signature, issuer key, validity) with a local resolver
+    (did:key, did:jwk) unless ``resolver`` is given. Without a presentation, the holder is
+    assumed to be the credential's subject unless ``holder`` says otherwise; status is not
+    checked here but assumed to be ``assume_status`` (ok, revoked, suspended, unavailable,
+    unsupported). Exit code 0 if the request would be allowed, 1 if refused or on an error.
+    """
+    try:
+        policy = Policy.from_file(policy_path)
+    except PolicyError as exc:
+        return EXIT_REFUSED, _policy_errors(exc)
+    try:
+        outcome = StatusOutcome(assume_status)
+    except ValueError:
+        known = ", ".join(o.value for o in StatusOutcome)
+        return EXIT_REFUSED, f"error: usage: unknown status outcome {assume_status!r} (use {known})"
+    at = clock() if now is None else now
+    verifier = Verifier(resolver=resolver if resolver is not None else Resolver.local(), clock=lambda: at)
+    try:
+        credential = verifier.verify_credential(credential_token.strip())
+    except VCGateError as exc:
+        return EXIT_REFUSED, f"error: {exc.code}: {exc.message}"
+    assumptions = []
+    if holder is None:
+        holder = credential.subject
+        assumptions.append("presented by its subject (no presentation here to prove the holder)")
+    else:
+        assumptions.append(f"presented by {holder}")
+    status_results = None
+    if credential.status:
+        status_results = {credential.token: outcome}
+        assumptions.append(f"status {outcome.value} (status is not checked by explain)")
+    request = RequestFacts(method=method, path=path, host=host, model=model, body_available=body_available)
+    decision = policy.decide(request, [credential], now=at, holder=holder, status_results=status_results)
+    code = EXIT_OK if decision.allow else EXIT_REFUSED
+    if as_json:
+        body = decision.to_dict()
+        body["assumed"] = assumptions
+        return code, json.dumps(body, indent=2)
+    return code, _format_decision(decision, request, assumptions)
