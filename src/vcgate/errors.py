@@ -16,6 +16,7 @@ __all__ = [
     "VCGateError",
     "MalformedError",
     "TokenTooLargeError",
+    "MethodNotAllowedError",
     "AlgorithmNotAllowedError",
     "HeaderNotAllowedError",
     "UnsupportedCriticalError",
@@ -117,6 +118,12 @@ class TokenTooLargeError(MalformedError):
     code = "too_large"
     status = 413
     default_message = "the input exceeds the size or nesting limit"
+
+
+class MethodNotAllowedError(VCGateError):
+    code = "method_not_allowed"
+    status = 405
+    default_message = "this endpoint does not take that HTTP method"
 
 
 class AlgorithmNotAllowedError(VCGateError):

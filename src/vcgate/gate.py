@@ -1,0 +1,644 @@
+"""The gate: one framework-neutral check per request, ``RequestView -> Decision``.
+
+Every adapter (ASGI and WSGI middleware, the auth service behind Envoy / NGINX / Traefik)
+turns its request into a :class:`RequestView`, calls :meth:`Gate.check` and renders the
+:class:`Decision`. The wire protocol (challenge, direct mode, session mode, token endpoint,
+RFC 9728 metadata) is in ``docs/protocol.md``.
+
+Pure code: no web framework, no network; state lives only in the injected stores (nonces,
+``jti`` replay), a bounded session cache and the current policy reference.
+
+Decisions made here (see also the module docs of each method):
+
+* **Policy first, crypto second.** The policy is first asked with no credential at all: a
+  public route is allowed, an explicit or default deny is answered, and only routes that need a
+  credential pay for verification.
+* **Session calls re-run the policy.** The token endpoint keeps the verified credentials of
+  each session it issues in a bounded in-process cache keyed by the token's ``jti``. Each
+  session call re-decides with those credentials (so path, model and claim rules apply per
+  call) and with a fresh status check (the mirror / status list lookups are in-memory), so a
+  revocation takes effect within a call, not a token lifetime. A token whose session is not
+  in the cache (another replica issued it, the process restarted, the cache evicted it) is
+  refused ``token_invalid`` (reason ``session_unknown``) with the challenge: the client simply
+  presents again. Several replicas therefore need sticky sessions or pay one extra
+  presentation per replica.
+* **Token scopes are advisory.** They are the union of ``grants.scopes`` of the allow rules
+  whose required types and issuers some presented, trusted credential carries. Authorisation of
+  every call is the policy decision, never the scope string.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from .credentials.models import VerifiedCredential, VerifiedPresentation
+from .credentials.verifier import Verifier
+from .errors import (
+    DPoPKeyMismatchError,
+    MalformedError,
+    NonceMismatchError,
+    StoreUnavailableError,
+    TokenInvalidError,
+    VCGateError,
+)
+from .keys import ALGORITHMS, PrivateKey, read_key_file
+from .policy import Policy, PolicyDecision, PolicyError, Reason, RequestFacts, StatusOutcome
+from .session import DPoPVerifier, SessionVerifier, TokenIssuer, TokenVerifier
+from .stores import MemoryNonceStore, MemoryReplayStore, NonceStore, ReplayStore
+
+__all__ = ["DEFAULT_TOKEN_PATH", "METADATA_PATH", "Decision", "Gate", "RequestView"]
+
+log = logging.getLogger("vcgate.gate")
+
+DEFAULT_TOKEN_PATH = "/.well-known/vcgate/token"
+METADATA_PATH = "/.well-known/oauth-protected-resource"
+GRANT_PREFIX = "x-vcgate-"
+
+# The order the protocol writes the algorithms in.
+_ALG_ORDER = ("EdDSA", "ES256", "ES256K")
+_NO_STORE = ("Cache-Control", "no-store")
+_JSON = ("Content-Type", "application/json")
+_MAX_VP_BYTES = 64 * 1024
+
+
+Headers = tuple[tuple[str, str], ...]
+
+
+def _normalize_headers(headers: Mapping[str, Any] | Iterable[tuple[Any, Any]]) -> Headers:
+    """Lower-cased ``(name, value)`` pairs; a mapping value may be a list of values."""
+    items: Iterable[tuple[Any, Any]] = headers.items() if isinstance(headers, Mapping) else headers
+    out: list[tuple[str, str]] = []
+    for name, value in items:
+        if isinstance(name, bytes):
+            name = name.decode("latin-1")
+        if isinstance(value, (list, tuple)):
+            for v in value:
+                out.append((name.lower(), v.decode("latin-1") if isinstance(v, bytes) else str(v)))
+        else:
+            out.append((name.lower(), value.decode("latin-1") if isinstance(value, bytes) else str(value)))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """A request as the gate sees it, whatever the framework.
+
+    ``path`` is the raw request target's path (percent-encoding intact; a query is ignored).
+    ``headers`` accepts a mapping (values may be lists) or ``(name, value)`` pairs and is kept
+    as lower-cased pairs, so repeated headers stay visible. ``model`` is the OpenAI body's
+    ``model`` field when the adapter read the body; ``body_available`` says it did.
+    """
+
+    method: str
+    path: str
+    query: str = ""
+    host: str | None = None
+    scheme: str = "http"
+    headers: Headers = field(default=())
+    model: str | None = None
+    body_available: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", _normalize_headers(self.headers))
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of header ``name`` (case-insensitive), in order."""
+        name = name.lower()
+        return [v for k, v in self.headers if k == name]
+
+    def get(self, name: str) -> str | None:
+        values = self.get_all(name)
+        return values[0] if values else None
+
+    @property
+    def url(self) -> str:
+        """``scheme://host/path`` as the gateway reconstructs it (the DPoP ``htu``), no query."""
+        path = self.path.split("?", 1)[0] or "/"
+        return f"{self.scheme.lower()}://{self.host or 'localhost'}{path}"
+
+
+class Decision(NamedTuple):
+    """The outcome of :meth:`Gate.check`.
+
+    ``grant_headers`` go upstream (after stripping client ``x-vcgate-*`` headers);
+    ``headers`` go back to the client (``WWW-Authenticate``, ``Cache-Control``, ...);
+    ``body`` is the JSON refusal (``None`` when allowed). ``mode`` is ``public``,
+    ``direct`` or ``session`` for an allow, ``None`` for a refusal.
+    """
+
+    allow: bool
+    status: int
+    code: str | None
+    message: str
+    reasons: tuple[Reason, ...] = ()
+    grant_headers: Headers = ()
+    scopes: tuple[str, ...] = ()
+    subject: str | None = None
+    issuer: str | None = None
+    holder: str | None = None
+    rule: str | None = None
+    mode: str | None = None
+    headers: Headers = ()
+    body: Mapping[str, Any] | None = None
+    policy_decision: PolicyDecision | None = None
+
+
+class _Session(NamedTuple):
+    holder: str
+    credentials: tuple[VerifiedCredential, ...]
+
+
+def _quote(text: str) -> str:
+    """A safe quoted-string for a challenge parameter (printable ASCII, no quote or backslash)."""
+    return "".join(c for c in text if 0x20 <= ord(c) < 0x7F and c not in '"\\')[:200]
+
+
+class Gate:
+    """The core check. Thread-safe; build one per gateway process and share it.
+
+    Keyword-only configuration; anything not given gets an in-process default:
+
+    :param policy: the compiled :class:`~vcgate.policy.Policy`.
+    :param policy_path: the file to watch for :meth:`reload_if_changed`.
+    :param verifier: presentation verifier (default: did:key and did:jwk, no network).
+    :param status: a :class:`~vcgate.status.StatusChecker`; without one a credential that has
+        ``credentialStatus`` entries counts as status ``unavailable`` (the policy's mode decides).
+    :param nonce_store: challenge nonces (default in-memory); use Redis for several replicas.
+    :param replay_store: DPoP ``jti`` replay store (default in-memory).
+    :param gateway_key: signs access tokens (default: generated in memory, with a warning).
+    :param token_issuer, token_verifier, dpop_verifier: override the session pieces entirely.
+    :param clock: POSIX seconds; tests pass a fixed one.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        policy_path: str | os.PathLike[str] | None = None,
+        verifier: Verifier | None = None,
+        status: Any = None,
+        nonce_store: NonceStore | None = None,
+        replay_store: ReplayStore | None = None,
+        gateway_key: PrivateKey | None = None,
+        token_issuer: TokenIssuer | None = None,
+        token_verifier: TokenVerifier | None = None,
+        dpop_verifier: DPoPVerifier | None = None,
+        clock: Callable[[], float] = time.time,
+        token_path: str = DEFAULT_TOKEN_PATH,
+        token_lifetime: float = 300,
+        nonce_ttl: float = 300,
+        algorithms: Sequence[str] = ALGORITHMS,
+        session_cache_size: int = 65536,
+        reload_interval: float = 1.0,
+    ) -> None:
+        self._policy = policy
+        self.audience = policy.audience.rstrip("/")
+        self._clock = clock
+        self.algorithms = tuple(a for a in _ALG_ORDER if a in set(algorithms))
+        self.verifier = verifier if verifier is not None else Verifier(clock=clock, algorithms=self.algorithms)
+        self.status = status
+        self.nonce_store: NonceStore = nonce_store if nonce_store is not None else MemoryNonceStore()
+        self.nonce_ttl = nonce_ttl
+        if token_issuer is None:
+            if gateway_key is None:
+                warnings.warn(
+                    "vcgate: no gateway key configured; generated one in memory. Access tokens will not "
+                    "survive a restart and will not work across replicas (configure a key file).",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                gateway_key = PrivateKey.generate("EdDSA")
+            token_issuer = TokenIssuer(key=gateway_key, issuer=self.audience, lifetime=token_lifetime, clock=clock)
+        self.token_issuer = token_issuer
+        if token_verifier is None:
+            token_verifier = TokenVerifier(
+                keys=[token_issuer.public_key], issuer=token_issuer.issuer, audience=self.audience, clock=clock
+            )
+        if dpop_verifier is None:
+            dpop_verifier = DPoPVerifier(
+                algorithms=self.algorithms,
+                replay_store=replay_store if replay_store is not None else MemoryReplayStore(),
+                clock=clock,
+            )
+        self.dpop_verifier = dpop_verifier
+        self.sessions = SessionVerifier(tokens=token_verifier, proofs=dpop_verifier)
+        self.token_path = token_path
+        self.token_endpoint_url = self.audience + token_path
+        self._session_cache: OrderedDict[str, _Session] = OrderedDict()
+        self._session_cache_size = session_cache_size
+        self._lock = threading.Lock()
+        self._needs_body_memo: dict[tuple[str, str], bool] = {}
+        # Reload state.
+        self.policy_path = os.fspath(policy_path) if policy_path is not None else None
+        self.reload_interval = reload_interval
+        self._reload_lock = threading.Lock()
+        self._last_stat_check = time.monotonic()
+        self._file_sig = self._stat() if self.policy_path else None
+
+    # --- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_policy_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        key_file: str | os.PathLike[str] | None = None,
+        key_passphrase: str | None = None,
+        **overrides: Any,
+    ) -> Gate:
+        """A gate for the policy in ``path``, reloaded when the file changes.
+
+        ``key_file`` (a ``vcgate keys`` key file) is the gateway's token signing key; without
+        it (and without ``gateway_key=``) a key is generated in memory, which means tokens do
+        not survive a restart and are not accepted by other replicas.
+        """
+        policy = Policy.from_file(path)
+        if key_file is not None and "gateway_key" not in overrides:
+            overrides["gateway_key"] = read_key_file(key_file, passphrase=key_passphrase)
+        return cls(policy=policy, policy_path=path, **overrides)
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    # --- policy reload --------------------------------------------------------------------
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.policy_path)  # type: ignore[arg-type]
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def reload_if_changed(self, *, force: bool = False) -> bool:
+        """Swap in the policy file's new contents if it changed; True if a new policy is live.
+
+        Checks ``stat`` at most once per ``reload_interval`` (unless ``force``). A file that no
+        longer loads is logged and the current policy stays: a bad edit never opens or closes
+        the gateway. In-flight requests keep the policy object they started with.
+        """
+        if self.policy_path is None:
+            return False
+        now = time.monotonic()
+        if not force and now - self._last_stat_check < self.reload_interval:
+            return False
+        if not self._reload_lock.acquire(blocking=False):
+            return False  # another thread is reloading; this request uses the current policy
+        try:
+            self._last_stat_check = now
+            sig = self._stat()
+            if sig is None or sig == self._file_sig:
+                return False
+            self._file_sig = sig
+            try:
+                new = Policy.from_file(self.policy_path)
+            except (PolicyError, OSError) as exc:
+                log.error("vcgate: policy %s not reloaded, keeping the current one: %s", self.policy_path, exc)
+                return False
+            if new.audience.rstrip("/") != self.audience:
+                log.error("vcgate: policy %s changes the audience; restart the gateway to change it", self.policy_path)
+                return False
+            self._policy = new  # one reference assignment: atomic for concurrent readers
+            self._needs_body_memo = {}
+            log.info("vcgate: policy %s reloaded", self.policy_path)
+            return True
+        finally:
+            self._reload_lock.release()
+
+    # --- helpers for adapters --------------------------------------------------------------
+
+    def needs_body(self, method: str, path: str) -> bool:
+        """Whether deciding ``method path`` may need the OpenAI ``model`` field of the body."""
+        policy = self._policy
+        if not policy.needs_body:
+            return False
+        key = (method.upper(), path.split("?", 1)[0])
+        memo = self._needs_body_memo
+        hit = memo.get(key)
+        if hit is None:
+            route = getattr(policy, "_route", None)
+            if route is None:
+                hit = True
+            else:
+                try:
+                    _p, _why, rules = route(key[0], key[1])
+                    hit = any(r.spec.needs_body for r in rules)
+                except Exception:  # noqa: BLE001 -- unknown engine shape: read the body to be safe
+                    hit = True
+            if len(memo) >= 4096:
+                memo.clear()
+            if len(key[1]) <= 1024:
+                memo[key] = hit
+        return hit
+
+    def is_token_endpoint(self, path: str) -> bool:
+        return path.split("?", 1)[0] == self.token_path
+
+    @staticmethod
+    def is_metadata(path: str) -> bool:
+        return path.split("?", 1)[0] == METADATA_PATH
+
+    @staticmethod
+    def upstream_headers(headers: Mapping[str, Any] | Iterable[tuple[Any, Any]], decision: Decision) -> list[tuple[str, str]]:
+        """The request headers to forward: client ``x-vcgate-*`` removed, grants added."""
+        kept = [(k, v) for k, v in _normalize_headers(headers) if not k.startswith(GRANT_PREFIX)]
+        kept.extend((k.lower(), v) for k, v in decision.grant_headers)
+        return kept
+
+    def metadata(self) -> dict[str, Any]:
+        """RFC 9728 protected-resource metadata (``/.well-known/oauth-protected-resource``)."""
+        return {
+            "resource": self.audience,
+            "bearer_methods_supported": ["header"],
+            "dpop_signing_alg_values_supported": list(self.algorithms),
+            "dpop_bound_access_tokens_required": True,
+            "vcgate_token_endpoint": self.token_endpoint_url,
+            "vcgate_presentation_formats": ["vp+jwt", "jwt_vp"],
+        }
+
+    # --- challenges and refusals -----------------------------------------------------------
+
+    def _challenge(self, error: VCGateError | None, *, dpop_error: bool) -> tuple[Headers, dict[str, Any]] | None:
+        """The two ``WWW-Authenticate`` values and the body extras, or None if the store is down."""
+        try:
+            nonce = self.nonce_store.issue(self.nonce_ttl)
+        except VCGateError:
+            return None
+        algs = " ".join(self.algorithms)
+        vp = f'VP realm="{_quote(self.audience)}", nonce="{nonce}", token_endpoint="{_quote(self.token_endpoint_url)}"'
+        no_token = isinstance(error, TokenInvalidError) and error.details.get("reason") == "missing"
+        if error is not None and not no_token:
+            vp += f', error="{_quote(error.code)}", error_description="{_quote(error.message)}"'
+        vp += f', algs="{algs}"'
+        dpop = "DPoP "
+        oauth = getattr(error, "oauth_error", None)
+        if dpop_error and oauth and not no_token and error is not None:
+            dpop += f'error="{oauth}", error_description="{_quote(error.message)}", '
+        dpop += f'algs="{algs}"'
+        return (
+            (("WWW-Authenticate", vp), ("WWW-Authenticate", dpop)),
+            {"nonce": nonce, "token_endpoint": self.token_endpoint_url},
+        )
+
+    def _refuse(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        error: VCGateError | None = None,
+        details: Mapping[str, Any] | None = None,
+        dpop_error: bool = False,
+        pd: PolicyDecision | None = None,
+    ) -> Decision:
+        body: dict[str, Any] = {"error": code, "message": message}
+        if details:
+            body["details"] = dict(details)
+        headers: list[tuple[str, str]] = [_JSON, _NO_STORE]
+        if status == 401:
+            ch = self._challenge(error, dpop_error=dpop_error)
+            if ch is None:
+                exc = StoreUnavailableError("the nonce store cannot answer")
+                return self._refuse(exc.status, exc.code, exc.message)
+            headers.extend(ch[0])
+            body.update(ch[1])
+        return Decision(
+            allow=False,
+            status=status,
+            code=code,
+            message=message,
+            reasons=pd.reasons if pd is not None else (),
+            subject=pd.subject if pd is not None else None,
+            issuer=pd.issuer if pd is not None else None,
+            rule=pd.rule if pd is not None else None,
+            headers=tuple(headers),
+            body=body,
+            policy_decision=pd,
+        )
+
+    def _from_error(self, exc: VCGateError, *, dpop_error: bool = False) -> Decision:
+        # Any refused credential (even a malformed one) is a 401 with a challenge, so the
+        # client can present again; only "cannot decide now" (503) differs.
+        status = 503 if exc.status == 503 else 401
+        return self._refuse(status, exc.code, exc.message, error=exc, details=exc.details, dpop_error=dpop_error)
+
+    def _from_policy(self, pd: PolicyDecision, *, holder: str | None, mode: str | None) -> Decision:
+        if pd.allow:
+            return Decision(
+                allow=True,
+                status=200,
+                code=None,
+                message=pd.message,
+                reasons=pd.reasons,
+                grant_headers=tuple(pd.grants.headers.items()),
+                scopes=tuple(pd.grants.scopes),
+                subject=pd.subject,
+                issuer=pd.issuer,
+                holder=holder,
+                rule=pd.rule,
+                mode=mode,
+                policy_decision=pd,
+            )
+        details: dict[str, Any] = {}
+        if pd.rule:
+            details["rule"] = pd.rule
+        if pd.reasons:
+            details["reasons"] = [{"code": r.code, "message": r.message} for r in pd.reasons]
+        code = pd.code or "denied"
+        err: VCGateError | None = None
+        if code != "credential_required":  # a first challenge carries no error (RFC 6750 3.1)
+            err = VCGateError(pd.message)
+            err.code = code  # type: ignore[misc]
+        return self._refuse(pd.status, code, pd.message, error=err, details=details, pd=pd)
+
+    # --- status ------------------------------------------------------------------------------
+
+    def _status_results(self, credentials: Sequence[VerifiedCredential]) -> dict[str, StatusOutcome]:
+        results: dict[str, StatusOutcome] = {}
+        if self.status is None:
+            return results  # credentials with status entries count as unavailable
+        for cred in credentials:
+            if not cred.status:
+                continue
+            try:
+                self.status.check(cred)
+                results[cred.token] = StatusOutcome.OK
+            except Exception as exc:  # noqa: BLE001 -- every failure maps to an outcome, fail closed
+                results[cred.token] = StatusOutcome.from_error(exc)
+        return results
+
+    # --- the check -----------------------------------------------------------------------------
+
+    def check(self, view: RequestView) -> Decision:
+        """Decide one request. Never raises for a refusal; see ``docs/protocol.md``."""
+        self.reload_if_changed()
+        policy = self._policy
+        now = self._clock()
+        facts = RequestFacts(view.method, view.path, host=view.host, model=view.model, body_available=view.body_available)
+
+        # Without a credential first: public routes, explicit and default denies cost no crypto.
+        anonymous = policy.decide(facts, None, now=now)
+        if anonymous.allow:
+            return self._from_policy(anonymous, holder=None, mode="public")
+        if anonymous.code != "credential_required":
+            return self._from_policy(anonymous, holder=None, mode=None)
+
+        auths = view.get_all("authorization")
+        if not auths:
+            return self._from_policy(anonymous, holder=None, mode=None)
+        if len(auths) > 1:
+            return self._from_error(
+                TokenInvalidError("exactly one Authorization header is allowed", reason="multiple_headers")
+            )
+        scheme, _, credential = auths[0].strip().partition(" ")
+        scheme = scheme.lower()
+        if scheme == "vp":
+            return self._check_direct(view, facts, credential.strip(), policy, now)
+        if scheme in ("dpop", "bearer"):
+            return self._check_session(view, facts, auths[0], policy, now)
+        return self._from_policy(anonymous, holder=None, mode=None)
+
+    def _verify_presentation(self, vp: str, policy: Policy, expected_jkt: str | None = None) -> VerifiedPresentation:
+        """Signatures, audience, the holder key (token endpoint) and the single-use nonce.
+
+        Raises a :class:`VCGateError`.
+        """
+        if not vp or len(vp) > _MAX_VP_BYTES:
+            raise MalformedError("the presentation is missing or too large")
+        # Holder binding is the policy's to decide (per rule), so the verifier does not enforce it.
+        pres = self.verifier.verify_presentation(vp, audience=policy.audience, nonce=None, holder_binding=False)
+        if expected_jkt is not None and expected_jkt != pres.holder_key.thumbprint():
+            # Checked before the nonce is consumed: someone replaying an intercepted
+            # presentation with their own DPoP key cannot burn the holder's nonce.
+            raise DPoPKeyMismatchError(
+                "the DPoP key is not the key that signed the presentation", reason="holder_key_mismatch"
+            )
+        # The nonce is consumed only after the signature verified: a forged presentation
+        # cannot burn a client's nonce.
+        if pres.nonce is None or not self.nonce_store.consume(pres.nonce):
+            raise NonceMismatchError("the presentation's nonce is unknown, expired or already used")
+        return pres
+
+    def _check_direct(self, view: RequestView, facts: RequestFacts, vp: str, policy: Policy, now: float) -> Decision:
+        try:
+            pres = self._verify_presentation(vp, policy)
+        except VCGateError as exc:
+            return self._from_error(exc)
+        pd = policy.decide(
+            facts, pres.credentials, now=now, holder=pres.holder, status_results=self._status_results(pres.credentials)
+        )
+        return self._from_policy(pd, holder=pres.holder, mode="direct")
+
+    def _check_session(self, view: RequestView, facts: RequestFacts, authorization: str, policy: Policy, now: float) -> Decision:
+        try:
+            session = self.sessions.verify(
+                authorization=authorization, dpop=view.get_all("dpop") or None, htm=view.method, htu=view.url
+            )
+        except VCGateError as exc:
+            return self._from_error(exc, dpop_error=True)
+        except ValueError:  # our own URL could not be rebuilt (bad Host)
+            return self._refuse(400, "request_invalid", "the request URI is not valid")
+        with self._lock:
+            entry = self._session_cache.get(session.token.jti)
+            if entry is not None:
+                self._session_cache.move_to_end(session.token.jti)
+        if entry is None:
+            return self._from_error(
+                TokenInvalidError("this gateway does not know the token's session; present again", reason="session_unknown"),
+                dpop_error=True,
+            )
+        pd = policy.decide(
+            facts, entry.credentials, now=now, holder=entry.holder, status_results=self._status_results(entry.credentials)
+        )
+        return self._from_policy(pd, holder=entry.holder, mode="session")
+
+    # --- the token endpoint ---------------------------------------------------------------------
+
+    def token_endpoint(self, view: RequestView, form: Mapping[str, Any]) -> tuple[int, list[tuple[str, str]], dict[str, Any]]:
+        """``POST /.well-known/vcgate/token`` (docs/protocol.md 3.1) -> (status, headers, JSON body).
+
+        ``form`` is the parsed form or JSON body. The DPoP proof's key must be the key that
+        signed the presentation; at least one credential must come from a trusted issuer and
+        none may be revoked or suspended.
+        """
+        def out(d: Decision) -> tuple[int, list[tuple[str, str]], dict[str, Any]]:
+            return d.status, list(d.headers), dict(d.body or {})
+
+        self.reload_if_changed()
+        policy = self._policy
+        if view.method.upper() != "POST":
+            d = self._refuse(405, "method_not_allowed", "the token endpoint takes POST")
+            return d.status, [*d.headers, ("Allow", "POST")], dict(d.body or {})
+        vp = form.get("vp_token") if isinstance(form, Mapping) else None
+        if isinstance(vp, list) and len(vp) == 1:
+            vp = vp[0]
+        if not isinstance(vp, str) or not vp:
+            return out(self._refuse(400, "malformed", "the token request needs one 'vp_token'"))
+        try:
+            proof = self.dpop_verifier.verify(view.get_all("dpop") or None, htm="POST", htu=view.url)
+        except VCGateError as exc:
+            return out(self._from_error(exc, dpop_error=True))
+        except ValueError:
+            return out(self._refuse(400, "request_invalid", "the request URI is not valid"))
+        try:
+            pres = self._verify_presentation(vp, policy, expected_jkt=proof.jkt)
+        except VCGateError as exc:
+            return out(self._from_error(exc))
+
+        trusted = {t.did for t in policy.trusted_issuers}
+        creds = tuple(c for c in pres.credentials if c.issuer in trusted)
+        if not creds:
+            return out(self._refuse(403, "issuer_not_trusted", "no presented credential comes from a trusted issuer"))
+        results = self._status_results(creds)
+        for outcome in (StatusOutcome.REVOKED, StatusOutcome.SUSPENDED, StatusOutcome.UNSUPPORTED):
+            if outcome in results.values():
+                return out(self._refuse(401, f"status_{outcome.value}" if outcome is StatusOutcome.UNSUPPORTED else outcome.value,
+                                        f"a presented credential is {outcome.value}"))
+        if policy.defaults.status == "required" and any(
+            c.status and results.get(c.token) is not StatusOutcome.OK for c in creds
+        ):
+            return out(self._refuse(503, "status_unavailable", "the credential status cannot be established now"))
+
+        scopes = self._scopes(policy, creds)
+        token = self.token_issuer.issue(
+            subject=pres.holder,
+            holder_jkt=proof.jkt,
+            scopes=scopes,
+            audience=self.audience,
+            credential_ids=[c.id for c in creds if c.id],
+        )
+        at = self.sessions.tokens.verify(token)  # also warms the token cache
+        with self._lock:
+            self._session_cache[at.jti] = _Session(pres.holder, creds)
+            while len(self._session_cache) > self._session_cache_size:
+                self._session_cache.popitem(last=False)
+        body: dict[str, Any] = {
+            "access_token": token,
+            "token_type": "DPoP",
+            "expires_in": int(at.expires_at - at.issued_at),
+        }
+        if scopes:
+            body["scope"] = " ".join(scopes)
+        return 200, [_JSON, _NO_STORE], body
+
+    @staticmethod
+    def _scopes(policy: Policy, creds: Sequence[VerifiedCredential]) -> list[str]:
+        scopes: dict[str, None] = {}
+        for rule in policy.rules:
+            if not rule.allow or rule.public or not rule.grants.scopes:
+                continue
+            req = rule.require
+            for c in creds:
+                if all(c.has_type(t) for t in req.types) and (req.issuers is None or c.issuer in req.issuers):
+                    scopes.update(dict.fromkeys(rule.grants.scopes))
+                    break
+        return list(scopes)

@@ -1,0 +1,156 @@
+"""``VCGateMiddleware``: pure ASGI (FastAPI, Starlette, vLLM ``--middleware``).
+
+Non-HTTP scopes (lifespan, websocket) pass straight through. For HTTP requests the middleware
+serves the token endpoint and the RFC 9728 metadata itself, reads the body only when the policy
+may need the OpenAI ``model`` field for this route (at most ``max_body`` bytes, replayed to the
+app unchanged), asks the gate, and either answers the refusal as JSON or calls the app with
+client ``x-vcgate-*`` headers removed, grant headers added and the decision in
+``scope["vcgate"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ..gate import Decision, Gate, RequestView
+from ._common import MAX_BODY, TOO_LARGE, dumps, model_of, token_form
+
+__all__ = ["VCGateMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, headers: Any, body: Any) -> None:
+    data = dumps(body)
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers if k.lower() != "content-length"]
+    if not any(k == b"content-type" for k, _ in raw):
+        raw.append((b"content-type", b"application/json"))
+    raw.append((b"content-length", str(len(data)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": data})
+
+
+class VCGateMiddleware:
+    """Guard an ASGI app with a :class:`~vcgate.gate.Gate`: ``VCGateMiddleware(app, gate=gate)``."""
+
+    def __init__(self, app: ASGIApp, *, gate: Gate, max_body: int = MAX_BODY) -> None:
+        self.app = app
+        self.gate = gate
+        self.max_body = max_body
+
+    def _view(self, scope: Scope, model: str | None = None, body_available: bool = False) -> RequestView:
+        raw_path = scope.get("raw_path")
+        path = raw_path.decode("latin-1") if raw_path else scope.get("path", "/")
+        path = path.split("?", 1)[0]
+        headers = scope.get("headers") or []
+        host = None
+        for k, v in headers:
+            if k.lower() == b"host":
+                host = v.decode("latin-1")
+                break
+        if host is None and scope.get("server"):
+            server_host, port = scope["server"][0], scope["server"][1]
+            host = f"{server_host}:{port}" if port else server_host
+        return RequestView(
+            method=scope["method"],
+            path=path,
+            query=(scope.get("query_string") or b"").decode("latin-1"),
+            host=host,
+            scheme=scope.get("scheme", "http"),
+            headers=headers,
+            model=model,
+            body_available=body_available,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        gate = self.gate
+        view = self._view(scope)
+        if gate.is_metadata(view.path) and view.method in ("GET", "HEAD"):
+            await _respond(send, 200, [("Cache-Control", "max-age=300")], gate.metadata())
+            return
+        ctype = view.get("content-type")
+        if gate.is_token_endpoint(view.path):
+            try:
+                body = await _read_body(receive, self.max_body)
+            except _TooLarge:
+                await _respond(send, 413, [], TOO_LARGE)
+                return
+            except _Disconnected:
+                return
+            status, headers, payload = gate.token_endpoint(view, token_form(body, ctype))
+            await _respond(send, status, headers, payload)
+            return
+
+        replay_receive = receive
+        if gate.needs_body(view.method, view.path):
+            try:
+                body = await _read_body(receive, self.max_body)
+            except _TooLarge:
+                await _respond(send, 413, [], TOO_LARGE)
+                return
+            except _Disconnected:
+                return
+            view = self._view(scope, model_of(body, ctype), True)
+            replay_receive = _replay(body, receive)
+
+        decision = gate.check(view)
+        if not decision.allow:
+            await _respond(send, decision.status, decision.headers, decision.body)
+            return
+        scope = dict(scope)
+        scope["headers"] = [
+            (k.encode("latin-1"), v.encode("latin-1")) for k, v in gate.upstream_headers(scope.get("headers") or [], decision)
+        ]
+        scope["vcgate"] = decision
+        await self.app(scope, replay_receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that first hands the app the body already read, then defers to the server."""
+    sent = False
+
+    async def wrapped() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return wrapped
+
+
+def decision_of(scope: Scope) -> Decision | None:
+    """The gate's decision for this request, as the app sees it."""
+    return scope.get("vcgate")
