@@ -45,6 +45,7 @@ bench: dev-install node-deps
 	$(BIN)/python benchmarks/revocation.py
 	$(BIN)/python benchmarks/session.py
 	$(BIN)/python benchmarks/policy.py
+	$(BIN)/python benchmarks/audit.py
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules $(CHAIN_TOOLS)/node_modules .pytest_cache demo-out

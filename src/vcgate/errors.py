@@ -76,6 +76,9 @@ __all__ = [
     "BodyRequiredError",
     "RequestInvalidError",
     "GrantInvalidError",
+    "AuditUnavailableError",
+    "AuditTamperedError",
+    "AuditCorruptError",
     "ERROR_CODES",
 ]
 
@@ -562,6 +565,33 @@ class GrantInvalidError(PolicyDeniedError):
     code = "grant_invalid"
     status = 403
     default_message = "a header the policy grants would carry a value that is not safe in a header"
+
+
+# --- audit log -----------------------------------------------------------------------------
+
+
+class AuditUnavailableError(VCGateError):
+    """The audit log cannot take the record now (queue full, disk error, closed): fail closed."""
+
+    code = "audit_unavailable"
+    status = 503
+    default_message = "the audit log is unavailable; the request cannot be recorded"
+
+
+class AuditTamperedError(VCGateError):
+    """:meth:`VerifyReport.check`: the log does not verify."""
+
+    code = "audit_tampered"
+    status = 500
+    default_message = "the audit log does not verify"
+
+
+class AuditCorruptError(AuditUnavailableError):
+    """:class:`AuditLog` refuses to open a file whose tail or header it cannot trust."""
+
+    code = "audit_corrupt"
+    status = 503
+    default_message = "the audit log file is corrupt; refusing to extend it"
 
 
 def _all_codes() -> dict[str, type[VCGateError]]:
