@@ -1,5 +1,6 @@
 # vcgate -- the two commands a newcomer needs:
 #   make demo   create .venv, install vcgate, run the end-to-end demo on embedded defaults
+#               (in-process EVM, a model server on 127.0.0.1, the OpenAI SDK as the agent)
 #   make test   install everything the tests need (Python, npm, Debian packages), run the suite
 
 PYTHON ?= python3
@@ -15,7 +16,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[chain]'
+	$(BIN)/python -m pip install -q -e '.[demo]'
 
 demo: install
 	$(BIN)/python examples/demo.py
@@ -40,12 +41,14 @@ system-deps:
 test: system-deps dev-install node-deps
 	$(BIN)/python -m pytest
 
-bench: dev-install node-deps
+bench: system-deps dev-install node-deps
 	$(BIN)/python benchmarks/verify.py
 	$(BIN)/python benchmarks/revocation.py
 	$(BIN)/python benchmarks/session.py
 	$(BIN)/python benchmarks/policy.py
 	$(BIN)/python benchmarks/audit.py
+	$(BIN)/python benchmarks/gate.py
+	$(BIN)/python benchmarks/http_gate.py
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules $(CHAIN_TOOLS)/node_modules .pytest_cache demo-out

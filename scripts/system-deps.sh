@@ -6,6 +6,7 @@ NEEDED=(
   "node:nodejs"
   "npm:npm"
   "redis-server:redis-server"
+  "wrk:wrk"
 )
 missing=()
 for entry in "${NEEDED[@]}"; do
