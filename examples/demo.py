@@ -1,27 +1,75 @@
-"""The vcgate end-to-end demo, on embedded defaults (an in-process EVM; no network, no servers).
+"""The vcgate end-to-end demo, on embedded defaults: an in-process EVM, a model server on
+127.0.0.1, no outside network.
 
-Run it with ``make demo``. Each step prints what happened; the same steps with the CLI are
-shown beside them so you can replay them by hand.
+Run it with ``make demo``. The story, step by step:
+
+ 1. the issuer's key and DID (its key is also its Ethereum account);
+ 2. the ERC-5539 revocation registry deployed on the embedded chain;
+ 3. a ModelAccessCredential for llama-3-70b issued to an agent, with an on-chain status;
+ 4. the model server (the FastAPI example) behind the vcgate middleware, one policy file;
+ 5. the agent calls the allowed model with the OpenAI SDK -> 200;
+ 6. the agent asks for a model its credential does not cover -> 403 with the reason;
+ 7. a tampered credential and a spoofed grant header get nowhere;
+ 8. the issuer revokes on chain, the gateway's mirror sees it -> the agent is refused (revoked);
+ 9. the gateway's audit log verifies.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import time
-
 import os
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
 
-from vcgate.chain import RegistryClient, connect, deploy_registry, eth_account_from_key, eth_address
-from vcgate.credentials import Verifier, create_presentation, issue_credential
-from vcgate.did import Resolver, did_key_from_public_key
-from vcgate.errors import VCGateError
-from vcgate.keys import PrivateKey, b64url_decode, b64url_encode
-from vcgate.status import StatusChecker
-from vcgate.status.mirror import RevocationMirror
-from vcgate.status.registry import OnchainStatusMethod, status_entry
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-GATEWAY = "https://models.example.com"
+import httpx  # noqa: E402
+import openai  # noqa: E402
+import uvicorn  # noqa: E402
+
+from vcgate import Gate  # noqa: E402
+from vcgate.audit import AuditLog, verify_file  # noqa: E402
+from vcgate.chain import RegistryClient, connect, deploy_registry, eth_account_from_key, eth_address  # noqa: E402
+from vcgate.client import Holder  # noqa: E402
+from vcgate.credentials import Verifier, issue_credential  # noqa: E402
+from vcgate.did import did_key_from_public_key  # noqa: E402
+from vcgate.errors import VCGateError  # noqa: E402
+from vcgate.keys import PrivateKey, b64url_decode, b64url_encode  # noqa: E402
+from vcgate.status import StatusChecker  # noqa: E402
+from vcgate.status.mirror import RevocationMirror  # noqa: E402
+from vcgate.status.registry import OnchainStatusMethod, status_entry  # noqa: E402
+
+POLICY = """\
+version: 1
+audience: {audience}
+trusted_issuers:
+  - did: {issuer}
+    types: [ModelAccessCredential]
+defaults:
+  status: required
+rules:
+  - name: health
+    match: {{methods: [GET], paths: [/healthz, /.well-known/**]}}
+    public: true
+  - name: list-models
+    match: {{methods: [GET], paths: [/v1/models]}}
+    require: {{types: [ModelAccessCredential]}}
+  - name: chat
+    match: {{methods: [POST], paths: [/v1/chat/completions]}}
+    require:
+      types: [ModelAccessCredential]
+      claims:
+        models: {{contains: $model}}
+    grants:
+      headers:
+        X-Vcgate-Subject: $subject
+        X-Vcgate-Issuer: $issuer
+"""
 
 
 def step(n: int, title: str, cli: str | None = None) -> None:
@@ -30,132 +78,138 @@ def step(n: int, title: str, cli: str | None = None) -> None:
         print(f"   (CLI: {cli})")
 
 
-def main() -> int:
-    now = time.time()
+def free_port() -> int:
+    import socket
 
-    step(1, "The issuer and the agent make their keys; each key is a did:key", "vcgate key new --alg ES256K --out issuer.key")
-    # ES256K: the issuer's key is also its Ethereum account, the namespace of its revocations.
-    issuer_key = PrivateKey.generate("ES256K")
-    agent_key = PrivateKey.generate("ES256")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="vcgate-demo-"))
+    outcomes: list[bool] = []
+
+    step(1, "The issuer's key and DID (an ES256K key: also its Ethereum account)", "vcgate key new --alg ES256K --out issuer.key")
+    issuer_key, agent_key = PrivateKey.generate("ES256K"), PrivateKey.generate("ES256")
     issuer = did_key_from_public_key(issuer_key.public_key)
     agent = did_key_from_public_key(agent_key.public_key)
-    print(f"   issuer: {issuer}")
-    print(f"   agent:  {agent}")
+    print(f"   issuer: {issuer}\n   agent:  {agent}")
 
-    step(2, "The issuer's DID document, resolved locally", f"vcgate did resolve {issuer[:30]}...")
-    doc = Resolver.local().resolve(issuer)
-    print("   assertionMethod:", ", ".join(vm.id[-20:] for vm in doc.methods_for("assertionMethod")))
-
-    step(
-        3,
-        "An ERC-5539 revocation registry is deployed on the embedded chain",
-        "vcgate chain dev & vcgate registry deploy --rpc http://127.0.0.1:8545 --eth-key .vcgate-chain/dev.key",
-    )
-    chain = connect()  # the in-process EVM (eth-tester + py-evm)
+    step(2, "The ERC-5539 revocation registry, deployed on the embedded chain", "vcgate registry deploy --rpc ... --eth-key ...")
+    chain = connect()  # in-process EVM (eth-tester + py-evm)
     account = eth_account_from_key(issuer_key)
     chain.fund(account.address, 10**18)  # development chains only
     registry = RegistryClient(chain, deploy_registry(chain, account))
-    print(f"   registry: {registry.address} on chain {chain.chain_id()}; issuer namespace: {account.address}")
-    revocation_list, revocation_key = os.urandom(32), os.urandom(32)
-    entry = status_entry(
-        registry.address, chain.chain_id(), eth_address(issuer_key.public_key), revocation_list, revocation_key
-    )
+    print(f"   registry {registry.address}, chain {chain.chain_id()}, issuer namespace {account.address}")
 
     step(
-        4,
-        "The issuer grants the agent a ModelAccessCredential (VCDM 2.0, vc+jwt) with an on-chain status",
-        "vcgate issue --key issuer.key --subject <agent-did> --type ModelAccessCredential "
-        "--claims '{\"models\": [\"llama-3-70b\"]}' --valid-for 30d --status onchain",
+        3,
+        "A ModelAccessCredential for llama-3-70b, issued to the agent with an on-chain status",
+        "vcgate issue --key issuer.key --subject <agent> --type ModelAccessCredential --claims '{\"models\": [...]}' --status onchain",
     )
+    revocation_list, revocation_key = os.urandom(32), os.urandom(32)
+    now = time.time()
     credential = issue_credential(
         issuer_key,
         issuer=issuer,
         kid=f"{issuer}#{issuer.method_specific_id}",
         subject=agent,
         types=["ModelAccessCredential"],
-        claims={"models": ["llama-3-70b"], "tier": "standard"},
-        valid_from=now,
+        claims={"models": ["llama-3-70b"]},
+        valid_from=now - 60,
         valid_until=now + 30 * 86400,
-        status=entry,
+        status=status_entry(registry.address, chain.chain_id(), eth_address(issuer_key.public_key), revocation_list, revocation_key),
     )
-    print(f"   credential: {credential[:60]}... ({len(credential)} bytes)")
+    print(f"   credential: {credential[:48]}... ({len(credential)} bytes)")
 
-    step(
-        5,
-        "The agent presents it to the gateway, bound to the gateway's audience and nonce",
-        f"vcgate present --key agent.key --aud {GATEWAY} --nonce n-42 credential.jwt",
-    )
-    presentation = create_presentation(
-        agent_key,
-        holder=agent,
-        kid=f"{agent}#{agent.method_specific_id}",
-        credentials=[credential],
-        audience=GATEWAY,
-        nonce="n-42",
-        issued_at=now,
-    )
-    print(f"   presentation: {presentation[:60]}... ({len(presentation)} bytes)")
-
-    step(
-        6,
-        "The gateway verifies: signatures, keys from DIDs, validity, audience, nonce, holder, revocation",
-        "vcgate verify --aud ... --nonce n-42 --rpc ... vp.jwt",
-    )
-    verifier = Verifier()
-    # The gateway reads revocations from a local mirror of the registry's events, never from
-    # the chain on the request path.
+    step(4, "The model server (examples/server_fastapi.py) behind the vcgate middleware, one policy file")
+    port = free_port()
+    audience = f"http://127.0.0.1:{port}"
+    policy = work / "policy.yaml"
+    policy.write_text(POLICY.format(audience=audience, issuer=issuer))
+    # The gateway reads revocations from a local mirror of the registry's events: the request
+    # path never calls the chain. (A deployed gateway runs mirror.start(); here each sync is
+    # explicit so the story is deterministic.)
     mirror = RevocationMirror(chain=chain, registry=registry.address, chain_id=chain.chain_id(), confirmations=2)
     mirror.sync_once()
-    status = StatusChecker([OnchainStatusMethod([mirror])])
-    result = verifier.verify_presentation(presentation, audience=GATEWAY, nonce="n-42")
-    cred = result.credentials[0]
-    status.check(cred)
-    print(f"   ACCEPTED holder={result.holder[:32]}... types={list(cred.types)}")
-    print(f"   claims={json.dumps(dict(cred.claims))}; not revoked as of block {mirror.lag().synced_block}")
+    audit_path = work / "audit.jsonl"
+    audit = AuditLog(audit_path)
+    import server_fastapi
 
-    step(7, "An attacker edits the credential to grant another model: refused")
-    header, payload, signature = credential.split(".")
-    body = json.loads(b64url_decode(payload))
-    body["credentialSubject"]["models"] = ["gpt-4o"]
-    tampered = ".".join([header, b64url_encode(json.dumps(body).encode()), signature])
-    refused = 0
-    try:
-        verifier.verify_credential(tampered)
-        print("   ERROR: the tampered credential was accepted")
-    except VCGateError as exc:
-        refused += 1
-        print(f"   REFUSED {exc.code} (HTTP {exc.status}): {exc.message}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the demo's gateway key lives in memory
+        app = server_fastapi.build(str(policy), status=StatusChecker([OnchainStatusMethod([mirror])]), audit=audit)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    print(f"   gateway + model server on {audience}; policy {policy}")
 
-    step(8, "A replay of the presentation at another gateway: refused")
-    try:
-        verifier.verify_presentation(presentation, audience="https://other.example", nonce="n-42")
-        print("   ERROR: the replayed presentation was accepted")
-    except VCGateError as exc:
-        refused += 1
-        print(f"   REFUSED {exc.code} (HTTP {exc.status}): {exc.message}")
-
-    step(9, "The issuer revokes the credential on chain; the mirror sees it; the next presentation is refused", "vcgate revoke --rpc ... --eth-key issuer.key cred.jwt")
-    tx = registry.change_status(account, revoked=True, revocation_list=revocation_list, revocation_key=revocation_key)
-    print(f"   revoked in block {tx.block_number} (gas {tx.gas_used})")
-    mirror.sync_once()  # a running mirror does this every poll interval
-    fresh = create_presentation(
-        agent_key,
-        holder=agent,
-        kid=f"{agent}#{agent.method_specific_id}",
-        credentials=[credential],
-        audience=GATEWAY,
-        nonce="n-43",
-        issued_at=time.time(),
+    holder = Holder(agent_key, credentials=[credential])
+    client = openai.OpenAI(
+        base_url=audience + "/v1", api_key="unused", http_client=httpx.Client(auth=holder.httpx_auth()), max_retries=0
     )
     try:
-        status.check(verifier.verify_presentation(fresh, audience=GATEWAY, nonce="n-43").credentials[0])
-        print("   ERROR: the revoked credential was accepted")
-    except VCGateError as exc:
-        refused += 1
-        print(f"   REFUSED {exc.code} (HTTP {exc.status}): {exc.message}")
+        step(5, "The agent calls the allowed model with the OpenAI SDK (challenge -> presentation -> DPoP token)")
+        reply = client.chat.completions.create(model="llama-3-70b", messages=[{"role": "user", "content": "hello"}])
+        print(f"   200: {reply.choices[0].message.content[:90]}")
+        outcomes.append(agent in reply.choices[0].message.content)
 
-    ok = refused == 3
-    print("\nDemo complete." if ok else "\nDemo FAILED.")
+        step(6, "The agent asks for a model its credential does not cover")
+        try:
+            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello"}])
+            print("   ERROR: allowed")
+            outcomes.append(False)
+        except openai.PermissionDeniedError as exc:
+            body = exc.response.json()
+            print(f"   {exc.status_code} {body['error']}: {body['message']}")
+            outcomes.append(exc.status_code == 403 and body["error"] == "claim_mismatch")
+
+        step(7, "An attacker edits the credential to add gpt-4o, and spoofs the subject header")
+        header, payload, signature = credential.split(".")
+        body = json.loads(b64url_decode(payload))
+        body["credentialSubject"]["models"] = ["gpt-4o"]
+        forged = ".".join([header, b64url_encode(json.dumps(body).encode()), signature])
+        try:
+            Verifier().verify_credential(forged)
+            outcomes.append(False)
+        except VCGateError as exc:
+            print(f"   forged credential refused: {exc.code}")
+            outcomes.append(exc.code == "signature_invalid")
+        spoof = client.chat.completions.with_raw_response.create(
+            model="llama-3-70b", messages=[{"role": "user", "content": "who am I?"}],
+            extra_headers={"X-Vcgate-Subject": "did:example:admin"},
+        )
+        content = spoof.parse().choices[0].message.content
+        print(f"   spoofed X-Vcgate-Subject stripped; the app saw: {content[:60]}")
+        outcomes.append("did:example:admin" not in content)
+
+        step(8, "The issuer revokes the credential on chain; the mirror sees it; the agent is refused", "vcgate revoke --rpc ... cred.jwt")
+        tx = registry.change_status(account, revoked=True, revocation_list=revocation_list, revocation_key=revocation_key)
+        mirror.sync_once()  # a running mirror does this every poll interval
+        print(f"   revoked in block {tx.block_number}; mirror at block {mirror.lag().synced_block}")
+        try:
+            client.chat.completions.create(model="llama-3-70b", messages=[{"role": "user", "content": "again"}])
+            print("   ERROR: the revoked credential was accepted")
+            outcomes.append(False)
+        except openai.APIStatusError as exc:
+            body = exc.response.json()
+            print(f"   {exc.status_code} {body['error']}: {body['message']}")
+            outcomes.append(body["error"] == "revoked")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        audit.close()
+
+    step(9, "The gateway's audit log verifies", f"vcgate audit verify {audit_path}")
+    report = verify_file(audit_path)
+    print(f"   {report.records} records, chain intact: {report.ok}")
+    outcomes.append(report.ok and report.records >= 5)
+
+    ok = all(outcomes)
+    print("\nDemo complete." if ok else f"\nDemo FAILED: {outcomes}")
     return 0 if ok else 1
 
 

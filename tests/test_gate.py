@@ -226,7 +226,7 @@ def test_session_token_without_its_key(w):
 
 def test_session_token_expired(w):
     token = get_token(w)[2]["access_token"]
-    later = lambda: NOW + 400  # noqa: E731
+    later = lambda: NOW + 400
     proof = create_proof(w.holder.key, htm="POST", htu=AUD + CHAT, access_token=token, clock=later)
     w.gate.sessions.tokens._clock = later  # the gate's clock moves on
     w.gate.dpop_verifier._clock = later
@@ -311,3 +311,80 @@ def test_from_policy_file_warns_without_key(tmp_path):
     with pytest.warns(RuntimeWarning, match="replicas"):
         gate = Gate.from_policy_file(w.policy_path)
     assert gate.policy.audience == AUD
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+
+def test_audit_sync_record_is_durable_before_the_decision(tmp_path):
+    from vcgate.audit import AuditLog, read_records
+
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path, fsync=False) as log:
+        w = make_world(AUD, audit=log)
+        d = w.gate.check(view())
+        # Nothing flushed by hand: the record is already on disk when check() returns.
+        recs = [r for r in read_records(path) if r["kind"] == "decision"]
+        assert len(recs) == 1 and recs[0]["code"] == "credential_required" and recs[0]["status"] == d.status == 401
+        assert recs[0]["method"] == "POST" and recs[0]["path"] == CHAT and recs[0]["outcome"] == "deny"
+
+
+def test_audit_queue_full_fails_closed(tmp_path):
+    import threading
+
+    from vcgate.audit import AuditLog
+
+    release = threading.Event()
+    opened = threading.Event()
+
+    def stalled_fsync(fd):
+        if opened.is_set():  # the header's fsync at open passes; every later batch stalls
+            release.wait(5)
+
+    log = AuditLog(tmp_path / "audit.jsonl", fsync=stalled_fsync, max_queue=1, block_timeout=0.01)
+    opened.set()
+    try:
+        w = make_world(AUD, audit=log, audit_durability="async")
+        seen = [w.gate.check(view("GET", "/healthz", model=None)) for _ in range(4)]
+        refused = [d for d in seen if not d.allow]
+        assert refused, [d.status for d in seen]
+        d = refused[0]
+        assert (d.status, d.code, d.body["details"]["reason"]) == (503, "audit_unavailable", "queue_full")
+        assert not any(k == "WWW-Authenticate" for k, _ in d.headers)
+    finally:
+        release.set()
+        log.close()
+
+
+def test_audit_sync_slow_disk_times_out_503(tmp_path):
+    import threading
+
+    from vcgate.audit import AuditLog
+
+    release = threading.Event()
+    calls = []
+
+    def slow_fsync(fd):
+        calls.append(fd)
+        if len(calls) > 1:  # the header's fsync at open passes
+            release.wait(5)
+
+    log = AuditLog(tmp_path / "audit.jsonl", fsync=slow_fsync)
+    try:
+        w = make_world(AUD, audit=log, audit_timeout=0.05)
+        d = w.gate.check(view("GET", "/healthz", model=None))
+        assert (d.allow, d.status, d.code, d.body["details"]["reason"]) == (False, 503, "audit_unavailable", "timeout")
+    finally:
+        release.set()
+        log.close()
+
+
+def test_audit_durability_is_validated():
+    with pytest.raises(ValueError):
+        make_world(AUD, audit_durability="later")
+
+
+def test_no_audit_by_default(w):
+    assert w.gate.audit is None and not w.gate.audit_waits
+    d, ticket = w.gate.begin_check(view("GET", "/healthz", model=None))
+    assert d.allow and ticket is None

@@ -22,6 +22,18 @@ Decisions made here (see also the module docs of each method):
   refused ``token_invalid`` (reason ``session_unknown``) with the challenge: the client simply
   presents again. Several replicas therefore need sticky sessions or pay one extra
   presentation per replica.
+* **Every decision is audited, durably before it is answered.** With an
+  :class:`~vcgate.audit.AuditLog` configured, each decision of :meth:`Gate.check` and
+  :meth:`Gate.token_endpoint` (allow and deny, challenges included) is appended with the
+  :data:`~vcgate.audit.DECISION_FIELDS` plus ``mode``. ``audit_durability="sync"`` (default)
+  waits until the record is on disk before the decision is returned, so an adapter never
+  acknowledges a decision a crash can lose; ``"async"`` only enqueues. A log that cannot take
+  the record (closed, queue full, writer failed, too slow) turns the decision into a 503
+  ``audit_unavailable``: the gateway fails closed. Without a log the path costs nothing.
+* **Session calls check the proof before the session.** The token signature, then the DPoP
+  proof including its ``jti`` replay check (shared through Redis between replicas), and only
+  then the per-process session lookup: a proof replayed at another replica is refused
+  ``dpop_replayed``, never mistaken for ``session_unknown``.
 * **Token scopes are advisory.** They are the union of ``grants.scopes`` of the allow rules
   whose required types and issuers some presented, trusted credential carries. Authorisation of
   every call is the policy decision, never the scope string.
@@ -38,11 +50,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
+from .audit import AuditLog, Ticket
 from .credentials.models import VerifiedCredential, VerifiedPresentation
 from .credentials.verifier import Verifier
 from .errors import (
+    AuditUnavailableError,
     DPoPKeyMismatchError,
     MalformedError,
     NonceMismatchError,
@@ -51,7 +64,14 @@ from .errors import (
     VCGateError,
 )
 from .keys import ALGORITHMS, PrivateKey, read_key_file
-from .policy import Policy, PolicyDecision, PolicyError, Reason, RequestFacts, StatusOutcome
+from .policy import (
+    Policy,
+    PolicyDecision,
+    PolicyError,
+    Reason,
+    RequestFacts,
+    StatusOutcome,
+)
 from .session import DPoPVerifier, SessionVerifier, TokenIssuer, TokenVerifier
 from .stores import MemoryNonceStore, MemoryReplayStore, NonceStore, ReplayStore
 
@@ -132,7 +152,8 @@ class Decision(NamedTuple):
     ``grant_headers`` go upstream (after stripping client ``x-vcgate-*`` headers);
     ``headers`` go back to the client (``WWW-Authenticate``, ``Cache-Control``, ...);
     ``body`` is the JSON refusal (``None`` when allowed). ``mode`` is ``public``,
-    ``direct`` or ``session`` for an allow, ``None`` for a refusal.
+    ``direct`` or ``session`` for an allow of :meth:`Gate.check`, ``token`` for a token the
+    token endpoint issued, ``None`` for a refusal.
     """
 
     allow: bool
@@ -176,6 +197,10 @@ class Gate:
     :param replay_store: DPoP ``jti`` replay store (default in-memory).
     :param gateway_key: signs access tokens (default: generated in memory, with a warning).
     :param token_issuer, token_verifier, dpop_verifier: override the session pieces entirely.
+    :param audit: an :class:`~vcgate.audit.AuditLog` recording every decision (default none).
+    :param audit_durability: ``"sync"`` (default): a decision is returned only once its record
+        is durable; ``"async"``: the record is only enqueued (a crash may lose the last batch).
+    :param audit_timeout: how long ``"sync"`` waits for the disk before failing closed (503).
     :param clock: POSIX seconds; tests pass a fixed one.
     """
 
@@ -199,7 +224,15 @@ class Gate:
         algorithms: Sequence[str] = ALGORITHMS,
         session_cache_size: int = 65536,
         reload_interval: float = 1.0,
+        audit: AuditLog | None = None,
+        audit_durability: str = "sync",
+        audit_timeout: float = 5.0,
     ) -> None:
+        if audit_durability not in ("sync", "async"):
+            raise ValueError("audit_durability must be 'sync' or 'async'")
+        self.audit = audit
+        self.audit_durability = audit_durability
+        self.audit_timeout = audit_timeout
         self._policy = policy
         self.audience = policy.audience.rstrip("/")
         self._clock = clock
@@ -479,7 +512,71 @@ class Gate:
     # --- the check -----------------------------------------------------------------------------
 
     def check(self, view: RequestView) -> Decision:
-        """Decide one request. Never raises for a refusal; see ``docs/protocol.md``."""
+        """Decide one request. Never raises for a refusal; see ``docs/protocol.md``.
+
+        With an audit log the decision is recorded first (and, with ``"sync"`` durability, is
+        on disk when this returns); a log that cannot take it yields a 503 refusal.
+        """
+        decision = self._decide(view)
+        if self.audit is None:
+            return decision
+        decision, ticket = self._record(view, decision)
+        return decision if ticket is None else self.settle(decision, ticket)
+
+    def begin_check(self, view: RequestView) -> tuple[Decision, Ticket | None]:
+        """:meth:`check` for event-loop adapters: decide and enqueue the audit record.
+
+        Returns the decision and, when the caller must still wait for durability (``"sync"``
+        audit), the :class:`~vcgate.audit.Ticket` to pass to :meth:`settle` (e.g. in a worker
+        thread, so the event loop does not block on ``fsync``). The decision must not be
+        answered before :meth:`settle` returned.
+        """
+        decision = self._decide(view)
+        if self.audit is None:
+            return decision, None
+        return self._record(view, decision)
+
+    def settle(self, decision: Decision, ticket: Ticket) -> Decision:
+        """Wait until ``ticket``'s record is durable; the decision, or a 503 if it is not."""
+        try:
+            ticket.wait(self.audit_timeout)
+        except AuditUnavailableError as exc:
+            return self._audit_refusal(exc)
+        return decision
+
+    @property
+    def audit_waits(self) -> bool:
+        """True when answering must wait for the audit log's disk (``"sync"`` durability)."""
+        return self.audit is not None and self.audit_durability == "sync"
+
+    def _audit_refusal(self, exc: AuditUnavailableError) -> Decision:
+        log.error("vcgate: audit log unavailable, refusing the request: %s", exc.message)
+        return self._refuse(exc.status, exc.code, exc.message, details=exc.details)
+
+    def _record(self, view: RequestView, d: Decision) -> tuple[Decision, Ticket | None]:
+        """Append ``d`` to the audit log; the ticket to wait on (sync) or None."""
+        rec: dict[str, Any] = {
+            "outcome": "allow" if d.allow else "deny",
+            "status": d.status,
+            "method": view.method,
+            "path": view.path,
+        }
+        for name in ("subject", "issuer", "rule", "code", "mode"):
+            value = getattr(d, name)
+            if value is not None:
+                rec[name] = value
+        try:
+            ticket = self.audit.append(rec)  # type: ignore[union-attr]
+        except AuditUnavailableError as exc:
+            return self._audit_refusal(exc), None
+        except ValueError as exc:  # a record the log cannot carry: never answer unrecorded
+            log.error("vcgate: audit record rejected: %s", exc)
+            return self._audit_refusal(AuditUnavailableError("the decision could not be recorded", reason="bad_record")), None
+        if self.audit_durability == "sync":
+            return d, ticket
+        return d, None
+
+    def _decide(self, view: RequestView) -> Decision:
         self.reload_if_changed()
         policy = self._policy
         now = self._clock()
@@ -568,45 +665,54 @@ class Gate:
 
         ``form`` is the parsed form or JSON body. The DPoP proof's key must be the key that
         signed the presentation; at least one credential must come from a trusted issuer and
-        none may be revoked or suspended.
+        none may be revoked or suspended. Audited like :meth:`check` (a token is returned only
+        once its record is durable with ``"sync"`` durability).
         """
-        def out(d: Decision) -> tuple[int, list[tuple[str, str]], dict[str, Any]]:
-            return d.status, list(d.headers), dict(d.body or {})
+        d = self._token(view, form)
+        if self.audit is not None:
+            d, ticket = self._record(view, d)
+            if ticket is not None:
+                d = self.settle(d, ticket)
+        return d.status, list(d.headers), dict(d.body or {})
 
+    def _token(self, view: RequestView, form: Mapping[str, Any]) -> Decision:
         self.reload_if_changed()
         policy = self._policy
         if view.method.upper() != "POST":
             d = self._refuse(405, "method_not_allowed", "the token endpoint takes POST")
-            return d.status, [*d.headers, ("Allow", "POST")], dict(d.body or {})
+            return d._replace(headers=(*d.headers, ("Allow", "POST")))
         vp = form.get("vp_token") if isinstance(form, Mapping) else None
         if isinstance(vp, list) and len(vp) == 1:
             vp = vp[0]
         if not isinstance(vp, str) or not vp:
-            return out(self._refuse(400, "malformed", "the token request needs one 'vp_token'"))
+            return self._refuse(400, "malformed", "the token request needs one 'vp_token'")
         try:
             proof = self.dpop_verifier.verify(view.get_all("dpop") or None, htm="POST", htu=view.url)
         except VCGateError as exc:
-            return out(self._from_error(exc, dpop_error=True))
+            return self._from_error(exc, dpop_error=True)
         except ValueError:
-            return out(self._refuse(400, "request_invalid", "the request URI is not valid"))
+            return self._refuse(400, "request_invalid", "the request URI is not valid")
         try:
             pres = self._verify_presentation(vp, policy, expected_jkt=proof.jkt)
         except VCGateError as exc:
-            return out(self._from_error(exc))
+            return self._from_error(exc)
+
+        def refuse(status: int, code: str, message: str) -> Decision:
+            return self._refuse(status, code, message)._replace(subject=pres.holder)
 
         trusted = {t.did for t in policy.trusted_issuers}
         creds = tuple(c for c in pres.credentials if c.issuer in trusted)
         if not creds:
-            return out(self._refuse(403, "issuer_not_trusted", "no presented credential comes from a trusted issuer"))
+            return refuse(403, "issuer_not_trusted", "no presented credential comes from a trusted issuer")
         results = self._status_results(creds)
         for outcome in (StatusOutcome.REVOKED, StatusOutcome.SUSPENDED, StatusOutcome.UNSUPPORTED):
             if outcome in results.values():
-                return out(self._refuse(401, f"status_{outcome.value}" if outcome is StatusOutcome.UNSUPPORTED else outcome.value,
-                                        f"a presented credential is {outcome.value}"))
+                return refuse(401, f"status_{outcome.value}" if outcome is StatusOutcome.UNSUPPORTED else outcome.value,
+                              f"a presented credential is {outcome.value}")
         if policy.defaults.status == "required" and any(
             c.status and results.get(c.token) is not StatusOutcome.OK for c in creds
         ):
-            return out(self._refuse(503, "status_unavailable", "the credential status cannot be established now"))
+            return refuse(503, "status_unavailable", "the credential status cannot be established now")
 
         scopes = self._scopes(policy, creds)
         token = self.token_issuer.issue(
@@ -628,7 +734,19 @@ class Gate:
         }
         if scopes:
             body["scope"] = " ".join(scopes)
-        return 200, [_JSON, _NO_STORE], body
+        return Decision(
+            allow=True,
+            status=200,
+            code=None,
+            message="access token issued",
+            scopes=tuple(scopes),
+            subject=pres.holder,
+            issuer=creds[0].issuer,
+            holder=pres.holder,
+            mode="token",
+            headers=(_JSON, _NO_STORE),
+            body=body,
+        )
 
     @staticmethod
     def _scopes(policy: Policy, creds: Sequence[VerifiedCredential]) -> list[str]:

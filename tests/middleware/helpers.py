@@ -132,9 +132,8 @@ def make_world(audience: str = "https://gw.example", *, clock: Callable[[], floa
         policy_path=path,
         verifier=Verifier(clock=clock),
         status=StatusChecker([status]),
-        gateway_key=make_party().key,
         clock=clock,
-        **gate_args,
+        **{"gateway_key": make_party().key, **gate_args},
     )
     return World(audience, issuer, holder, gate, status, clock, path)
 

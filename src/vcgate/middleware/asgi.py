@@ -6,10 +6,15 @@ may need the OpenAI ``model`` field for this route (at most ``max_body`` bytes, 
 app unchanged), asks the gate, and either answers the refusal as JSON or calls the app with
 client ``x-vcgate-*`` headers removed, grant headers added and the decision in
 ``scope["vcgate"]``.
+
+With a ``"sync"`` audit log the gate's decision may be answered only once its record is on
+disk; the middleware waits for that in a worker thread so the event loop keeps serving other
+requests (whose records then share one ``fsync``: group commit).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -109,7 +114,11 @@ class VCGateMiddleware:
                 return
             except _Disconnected:
                 return
-            status, headers, payload = gate.token_endpoint(view, token_form(body, ctype))
+            form = token_form(body, ctype)
+            if gate.audit_waits:
+                status, headers, payload = await asyncio.to_thread(gate.token_endpoint, view, form)
+            else:
+                status, headers, payload = gate.token_endpoint(view, form)
             await _respond(send, status, headers, payload)
             return
 
@@ -125,7 +134,10 @@ class VCGateMiddleware:
             view = self._view(scope, model_of(body, ctype), True)
             replay_receive = _replay(body, receive)
 
-        decision = gate.check(view)
+        decision, ticket = gate.begin_check(view)
+        if ticket is not None:
+            # Durable before answered; off the event loop unless the record is already on disk.
+            decision = gate.settle(decision, ticket) if ticket.done() else await asyncio.to_thread(gate.settle, decision, ticket)
         if not decision.allow:
             await _respond(send, decision.status, decision.headers, decision.body)
             return
