@@ -177,3 +177,25 @@ def test_flask_example_with_the_requests_auth(world, flask_server):
     assert "did:example:admin" not in spoofed.json()["choices"][0]["message"]["content"]
     denied = session.post(world["audience"] + "/v1/chat/completions", json={**body, "model": "gpt-4o"}, timeout=10)
     assert denied.status_code == 403 and denied.json()["error"] == "claim_mismatch"
+
+
+def test_the_agent_script(world, fastapi_server, tmp_path, capsys, monkeypatch):
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import agent
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    from vcgate.keys import write_key_file
+
+    monkeypatch.setenv("VCGATE_PASSPHRASE", "agent-script-test")
+    key = tmp_path / "agent.key"
+    write_key_file(key, world["agent"].key, passphrase="agent-script-test", extra={"did": str(world["agent"].did)})
+    cred = tmp_path / "agent.vc.jwt"
+    cred.write_text(world["vc"])
+    base = ["--url", world["audience"], "--key", str(key), "--credential", str(cred)]
+    assert agent.main([*base, "--model", "llama-3-70b", "hi there"]) == 0
+    assert capsys.readouterr().out.strip().endswith("you said: hi there")
+    assert agent.main([*base, "--model", "llama-3-70b", "--stream", "streamed"]) == 0
+    assert capsys.readouterr().out.strip().endswith("you said: streamed")
+    assert agent.main([*base, "--model", "gpt-4o", "no"]) == 1
+    assert "refused: 403 claim_mismatch" in capsys.readouterr().err
