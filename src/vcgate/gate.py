@@ -97,10 +97,17 @@ def _normalize_headers(headers: Mapping[str, Any] | Iterable[tuple[Any, Any]]) -
     """Lower-cased ``(name, value)`` pairs; a mapping value may be a list of values."""
     items: Iterable[tuple[Any, Any]] = headers.items() if isinstance(headers, Mapping) else headers
     out: list[tuple[str, str]] = []
+    append = out.append
     for name, value in items:
         if isinstance(name, bytes):
             name = name.decode("latin-1")
-        if isinstance(value, (list, tuple)):
+        # The common shapes first (ASGI bytes, already-decoded str); same results as below.
+        tv = type(value)
+        if tv is bytes:
+            append((name.lower(), value.decode("latin-1")))
+        elif tv is str:
+            append((name.lower(), value))
+        elif isinstance(value, (list, tuple)):
             for v in value:
                 out.append((name.lower(), v.decode("latin-1") if isinstance(v, bytes) else str(v)))
         else:
@@ -129,6 +136,18 @@ class RequestView:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "headers", _normalize_headers(self.headers))
+
+    def _with_model(self, model: str | None) -> RequestView:
+        """This request once the body was read: ``model`` and ``body_available=True``.
+
+        The headers are already normalised, so they are not walked again.
+        """
+        view = object.__new__(RequestView)
+        for name in ("method", "path", "query", "host", "scheme", "headers"):
+            object.__setattr__(view, name, getattr(self, name))
+        object.__setattr__(view, "model", model)
+        object.__setattr__(view, "body_available", True)
+        return view
 
     def get_all(self, name: str) -> list[str]:
         """Every value of header ``name`` (case-insensitive), in order."""
@@ -270,6 +289,8 @@ class Gate:
         self._session_cache_size = session_cache_size
         self._lock = threading.Lock()
         self._needs_body_memo: dict[tuple[str, str], bool] = {}
+        self._policy_needs_body: tuple[Policy | None, bool] = (None, True)
+        self._anon_memo: tuple[Policy | None, dict[tuple[Any, ...], PolicyDecision]] = (None, {})
         # Reload state.
         self.policy_path = os.fspath(policy_path) if policy_path is not None else None
         self.reload_interval = reload_interval
@@ -352,7 +373,10 @@ class Gate:
     def needs_body(self, method: str, path: str) -> bool:
         """Whether deciding ``method path`` may need the OpenAI ``model`` field of the body."""
         policy = self._policy
-        if not policy.needs_body:
+        cached = self._policy_needs_body
+        if cached[0] is not policy:  # computed once per policy object (the property walks every rule)
+            cached = self._policy_needs_body = (policy, policy.needs_body)
+        if not cached[1]:
             return False
         key = (method.upper(), path.split("?", 1)[0])
         memo = self._needs_body_memo
@@ -583,7 +607,7 @@ class Gate:
         facts = RequestFacts(view.method, view.path, host=view.host, model=view.model, body_available=view.body_available)
 
         # Without a credential first: public routes, explicit and default denies cost no crypto.
-        anonymous = policy.decide(facts, None, now=now)
+        anonymous = self._anonymous(policy, facts, now)
         if anonymous.allow:
             return self._from_policy(anonymous, holder=None, mode="public")
         if anonymous.code != "credential_required":
@@ -603,6 +627,36 @@ class Gate:
         if scheme in ("dpop", "bearer"):
             return self._check_session(view, facts, auths[0], policy, now)
         return self._from_policy(anonymous, holder=None, mode=None)
+
+    def _anonymous(self, policy: Policy, facts: RequestFacts, now: float) -> PolicyDecision:
+        """``policy.decide(facts, None, now=now)``, memoised per policy.
+
+        Without credentials the decision is a pure function of the policy and the request's
+        method, path, host, model and ``body_available`` (``now`` only matters for credentials),
+        and a :class:`PolicyDecision` is immutable; decisions carrying grant headers (a mutable
+        mapping inside) are not kept. Long inputs bypass the memo, which is bounded.
+        """
+        memo_policy, memo = self._anon_memo
+        if memo_policy is not policy:
+            memo = {}
+            self._anon_memo = (policy, memo)
+        method, path, host, model = facts.method, facts.path, facts.host, facts.model
+        if (
+            type(method) is not str or len(method) > 32 or type(path) is not str or len(path) > 1024
+            or (host is not None and (type(host) is not str or len(host) > 256))
+            or (model is not None and (type(model) is not str or len(model) > 256))
+            or type(facts.body_available) is not bool
+        ):
+            return policy.decide(facts, None, now=now)
+        key = (method, path, host, model, facts.body_available)
+        pd = memo.get(key)
+        if pd is None:
+            pd = policy.decide(facts, None, now=now)
+            if not pd.grants.headers:
+                if len(memo) >= 4096:
+                    memo.clear()
+                memo[key] = pd
+        return pd
 
     def _verify_presentation(self, vp: str, policy: Policy, expected_jkt: str | None = None) -> VerifiedPresentation:
         """Signatures, audience, the holder key (token endpoint) and the single-use nonce.

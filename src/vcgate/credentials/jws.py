@@ -53,6 +53,14 @@ _decode_header_memo = functools.lru_cache(maxsize=1024)(_decode_header)
 _MEMO_MAX_HEADER = 1024
 
 
+# (header bytes, algorithms, allow_headers) -> the header, for headers that passed every
+# header check of parse_jws with those arguments: the checks are a pure function of the three
+# (only immutable, hashable argument types are memoised). Bounded like the decode memo.
+_vetted: dict[tuple[bytes, Any, Any], Mapping[str, Any]] = {}
+_VETTED_MAX = 1024
+_HASHABLE = (frozenset, tuple, str)
+
+
 def _header(h64: bytes) -> Mapping[str, Any]:
     return _decode_header_memo(h64) if len(h64) <= _MEMO_MAX_HEADER else _decode_header(h64)
 
@@ -114,6 +122,19 @@ def parse_jws(
     if len(parts) != 3:
         raise MalformedError("a compact JWS has exactly three parts")
     h64, p64, s64 = parts
+    vet_key = None
+    if len(h64) <= _MEMO_MAX_HEADER and type(algorithms) in _HASHABLE and type(allow_headers) in _HASHABLE:
+        vet_key = (h64, algorithms, allow_headers)
+        try:
+            header = _vetted.get(vet_key)
+        except TypeError:  # a tuple holding something unhashable: no memo
+            vet_key = header = None
+        if header is not None:
+            # This header passed every check below with these arguments before; only the
+            # signature part is left to check.
+            if not s64:
+                raise MalformedError("empty JWS signature")
+            return _finish(header, raw, h64, p64, s64, max_depth)
     if not h64:
         raise MalformedError("empty JWS header")
     header = _header(h64)
@@ -141,6 +162,14 @@ def parse_jws(
     typ = header.get("typ")
     if typ is not None and not isinstance(typ, str):
         raise MalformedError("'typ' must be a string")
+    if vet_key is not None:
+        if len(_vetted) >= _VETTED_MAX:
+            _vetted.clear()
+        _vetted[vet_key] = header
+    return _finish(header, raw, h64, p64, s64, max_depth)
+
+
+def _finish(header: Mapping[str, Any], raw: bytes, h64: bytes, p64: bytes, s64: bytes, max_depth: int) -> JWS:
     payload = loads_strict(b64url_decode(p64), max_depth=max_depth, what="JWS payload")
     if not isinstance(payload, dict):
         raise MalformedError("the JWS payload must be a JSON object")

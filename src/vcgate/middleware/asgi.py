@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..gate import Decision, Gate, RequestView
+from ..gate import GRANT_PREFIX, Decision, Gate, RequestView
 from ._common import MAX_BODY, TOO_LARGE, dumps, model_of, token_form
 
 __all__ = ["VCGateMiddleware"]
@@ -131,7 +131,8 @@ class VCGateMiddleware:
                 return
             except _Disconnected:
                 return
-            view = self._view(scope, model_of(body, ctype), True)
+            # The same request with the body's model: reuse the parsed path, host and headers.
+            view = view._with_model(model_of(body, ctype))
             replay_receive = _replay(body, receive)
 
         decision, ticket = gate.begin_check(view)
@@ -142,11 +143,37 @@ class VCGateMiddleware:
             await _respond(send, decision.status, decision.headers, decision.body)
             return
         scope = dict(scope)
-        scope["headers"] = [
-            (k.encode("latin-1"), v.encode("latin-1")) for k, v in gate.upstream_headers(scope.get("headers") or [], decision)
-        ]
+        scope["headers"] = _upstream_headers(gate, scope.get("headers") or [], decision)
         scope["vcgate"] = decision
         await self.app(scope, replay_receive, send)
+
+
+_GRANT_PREFIX = GRANT_PREFIX.encode("latin-1")
+
+
+def _upstream_headers(gate: Gate, headers: Any, decision: Decision) -> list[tuple[bytes, bytes]]:
+    """:meth:`Gate.upstream_headers`, encoded for ASGI, without a str round trip for ASCII names.
+
+    For bytes pairs with an ASCII name, ``k.lower()`` on bytes equals the latin-1 round trip
+    of ``str.lower()`` and the value comes back unchanged; anything else takes the general path.
+    """
+    def general() -> list[tuple[bytes, bytes]]:
+        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in gate.upstream_headers(headers, decision)]
+
+    if type(headers) not in (list, tuple) or type(gate).upstream_headers is not Gate.upstream_headers:
+        return general()  # an unusual scope, or a subclass that decides itself
+    out: list[tuple[bytes, bytes]] = []
+    append = out.append
+    for pair in headers:
+        k, v = pair
+        if type(k) is not bytes or type(v) is not bytes or not k.isascii():
+            return general()
+        k = k.lower()
+        if not k.startswith(_GRANT_PREFIX):
+            append((k, v))
+    for k, v in decision.grant_headers:
+        append((k.lower().encode("latin-1"), v.encode("latin-1")))
+    return out
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
