@@ -84,24 +84,18 @@ def _check_ttl(ttl: float) -> float:
 # --- in memory -----------------------------------------------------------------------------
 
 
-class MemoryReplayStore:
-    """A bounded, thread-safe replay cache for one process.
+class _ExpiringKeys:
+    """Keys with expiry times, swept lazily from a heap; the common core of the memory stores."""
 
-    ``max_entries`` bounds memory (about 190 bytes an entry: the default is ~47 MB when
-    full); size it as the highest proof rate times the replay window (the default holds
-    ~3,500 proofs/s over DPoPVerifier's default 71 s window). When full, new keys are
-    refused with :class:`StoreFullError` (see the module docstring). ``clock`` is monotonic
-    seconds; tests inject their own.
-    """
-
-    def __init__(self, *, max_entries: int = 250_000, clock: Clock = time.monotonic) -> None:
+    def __init__(self, *, max_entries: int, clock: Clock) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self._max = max_entries
         self._clock = clock
         self._lock = threading.Lock()
-        self._expiry: dict[bytes, float] = {}
-        self._heap: list[tuple[float, bytes]] = []
+        self._expiry: dict[Any, float] = {}
+        # Removed keys leave stale heap entries; a popped entry counts only if its time matches.
+        self._heap: list[tuple[float, Any]] = []
 
     def __len__(self) -> int:
         with self._lock:
@@ -114,6 +108,20 @@ class MemoryReplayStore:
             exp, key = heapq.heappop(heap)
             if expiry.get(key) == exp:
                 del expiry[key]
+
+
+class MemoryReplayStore(_ExpiringKeys):
+    """A bounded, thread-safe replay cache for one process.
+
+    ``max_entries`` bounds memory (about 190 bytes an entry: the default is ~47 MB when
+    full); size it as the highest proof rate times the replay window (the default holds
+    ~3,500 proofs/s over DPoPVerifier's default 71 s window). When full, new keys are
+    refused with :class:`StoreFullError` (see the module docstring). ``clock`` is monotonic
+    seconds; tests inject their own.
+    """
+
+    def __init__(self, *, max_entries: int = 250_000, clock: Clock = time.monotonic) -> None:
+        super().__init__(max_entries=max_entries, clock=clock)
 
     def add_if_absent(self, key: str, ttl: float) -> bool:
         ttl = _check_ttl(ttl)
@@ -131,33 +139,14 @@ class MemoryReplayStore:
             return True
 
 
-class MemoryNonceStore:
+class MemoryNonceStore(_ExpiringKeys):
     """Single-use nonces for one process: bounded, thread-safe, evicts the oldest when full.
 
     About 200 bytes a nonce (~19 MB for the default when full).
     """
 
     def __init__(self, *, max_entries: int = 100_000, clock: Clock = time.monotonic) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
-        self._max = max_entries
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._expiry: dict[str, float] = {}
-        # Consumed nonces leave stale heap entries; the heap (not the dict) is what is bounded.
-        self._heap: list[tuple[float, str]] = []
-
-    def __len__(self) -> int:
-        with self._lock:
-            self._sweep(self._clock())
-            return len(self._expiry)
-
-    def _sweep(self, now: float) -> None:
-        heap, expiry = self._heap, self._expiry
-        while heap and heap[0][0] <= now:
-            exp, nonce = heapq.heappop(heap)
-            if expiry.get(nonce) == exp:
-                del expiry[nonce]
+        super().__init__(max_entries=max_entries, clock=clock)
 
     def issue(self, ttl: float) -> str:
         ttl = _check_ttl(ttl)
