@@ -555,6 +555,11 @@ class AuditLog:
     # -- the request path
 
     @property
+    def healthy(self) -> bool:
+        """Whether the log takes records now (open, and its writer has not failed)."""
+        return self._error is None and not self._closing
+
+    @property
     def file_id(self) -> str:
         return self._file_id
 

@@ -1243,7 +1243,7 @@ def _verify_token(
 
 # --- command groups in other modules -------------------------------------------------------------
 
-from . import cli_audit, cli_chain, cli_policy, cli_status  # noqa: E402,F401  (register audit, chain, registry, policy, revoke, status, status-list)
+from . import cli_audit, cli_chain, cli_policy, cli_serve, cli_status  # noqa: E402,F401  (register audit, chain, registry, policy, revoke, serve, status, status-list)
 
 # --- entry point ------------------------------------------------------------------------------
 

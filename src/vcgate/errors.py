@@ -79,6 +79,7 @@ __all__ = [
     "AuditUnavailableError",
     "AuditTamperedError",
     "AuditCorruptError",
+    "NotFoundError",
     "ERROR_CODES",
 ]
 
@@ -127,6 +128,12 @@ class MethodNotAllowedError(VCGateError):
     code = "method_not_allowed"
     status = 405
     default_message = "this endpoint does not take that HTTP method"
+
+
+class NotFoundError(VCGateError):
+    code = "not_found"
+    status = 404
+    default_message = "the auth service has no endpoint at this path"
 
 
 class AlgorithmNotAllowedError(VCGateError):

@@ -1,0 +1,166 @@
+"""``vcgate serve``: the auth service for Envoy, NGINX and Traefik (see vcgate.server)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli import EXISTING_FILE, CLIError, cli, info, warn
+
+
+@cli.command("serve")
+@click.option("--policy", "policy_file", required=True, type=EXISTING_FILE, envvar="VCGATE_POLICY",
+              help="The policy file (reloaded when it changes). [env: VCGATE_POLICY]")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Keep it reachable only by the gateway.")
+@click.option("--port", default=8181, show_default=True, type=click.IntRange(0, 65535),
+              help="HTTP port: NGINX auth_request, Traefik ForwardAuth, Envoy ext_authz HTTP, token endpoint, "
+                   "metrics, health.")
+@click.option("--grpc-port", default=None, type=click.IntRange(0, 65535),
+              help="Also serve Envoy ext_authz over gRPC on this port (off unless given).")
+@click.option("--key-file", type=EXISTING_FILE, default=None, envvar="VCGATE_KEY_FILE",
+              help="Gateway key file that signs access tokens; without it tokens die with the process. "
+                   "Passphrase from VCGATE_KEY_PASSPHRASE. [env: VCGATE_KEY_FILE]")
+@click.option("--redis", "redis_url", default=None, envvar="VCGATE_REDIS_URL", metavar="URL",
+              help="redis:// URL for nonce and DPoP replay stores shared by replicas. [env: VCGATE_REDIS_URL]")
+@click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), default=None, envvar="VCGATE_AUDIT_LOG",
+              help="Append every decision to this hash-chained log. [env: VCGATE_AUDIT_LOG]")
+@click.option("--rpc", "rpc_url", default=None, envvar="VCGATE_RPC_URL", metavar="URL",
+              help="Ethereum JSON-RPC URL: mirror the revocation registry for on-chain status. [env: VCGATE_RPC_URL]")
+@click.option("--registry", default=None, envvar="VCGATE_REGISTRY", metavar="ADDRESS",
+              help="The ERC-5539 registry the mirror follows (with --rpc). [env: VCGATE_REGISTRY]")
+@click.option("--confirmations", default=12, show_default=True, type=click.IntRange(0, 10_000),
+              help="Reorg window the mirror keeps undo data for.")
+@click.option("--mirror-checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="VCGATE_MIRROR_CHECKPOINT", help="Checkpoint file: a restart syncs from there.")
+@click.option("--status-lists", is_flag=True, help="Fetch Bitstring Status List credentials (HTTPS, SSRF-safe).")
+@click.option("--did-web", is_flag=True, help="Resolve did:web issuers (HTTPS, SSRF-safe).")
+@click.option("--allow-network", "allow_networks", multiple=True, metavar="CIDR",
+              help="Let did:web / status-list fetches reach this private network (repeatable).")
+@click.option("--ca-bundle", type=EXISTING_FILE, default=None, help="CA bundle for did:web / status-list fetches.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
+              help="Worker threads of the HTTP server (and of the gRPC server).")
+@click.option("--envoy-prefix", default="/envoy", show_default=True,
+              help="The ext_authz HTTP path_prefix configured in Envoy.")
+def serve(
+    policy_file: Path,
+    host: str,
+    port: int,
+    grpc_port: int | None,
+    key_file: Path | None,
+    redis_url: str | None,
+    audit_log: Path | None,
+    rpc_url: str | None,
+    registry: str | None,
+    confirmations: int,
+    mirror_checkpoint: Path | None,
+    status_lists: bool,
+    did_web: bool,
+    allow_networks: tuple[str, ...],
+    ca_bundle: Path | None,
+    threads: int,
+    envoy_prefix: str,
+) -> None:
+    """Run the auth service that NGINX, Envoy and Traefik ask about each request.
+
+    One process, served by waitress (a production WSGI server) with --threads workers. It
+    holds the access-token sessions and (without --redis) the nonce and replay stores in
+    memory, so run one process per replica; several replicas share --redis and --key-file.
+
+    \b
+    Endpoints (HTTP port):
+      /nginx/auth                          NGINX auth_request (X-Original-Method / X-Original-URI)
+      /traefik/auth                        Traefik ForwardAuth (X-Forwarded-Method/Proto/Host/Uri)
+      /envoy/<path>                        Envoy ext_authz HTTP (path_prefix: /envoy)
+      /.well-known/vcgate/token            token endpoint (route it here from the gateway)
+      /.well-known/oauth-protected-resource  RFC 9728 metadata
+      /metrics  /healthz  /readyz          Prometheus metrics, liveness, readiness
+    With --grpc-port: envoy.service.auth.v3.Authorization/Check.
+
+    \b
+    Examples:
+      vcgate serve --policy policy.yaml --key-file gateway.key
+      vcgate serve --policy policy.yaml --port 8181 --grpc-port 9191 --redis redis://127.0.0.1:6379/0
+      vcgate serve --policy policy.yaml --rpc http://127.0.0.1:8545 --registry 0x5FbD... --audit-log audit.jsonl
+
+    Configuration snippets for each gateway: docs/plugins/.
+    """
+    try:
+        import waitress  # noqa: F401
+
+        from .server import AuthService, create_app
+    except ImportError as exc:
+        raise CLIError("io_error", f"vcgate serve needs the server extra: pip install 'vcgate[server]' ({exc})") from exc
+    from .runtime import GateConfig
+
+    if (rpc_url is None) != (registry is None):
+        raise click.UsageError("--rpc and --registry go together")
+    config = GateConfig(
+        policy=str(policy_file),
+        key_file=str(key_file) if key_file else None,
+        key_passphrase=_passphrase(),
+        redis_url=redis_url,
+        audit_log=str(audit_log) if audit_log else None,
+        rpc_url=rpc_url,
+        registry=registry,
+        confirmations=confirmations,
+        mirror_checkpoint=str(mirror_checkpoint) if mirror_checkpoint else None,
+        status_lists=status_lists,
+        did_web=did_web,
+        allow_networks=allow_networks,
+        ca_bundle=str(ca_bundle) if ca_bundle else None,
+    )
+    if key_file is None:
+        warn("no --key-file: access tokens are signed by a key generated now; they die with this process")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the no-key warning, said once above
+        runtime = config.build()
+    try:
+        service = AuthService(runtime.gate, mirror=runtime.mirror)
+        app = create_app(service, envoy_prefix=envoy_prefix)
+        _run(app, service, host=host, port=port, grpc_port=grpc_port, threads=threads)
+    finally:
+        runtime.close()
+
+
+def _passphrase() -> str | None:
+    import os
+
+    return os.environ.get("VCGATE_KEY_PASSPHRASE") or None
+
+
+def _run(app: Any, service: Any, *, host: str, port: int, grpc_port: int | None, threads: int) -> None:
+    from waitress.server import create_server
+
+    grpc_server = None
+    if grpc_port is not None:
+        from .server.grpc_authz import serve_grpc
+
+        grpc_server, grpc_port = serve_grpc(service, host=host, port=grpc_port, workers=threads)
+    # X-Forwarded-Proto/-Host describe the *original* request (Traefik's ForwardAuth, NGINX and
+    # Envoy set them) and are read as data by the service; waitress 3 deletes them by default
+    # unless a trusted proxy is configured, so keep them. Only the gateway reaches this port.
+    server = create_server(app, host=host, port=port, threads=threads, ident="vcgate", clear_untrusted_proxy_headers=False)
+    bound = server.effective_port
+
+    def stop(signum: int, frame: Any) -> None:
+        threading.Thread(target=server.close, daemon=True).start()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    where = f"http://{host}:{bound}" + (f", grpc {host}:{grpc_port}" if grpc_server is not None else "")
+    info(f"vcgate serve: listening on {where} (policy {service.gate.policy_path}, audience {service.gate.audience})")
+    try:
+        server.run()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        server.close()
+        if grpc_server is not None:
+            grpc_server.stop(grace=2).wait(5)
+        info("vcgate serve: stopped")

@@ -1,0 +1,214 @@
+"""One way to assemble a running :class:`~vcgate.gate.Gate` from settings or the environment.
+
+Every adapter that is started by someone else's process -- ``vcgate serve``, the vLLM
+``--middleware`` class, the LiteLLM ``custom_auth`` hook, the Kong plugin -- needs the same
+pieces around the gate: the policy file, the gateway's token key, shared Redis stores, the
+audit log, the revocation mirror and status lists. :class:`GateConfig` names them once;
+:meth:`GateConfig.from_env` reads the ``VCGATE_*`` variables (table in ``docs/plugins/README.md``)
+and :meth:`GateConfig.build` returns a :class:`Runtime` that owns whatever has a thread or a
+connection (mirror, audit writer) and closes it.
+
+The request path is untouched by this module: it only wires objects together at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .gate import Gate
+
+__all__ = ["ENV_VARS", "GateConfig", "Runtime"]
+
+#: The environment variables :meth:`GateConfig.from_env` reads, and what each sets.
+ENV_VARS: dict[str, str] = {
+    "VCGATE_POLICY": "policy file (required)",
+    "VCGATE_KEY_FILE": "gateway key file that signs access tokens (a vcgate key file)",
+    "VCGATE_KEY_PASSPHRASE": "passphrase of an encrypted VCGATE_KEY_FILE",
+    "VCGATE_REDIS_URL": "redis:// URL for the nonce and DPoP replay stores shared by replicas",
+    "VCGATE_AUDIT_LOG": "append every decision to this hash-chained JSON-lines file",
+    "VCGATE_RPC_URL": "Ethereum JSON-RPC URL: follow the ERC-5539 registry in VCGATE_REGISTRY",
+    "VCGATE_REGISTRY": "address of the revocation registry the mirror follows",
+    "VCGATE_CONFIRMATIONS": "blocks the mirror keeps undo data for (reorg window), default 12",
+    "VCGATE_MIRROR_CHECKPOINT": "file the mirror checkpoints to, so a restart syncs from there",
+    "VCGATE_STATUS_LISTS": "1: fetch Bitstring Status List credentials over HTTPS (SSRF-safe)",
+    "VCGATE_DID_WEB": "1: resolve did:web issuers over HTTPS (SSRF-safe)",
+    "VCGATE_ALLOW_NETWORKS": "comma-separated networks did:web / status-list fetches may reach "
+    "(private ranges are refused otherwise)",
+    "VCGATE_CA_BUNDLE": "CA bundle for did:web and status-list HTTPS fetches",
+}
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateConfig:
+    """Everything a gateway process needs to build its :class:`~vcgate.gate.Gate`."""
+
+    policy: str
+    key_file: str | None = None
+    key_passphrase: str | None = field(default=None, repr=False)
+    redis_url: str | None = None
+    audit_log: str | None = None
+    rpc_url: str | None = None
+    registry: str | None = None
+    confirmations: int = 12
+    mirror_checkpoint: str | None = None
+    mirror_ready_timeout: float = 30.0
+    status_lists: bool = False
+    did_web: bool = False
+    allow_networks: tuple[str, ...] = ()
+    ca_bundle: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> GateConfig:
+        """Settings from ``VCGATE_*`` variables (see :data:`ENV_VARS`); keywords win."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        values: dict[str, Any] = {
+            "policy": get("VCGATE_POLICY"),
+            "key_file": get("VCGATE_KEY_FILE"),
+            "key_passphrase": env.get("VCGATE_KEY_PASSPHRASE") or None,
+            "redis_url": get("VCGATE_REDIS_URL"),
+            "audit_log": get("VCGATE_AUDIT_LOG"),
+            "rpc_url": get("VCGATE_RPC_URL"),
+            "registry": get("VCGATE_REGISTRY"),
+            "mirror_checkpoint": get("VCGATE_MIRROR_CHECKPOINT"),
+            "status_lists": (get("VCGATE_STATUS_LISTS") or "").lower() in _TRUE,
+            "did_web": (get("VCGATE_DID_WEB") or "").lower() in _TRUE,
+            "allow_networks": tuple(n.strip() for n in (get("VCGATE_ALLOW_NETWORKS") or "").split(",") if n.strip()),
+            "ca_bundle": get("VCGATE_CA_BUNDLE"),
+        }
+        confirmations = get("VCGATE_CONFIRMATIONS")
+        if confirmations is not None:
+            try:
+                values["confirmations"] = int(confirmations)
+            except ValueError:
+                raise ValueError(f"VCGATE_CONFIRMATIONS must be an integer, not {confirmations!r}") from None
+        values.update(overrides)
+        if not values.get("policy"):
+            raise ValueError("no policy file: set VCGATE_POLICY (or pass policy=...)")
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        if (self.rpc_url is None) != (self.registry is None):
+            raise ValueError("the revocation mirror needs both an RPC URL and a registry address")
+        if self.confirmations < 0:
+            raise ValueError("confirmations must be >= 0")
+
+    def build(self, **gate_options: Any) -> Runtime:
+        """Build the gate and start what runs beside it (mirror polling, audit writer).
+
+        ``gate_options`` go to :class:`~vcgate.gate.Gate` and win over what the settings give
+        (tests pass a clock or their own status checker). With a mirror configured this waits
+        up to ``mirror_ready_timeout`` seconds for its first sync so the first requests are not
+        refused ``status_unavailable``; a chain that cannot be reached raises.
+        """
+        closers: list[Any] = []
+        try:
+            return self._build(closers, gate_options)
+        except BaseException:
+            for close in reversed(closers):
+                close()
+            raise
+
+    def _build(self, closers: list[Any], gate_options: dict[str, Any]) -> Runtime:
+        from .credentials import Verifier
+        from .did import JWKMethod, KeyMethod, Resolver, WebMethod
+        from .keys import ALGORITHMS
+
+        opts: dict[str, Any] = {}
+        verify: Any = self.ca_bundle if self.ca_bundle is not None else True
+        resolver = (
+            Resolver([KeyMethod(), JWKMethod(), WebMethod(allow_networks=self.allow_networks, verify=verify)])
+            if self.did_web
+            else Resolver.local()
+        )
+        clock = gate_options.get("clock")
+        verifier_kw: dict[str, Any] = {"resolver": resolver, "algorithms": gate_options.get("algorithms", ALGORITHMS)}
+        if clock is not None:
+            verifier_kw["clock"] = clock
+        verifier = Verifier(**verifier_kw)
+        opts["verifier"] = verifier
+
+        if self.redis_url:
+            from .stores import RedisNonceStore, RedisReplayStore, redis_client
+
+            client = redis_client(self.redis_url)
+            opts["nonce_store"] = RedisNonceStore(client)
+            opts["replay_store"] = RedisReplayStore(client)
+            closers.append(client.close)
+
+        mirror = None
+        methods: list[Any] = []
+        if self.rpc_url is not None and self.registry is not None:
+            from .chain import connect
+            from .status.mirror import RevocationMirror
+            from .status.registry import OnchainStatusMethod
+
+            chain = connect(self.rpc_url)
+            mirror = RevocationMirror(
+                chain=chain,
+                registry=self.registry,
+                chain_id=chain.chain_id(),
+                confirmations=self.confirmations,
+                checkpoint_path=self.mirror_checkpoint,
+            )
+            mirror.start()
+            closers.append(mirror.stop)
+            mirror.wait_ready(self.mirror_ready_timeout)
+            methods.append(OnchainStatusMethod([mirror]))
+        if self.status_lists:
+            from .fetch import SafeFetcher
+            from .status.bitstring import BitstringStatusMethod
+
+            fetcher = SafeFetcher(
+                allow_networks=self.allow_networks, verify=verify, label="status list host", document="status list"
+            )
+            methods.append(BitstringStatusMethod(verifier=verifier, fetch=fetcher.fetch))
+        if methods:
+            from .status import StatusChecker
+
+            opts["status"] = StatusChecker(methods)
+
+        audit = None
+        if self.audit_log:
+            from .audit import AuditLog
+
+            audit = AuditLog(self.audit_log)
+            closers.append(audit.close)
+            opts["audit"] = audit
+
+        opts.update(gate_options)
+        gate = Gate.from_policy_file(self.policy, key_file=self.key_file, key_passphrase=self.key_passphrase, **opts)
+        return Runtime(gate=gate, mirror=mirror, audit=audit, closers=tuple(closers))
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A built gate and the things beside it that hold threads or connections."""
+
+    gate: Gate
+    mirror: Any = None
+    audit: Any = None
+    closers: tuple[Any, ...] = ()
+
+    def close(self) -> None:
+        """Stop the mirror (writing its checkpoint), flush and close the audit log, drop Redis."""
+        for close in reversed(self.closers):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 -- shutting down: one failure must not keep the rest open
+                pass
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

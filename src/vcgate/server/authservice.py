@@ -1,0 +1,370 @@
+"""``vcgate serve``: one auth service for the gateways a model-serving team already runs.
+
+A gateway asks this service about each request and forwards or refuses it. Every dialect
+becomes the same :class:`~vcgate.gate.RequestView` and the same :meth:`Gate.check`:
+
+=========================  ==========================  ==============================================
+gateway                    endpoint                    where the original request is
+=========================  ==========================  ==============================================
+NGINX ``auth_request``     ``/nginx/auth``             ``X-Original-Method``, ``X-Original-URI``,
+                                                       ``Host`` (set ``$http_host``), ``X-Forwarded-Proto``
+Traefik ``ForwardAuth``    ``/traefik/auth``           ``X-Forwarded-Method/-Proto/-Host/-Uri``
+Envoy ``ext_authz`` HTTP   ``/envoy/<original path>``  method, path (after ``path_prefix: /envoy``),
+                                                       ``Host``, ``X-Forwarded-Proto``, body if sent
+Envoy ``ext_authz`` gRPC   ``--grpc-port``             ``CheckRequest.attributes.request.http``
+=========================  ==========================  ==============================================
+
+It also answers the token endpoint (``/.well-known/vcgate/token``) and the RFC 9728 metadata
+(``/.well-known/oauth-protected-resource``), which the gateway routes here unguarded, so
+session mode works behind every gateway; ``/metrics`` (Prometheus) and ``/healthz`` /
+``/readyz``.
+
+Decisions made here:
+
+* **The gateway is trusted for the request line, never for grants.** The service is meant to
+  be reachable only from the gateway (it binds 127.0.0.1 by default), so the original method,
+  URI, host and scheme it reports are taken as they come. Client ``x-vcgate-*`` headers are
+  never trusted: the answer tells each gateway to drop them (Envoy ``headers_to_remove`` /
+  ``x-envoy-auth-headers-to-remove``; Traefik drops what ``authResponseHeadersRegex`` matches;
+  the NGINX snippet overwrites every grant header the policy can set).
+* **NGINX can only pass 2xx, 401 and 403 on.** Any other refusal (400, 413, 429, 503) is
+  answered 403 with its real status in ``X-Vcgate-Status``; the documented snippet turns it
+  back into that status. Every refusal carries ``X-Vcgate-Error`` (the code) so the gateway can
+  build the JSON body the client gets.
+* **Forward-auth has no body.** A rule that matches on the OpenAI ``model`` is undecidable
+  there and refused ``body_required`` by the policy; Envoy with ``with_request_body`` and the
+  in-process middleware can decide it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from .. import __version__
+from ..gate import GRANT_PREFIX, Decision, Gate, RequestView
+from ..middleware._common import MAX_BODY, dumps, model_of, token_form
+from .metrics import CONTENT_TYPE, Metrics
+
+__all__ = ["AuthService", "create_app"]
+
+_NGINX_PASSES = (401, 403)
+_SCHEMES = ("http", "https")
+_HOP = ("connection", "keep-alive", "transfer-encoding", "content-length", "host")
+
+
+def _one_line(text: str, limit: int = 512) -> str:
+    """A header-safe rendering of a message: no CR/LF or other controls, bounded."""
+    return "".join(ch if 32 <= ord(ch) < 127 else " " for ch in text)[:limit]
+
+
+def _scheme(value: str | None) -> str:
+    value = (value or "").split(",", 1)[0].strip().lower()
+    return value if value in _SCHEMES else "http"
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    path, _, query = uri.partition("?")
+    return path or "/", query
+
+
+class AuthService:
+    """The framework-neutral part: dialect -> :class:`RequestView` -> decision -> answer.
+
+    ``gate`` decides; ``mirror`` (a :class:`~vcgate.status.mirror.RevocationMirror`, optional)
+    is reported in ``/readyz`` and the metrics.
+    """
+
+    def __init__(
+        self,
+        gate: Gate,
+        *,
+        mirror: Any = None,
+        metrics: Metrics | None = None,
+        max_body: int = MAX_BODY,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.gate = gate
+        self.mirror = mirror
+        self.metrics = metrics if metrics is not None else Metrics(mirror=mirror, version=__version__,
+                                                                   audience=gate.audience)
+        self.max_body = max_body
+        self._timer = timer
+
+    # --- deciding -------------------------------------------------------------------------
+
+    def decide(self, view: RequestView, adapter: str) -> Decision:
+        """:meth:`Gate.check` with the metrics around it."""
+        start = self._timer()
+        decision = self.gate.check(view)
+        self.metrics.observe(adapter, decision.allow, decision.code, self._timer() - start)
+        return decision
+
+    def token(self, view: RequestView, body: bytes, content_type: str | None) -> tuple[int, list[tuple[str, str]], Any]:
+        start = self._timer()
+        status, headers, payload = self.gate.token_endpoint(view, token_form(body, content_type))
+        code = payload.get("error") if isinstance(payload, dict) and status != 200 else None
+        self.metrics.observe("token", status == 200, code, self._timer() - start)
+        return status, headers, payload
+
+    def needs_body(self, view: RequestView) -> bool:
+        return self.gate.needs_body(view.method, view.path)
+
+    # --- health -----------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when the policy is loaded, the mirror (if any) answers and the audit log takes records."""
+        checks: dict[str, Any] = {"policy": "ok"}
+        ready = True
+        self.gate.reload_if_changed()
+        if self.mirror is not None:
+            lag = self.mirror.lag()
+            checks["mirror"] = {
+                "healthy": lag.healthy,
+                "lag_seconds": lag.seconds,
+                "blocks_behind": lag.blocks_behind,
+                "synced_block": lag.synced_block,
+            }
+            ready = ready and lag.healthy
+        audit = self.gate.audit
+        if audit is not None:
+            ok = audit.healthy
+            checks["audit"] = "ok" if ok else "unavailable"
+            ready = ready and ok
+        return ready, checks
+
+    # --- dialects: request in ---------------------------------------------------------------
+
+    @staticmethod
+    def forward_view(headers: list[tuple[str, str]], *, flavour: str) -> RequestView | None:
+        """The original request of an NGINX ``auth_request`` / Traefik ``ForwardAuth`` call.
+
+        None when the gateway did not say what the original request was (a configuration
+        error, answered 400 so it is not mistaken for a refusal of the client).
+        """
+        first: dict[str, str] = {}
+        for k, v in headers:
+            first.setdefault(k, v)
+        if flavour == "nginx":
+            method, uri = first.get("x-original-method"), first.get("x-original-uri")
+            host = first.get("x-original-host") or first.get("host")
+        else:
+            method, uri = first.get("x-forwarded-method"), first.get("x-forwarded-uri")
+            host = first.get("x-forwarded-host") or first.get("host")
+        if not method or not uri:
+            return None
+        path, query = _split_uri(uri)
+        return RequestView(
+            method=method.upper(),
+            path=path,
+            query=query,
+            host=host,
+            scheme=_scheme(first.get("x-forwarded-proto")),
+            headers=headers,
+        )
+
+    # --- dialects: answer out --------------------------------------------------------------
+
+    @staticmethod
+    def client_grant_headers(view: RequestView) -> list[str]:
+        """The ``x-vcgate-*`` headers the client sent, which the gateway must drop."""
+        seen: list[str] = []
+        for k, _ in view.headers:
+            if k.startswith(GRANT_PREFIX) and k not in seen:
+                seen.append(k)
+        return seen
+
+    @staticmethod
+    def refusal_headers(decision: Decision) -> list[tuple[str, str]]:
+        """Decision headers plus the code and message as headers, for gateways that drop bodies."""
+        headers = [(k, v) for k, v in decision.headers if k.lower() not in ("content-type", "content-length")]
+        headers.append(("X-Vcgate-Error", decision.code or "denied"))
+        headers.append(("X-Vcgate-Message", _one_line(decision.message)))
+        return headers
+
+    def answer_forward(self, decision: Decision, *, flavour: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        """NGINX / Traefik answer: 200 with grants, or the refusal."""
+        if decision.allow:
+            headers = [(k, v) for k, v in decision.grant_headers]
+            if decision.subject:
+                headers.append(("X-Vcgate-Decision-Subject", decision.subject))
+            return 200, headers, b""
+        headers = self.refusal_headers(decision)
+        status = decision.status
+        if flavour == "nginx" and status not in _NGINX_PASSES:
+            headers.append(("X-Vcgate-Status", str(status)))
+            status = 403
+        headers.append(("Content-Type", "application/json"))
+        return status, headers, dumps(decision.body or {"error": decision.code, "message": decision.message})
+
+    def answer_envoy_http(self, view: RequestView, decision: Decision) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Envoy ``ext_authz`` HTTP answer: 200 + grants + headers to remove, or the refusal."""
+        if decision.allow:
+            headers = [(k, v) for k, v in decision.grant_headers]
+            granted = {k.lower() for k, _ in decision.grant_headers}
+            drop = [h for h in self.client_grant_headers(view) if h not in granted]
+            if drop:
+                headers.append(("x-envoy-auth-headers-to-remove", ",".join(drop)))
+            return 200, headers, b""
+        headers = self.refusal_headers(decision)
+        headers.append(("Content-Type", "application/json"))
+        return decision.status, headers, dumps(decision.body or {"error": decision.code, "message": decision.message})
+
+
+# --- the Flask app ------------------------------------------------------------------------------
+
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _wsgi_headers(environ: Mapping[str, Any]) -> list[tuple[str, str]]:
+    out = [(k[5:].replace("_", "-").lower(), v) for k, v in environ.items() if k.startswith("HTTP_")]
+    if environ.get("CONTENT_TYPE"):
+        out.append(("content-type", environ["CONTENT_TYPE"]))
+    if environ.get("CONTENT_LENGTH"):
+        out.append(("content-length", environ["CONTENT_LENGTH"]))
+    return out
+
+
+def _raw_path(environ: Mapping[str, Any]) -> tuple[str, str]:
+    """The request target as sent (percent-encoding intact), split into path and query.
+
+    The policy matches raw paths and refuses ambiguous ones (dot segments, encoded slashes);
+    WSGI's ``PATH_INFO`` is already decoded, so prefer the server's raw URI (waitress:
+    ``REQUEST_URI``, gunicorn: ``RAW_URI``).
+    """
+    raw = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+    if raw:
+        if "://" in raw.split("?", 1)[0]:
+            raw = "/" + raw.split("://", 1)[1].partition("/")[2]
+        return _split_uri(raw)
+    path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=-._~%")
+    return path or "/", environ.get("QUERY_STRING", "")
+
+
+def create_app(service: AuthService, *, envoy_prefix: str = "/envoy") -> Any:
+    """The Flask app of ``vcgate serve`` around ``service``."""
+    from flask import Flask, Response, request
+    from werkzeug.exceptions import HTTPException
+
+    from ..errors import MethodNotAllowedError, NotFoundError, TokenTooLargeError
+
+    gate = service.gate
+    app = Flask("vcgate.server")
+    # Paths are the gateway's business and the policy refuses the ambiguous ones itself; the
+    # router must not merge '//' or redirect to a trailing slash behind the gateway's back.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    prefix = "/" + envoy_prefix.strip("/")
+
+    def respond(status: int, headers: Iterable[tuple[str, str]], body: Any) -> Response:
+        data = body if isinstance(body, bytes) else dumps(body)
+        resp = Response(data, status=status)
+        resp.headers.clear()
+        for k, v in headers:
+            if k.lower() not in ("content-length",):
+                resp.headers.add(k, v)
+        if data and "Content-Type" not in resp.headers:
+            resp.headers["Content-Type"] = "application/json"
+        return resp
+
+    def error(exc_cls: type, status: int | None = None, message: str | None = None) -> Response:
+        exc = exc_cls(message) if message else exc_cls()
+        return respond(status or exc.status, [("Cache-Control", "no-store")], exc.to_dict())
+
+    def read_body() -> bytes | None:
+        """The request body up to ``max_body`` bytes, None when larger."""
+        length = request.content_length
+        if length is not None and length > service.max_body:
+            return None
+        data = request.stream.read(service.max_body + 1)
+        return None if len(data) > service.max_body else data
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        if exc.code == 404:
+            return error(NotFoundError)
+        if exc.code == 405:
+            return error(MethodNotAllowedError)
+        body = {"error": "malformed" if (exc.code or 500) < 500 else "error", "message": exc.description or exc.name}
+        return respond(exc.code or 500, [], body)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return respond(200, [("Cache-Control", "no-store")], {"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        ready, checks = service.readiness()
+        return respond(200 if ready else 503, [("Cache-Control", "no-store")],
+                       {"status": "ready" if ready else "not_ready", "checks": checks})
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(service.metrics.render(), status=200, content_type=CONTENT_TYPE)
+
+    @app.route("/.well-known/oauth-protected-resource", methods=["GET", "HEAD"])
+    def metadata() -> Response:
+        return respond(200, [("Cache-Control", "max-age=300")], gate.metadata())
+
+    def token() -> Response:
+        path, query = _raw_path(request.environ)
+        body = read_body()
+        if body is None:
+            return error(TokenTooLargeError, message="the token request is larger than the service reads")
+        view = RequestView(
+            method=request.method,
+            path=path,
+            query=query,
+            host=request.headers.get("X-Forwarded-Host") or request.host,
+            scheme=_scheme(request.headers.get("X-Forwarded-Proto")),
+            headers=_wsgi_headers(request.environ),
+        )
+        status, headers, payload = service.token(view, body, request.content_type)
+        return respond(status, headers, payload)
+
+    app.add_url_rule(gate.token_path, "token", token, methods=_ALL_METHODS)
+
+    def forward(flavour: str) -> Response:
+        view = service.forward_view(_wsgi_headers(request.environ), flavour=flavour)
+        if view is None:
+            names = "X-Original-Method and X-Original-URI" if flavour == "nginx" else "X-Forwarded-Method and X-Forwarded-Uri"
+            decision_status = 400
+            body = {"error": "request_invalid", "message": f"the gateway did not send {names}"}
+            headers = [("X-Vcgate-Error", "request_invalid"), ("X-Vcgate-Message", body["message"])]
+            if flavour == "nginx":  # only 401/403 reach the client through auth_request
+                headers.append(("X-Vcgate-Status", "400"))
+                decision_status = 403
+            return respond(decision_status, headers, body)
+        decision = service.decide(view, flavour)
+        status, headers, data = service.answer_forward(decision, flavour=flavour)
+        return respond(status, headers, data)
+
+    app.add_url_rule("/nginx/auth", "nginx", lambda: forward("nginx"), methods=_ALL_METHODS)
+    app.add_url_rule("/traefik/auth", "traefik", lambda: forward("traefik"), methods=_ALL_METHODS)
+
+    def envoy(rest: str = "") -> Response:
+        raw_path, query = _raw_path(request.environ)
+        path = raw_path[len(prefix):] if raw_path.startswith(prefix) else raw_path
+        headers = _wsgi_headers(request.environ)
+        view = RequestView(
+            method=request.method,
+            path=path or "/",
+            query=query,
+            host=request.host,
+            scheme=_scheme(request.headers.get("X-Forwarded-Proto")),
+            headers=headers,
+        )
+        if service.needs_body(view) and request.content_length:
+            body = read_body()
+            if body is None:
+                return error(TokenTooLargeError, message="the request body is larger than the gateway reads")
+            view = view._with_model(model_of(body, request.content_type))
+        decision = service.decide(view, "envoy_http")
+        status, out, data = service.answer_envoy_http(view, decision)
+        return respond(status, out, data)
+
+    app.add_url_rule(prefix, "envoy_root", envoy, methods=_ALL_METHODS)
+    app.add_url_rule(prefix + "/<path:rest>", "envoy", envoy, methods=_ALL_METHODS)
+    return app
