@@ -7,6 +7,7 @@ NEEDED=(
   "npm:npm"
   "redis-server:redis-server"
   "wrk:wrk"
+  "nginx:nginx-light"
 )
 missing=()
 for entry in "${NEEDED[@]}"; do
