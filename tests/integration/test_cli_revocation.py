@@ -222,3 +222,55 @@ def test_done_when_cli_revoke_seen_by_a_running_mirror_within_a_second(setup, de
         seen(refused)
         assert run(runner, "unrevoke", str(cred_path), env=env).exit_code == 0
         seen(lambda: not refused())
+
+
+def test_vcgate_serve_follows_the_chain(setup, dev_chain, tmp_path):
+    """`vcgate serve --rpc --registry`: the auth service's own mirror refuses a credential the
+    issuer revoked with the CLI, and /readyz and /metrics report the mirror."""
+    import requests
+
+    from tests.integration.gateway_support import AuthService
+    from vcgate.credentials import create_presentation
+    from vcgate.did import did_key_from_public_key
+    from vcgate.keys import read_key_file
+
+    runner, env = setup["runner"], setup["env"]
+    cred = issue(setup).read_text().strip()
+    issuer_did = did_key_from_public_key(read_key_file(setup["work"] / "issuer.key", passphrase=PASS).public_key)
+    agent_key = read_key_file(setup["work"] / "agent.key", passphrase=PASS)
+    agent = did_key_from_public_key(agent_key.public_key)
+    audience = "http://127.0.0.1:9"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"version: 1\naudience: {audience}\ntrusted_issuers:\n  - did: {issuer_did}\n"
+        "defaults:\n  status: required\n"
+        "rules:\n  - name: models\n    match: {methods: [GET], paths: [/v1/models]}\n"
+        "    require: {types: [ModelAccessCredential]}\n"
+    )
+    original = {"X-Original-Method": "GET", "X-Original-URI": "/v1/models", "Host": "127.0.0.1:9"}
+
+    def call(svc: AuthService) -> requests.Response:
+        challenge = requests.get(svc.url + "/nginx/auth", headers=original, timeout=5)
+        assert challenge.status_code == 401, challenge.text
+        vp = create_presentation(agent_key, holder=agent, kid=f"{agent}#{agent.method_specific_id}", credentials=[cred],
+                                 audience=audience, nonce=challenge.json()["nonce"], issued_at=time.time())
+        return requests.get(svc.url + "/nginx/auth", headers={**original, "Authorization": f"VP {vp}"}, timeout=5)
+
+    args = ("--rpc", dev_chain["rpc"], "--registry", setup["registry"], "--confirmations", "0")
+    with AuthService(policy, args=args) as svc:
+        assert requests.get(svc.url + "/readyz", timeout=5).json()["checks"]["mirror"]["healthy"] is True
+        allowed = call(svc)
+        assert allowed.status_code == 200, allowed.headers.get("X-Vcgate-Error")
+        cred_file = tmp_path / "cred.jwt"
+        cred_file.write_text(cred)
+        assert run(runner, "revoke", str(cred_file), env=env).exit_code == 0
+        deadline = time.monotonic() + 10
+        while True:
+            refused = call(svc)
+            if refused.status_code != 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert (refused.status_code, refused.headers["X-Vcgate-Error"]) == (401, "revoked")
+        metrics = svc.metrics()
+        assert "vcgate_mirror_healthy{registry=" in metrics and "} 1.0" in metrics.split("vcgate_mirror_healthy{")[1]
+        assert 'vcgate_decisions_total{adapter="nginx",code="revoked",outcome="deny"}' in metrics
