@@ -150,6 +150,8 @@ COMMANDS = [
         ["verify"], ["[FILE|-]", "--aud", "--nonce", "--json", "--no-holder-binding", "--resolver"], id="verify"
     ),
     pytest.param(["present"], ["--key", "--aud", "--nonce", "--format", "--lifetime", "CREDENTIAL"], id="present"),
+    pytest.param(["serve"], ["--policy", "--grpc-port", "--key-file", "--redis", "--rpc", "/nginx/auth",
+                             "/traefik/auth", "/envoy/", "/metrics", "/readyz"], id="serve"),
 ]
 
 

@@ -100,3 +100,18 @@ def test_serve_cli_usage_errors(tmp_path):
     bad.write_text("version: 1\nrules: [\n")
     res = CliRunner().invoke(cli, ["serve", "--policy", str(bad)])
     assert res.exit_code == 1 and "error:" in res.output and json.dumps("bad.yaml")[1:-1] in res.output
+
+
+def test_every_env_var_and_serve_option_is_documented():
+    from pathlib import Path
+
+    from vcgate.cli_serve import serve
+    from vcgate.runtime import ENV_VARS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "plugins" / "README.md").read_text()
+    for var in ENV_VARS:
+        assert f"| `{var}` |" in doc, var
+    for param in serve.params:
+        for opt in param.opts:
+            if opt.startswith("--") and opt not in ("--host", "--port", "--threads", "--envoy-prefix", "--grpc-port"):
+                assert f"`{opt}`" in doc, opt
