@@ -1,0 +1,134 @@
+"""vLLM: ``vllm serve MODEL --middleware vcgate.integrations.vllm.VCGateMiddleware``.
+
+vLLM's OpenAI server imports each ``--middleware`` dotted path and, for a class, calls
+``app.add_middleware(cls)`` with no arguments (``vllm/entrypoints/serve/middleware/register.py``,
+``init_entrypoints_middleware``; ``vllm/entrypoints/openai/api_server.py`` ``build_app`` in
+older releases). So this class is constructible as ``VCGateMiddleware(app)`` and reads its
+settings from the ``VCGATE_*`` environment (:meth:`vcgate.runtime.GateConfig.from_env`).
+
+It is :class:`vcgate.middleware.asgi.VCGateMiddleware` plus three things vLLM needs:
+
+* **One gate per configuration and process.** Starlette builds the middleware stack lazily
+  and may build it more than once (older Starlette rebuilt it on every ``add_middleware``,
+  i.e. once per later ``--middleware``; tools call ``build_middleware_stack()`` again). Two
+  gates in one server would hold two nonce stores and two session caches: a challenge issued
+  by one and answered at the other would fail ``nonce_mismatch``, a token issued by one would
+  be ``session_unknown`` at the other. vLLM gives no place to inject a shared object, so the
+  class keeps the built :class:`~vcgate.runtime.Runtime` per :class:`GateConfig` (a frozen,
+  hashable value) behind a lock.
+* **WebSocket handshakes are decided too.** vLLM serves WebSocket routes (realtime audio) under
+  ``/v1``; the generic ASGI middleware passes non-HTTP traffic through, which here would leave
+  them open. A handshake is decided as ``GET <path>`` (``ws``/``wss`` taken as ``http``/
+  ``https`` for the DPoP ``htu``); a refusal is answered before the socket is accepted.
+* **Shutdown closes the runtime** (audit log flushed and closed, mirror stopped) when the
+  app's lifespan completes its shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, ClassVar
+
+from ..gate import Decision
+from ..middleware._common import MAX_BODY, dumps
+from ..middleware.asgi import ASGIApp, Receive, Scope, Send, _upstream_headers
+from ..middleware.asgi import VCGateMiddleware as _ASGIMiddleware
+from ..runtime import GateConfig, Runtime
+
+__all__ = ["VCGateMiddleware"]
+
+_WS_SCHEMES = {"ws": "http", "wss": "https"}
+
+
+class VCGateMiddleware(_ASGIMiddleware):
+    """The vcgate ASGI middleware as vLLM's ``--middleware`` builds it: ``VCGateMiddleware(app)``.
+
+    :param config: the gate's settings; default :meth:`GateConfig.from_env` (``VCGATE_POLICY``
+        is required). Middleware built with equal configs share one gate.
+    :param max_body: the largest body read to find the OpenAI ``model`` field.
+    """
+
+    _runtimes: ClassVar[dict[GateConfig, Runtime]] = {}
+    _runtimes_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, app: ASGIApp, *, config: GateConfig | None = None, max_body: int = MAX_BODY) -> None:
+        self.config = config if config is not None else GateConfig.from_env()
+        self.runtime = self.runtime_for(self.config)
+        super().__init__(app, gate=self.runtime.gate, max_body=max_body)
+
+    # --- the shared runtime -----------------------------------------------------------------
+
+    @classmethod
+    def runtime_for(cls, config: GateConfig) -> Runtime:
+        """The process's runtime for ``config``, built on first use."""
+        with cls._runtimes_lock:
+            runtime = cls._runtimes.get(config)
+            if runtime is None:
+                # Built under the lock: a second stack built concurrently must wait for this
+                # gate rather than build its own (the mirror's first sync may take seconds).
+                runtime = cls._runtimes[config] = config.build()
+            return runtime
+
+    @classmethod
+    def close_runtime(cls, config: GateConfig) -> None:
+        """Close and forget the runtime for ``config`` (a later construction builds a new one)."""
+        with cls._runtimes_lock:
+            runtime = cls._runtimes.pop(config, None)
+        if runtime is not None:
+            runtime.close()
+
+    # --- ASGI -----------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await super().__call__(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self.app(scope, receive, self._on_shutdown(send))
+        else:
+            await self.app(scope, receive, send)
+
+    def _on_shutdown(self, send: Send) -> Send:
+        config = self.config
+
+        async def wrapped(message: Any) -> None:
+            if message.get("type") == "lifespan.shutdown.complete":
+                # Before the server is told it may exit: the last audit records reach the disk.
+                await asyncio.to_thread(type(self).close_runtime, config)
+            await send(message)
+
+        return wrapped
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gate = self.gate
+        as_http = dict(scope)
+        as_http["method"] = "GET"
+        as_http["scheme"] = _WS_SCHEMES.get(scope.get("scheme", "ws"), "http")
+        view = self._view(as_http)
+        decision, ticket = gate.begin_check(view)
+        if ticket is not None:
+            decision = await asyncio.to_thread(gate.settle, decision, ticket)
+        if not decision.allow:
+            await _refuse_websocket(scope, send, decision)
+            return
+        scope = dict(scope)
+        scope["headers"] = _upstream_headers(gate, scope.get("headers") or [], decision)
+        scope["vcgate"] = decision
+        await self.app(scope, receive, send)
+
+
+async def _refuse_websocket(scope: Scope, send: Send, decision: Decision) -> None:
+    """The refusal as an HTTP response where the server can send one, else a 403 close."""
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        data = dumps(decision.body)
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers
+                   if k.lower() != "content-length"]
+        headers.append((b"content-length", str(len(data)).encode()))
+        await send({"type": "websocket.http.response.start", "status": decision.status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": data})
+        return
+    # Closing before accepting makes the server answer the handshake with 403 (ASGI spec).
+    await send({"type": "websocket.close", "code": 1008})
