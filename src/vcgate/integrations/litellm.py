@@ -1,0 +1,365 @@
+"""LiteLLM proxy: ``general_settings: custom_auth: vcgate.integrations.litellm.user_api_key_auth``.
+
+LiteLLM's proxy calls a ``custom_auth`` function as ``await fn(request=request, api_key=api_key)``
+for every route guarded by its own ``user_api_key_auth`` dependency (the OpenAI routes among
+them); the function returns a ``UserAPIKeyAuth`` to allow and raises to refuse
+(``litellm/proxy/auth/user_api_key_auth.py``). It finds the function through
+``get_instance_fn`` (``litellm/proxy/types_utils/utils.py``): a file named after the dotted
+module next to the config file if there is one, else ``importlib.import_module`` -- so the
+installed package is enough and no shim file is needed.
+
+What this module adds to the generic adapters:
+
+* **Headers, not** ``api_key``. LiteLLM strips ``Bearer`` from ``Authorization`` and hands over
+  nothing useful for the ``VP`` and ``DPoP`` schemes, so the :class:`~vcgate.gate.RequestView`
+  is built from the Starlette request itself.
+* **The body LiteLLM parsed.** By the time ``custom_auth`` runs LiteLLM has read and parsed the
+  body and caches the result on the request; :func:`litellm.proxy.common_utils.http_parsing_utils.read_request_body`
+  returns that cached dict. Deciding on the very object LiteLLM routes on leaves no room for a
+  parser differential (a body whose ``model`` reads one way to vcgate and another to LiteLLM).
+  A declared ``Content-Length`` above ``max_body`` is refused ``413 too_large`` first.
+* **Refusals are** ``ProxyException``. LiteLLM renders it as
+  ``{"error": {"message", "type", "param", "code"}}`` with ``code`` as the HTTP status, and
+  sends the exception's ``headers`` -- so the 401 carries ``WWW-Authenticate`` and the vcgate
+  client can run its flow through LiteLLM. The vcgate error code is the ``type`` (the OpenAI
+  SDK's ``exc.type``); the gate's whole JSON refusal is under
+  ``error.provider_specific_fields.vcgate``. ``ProxyException.headers`` is a plain dict, so
+  the two challenges (``VP`` and ``DPoP``) travel as one ``WWW-Authenticate`` field with two
+  comma-separated challenges, which RFC 9110 section 11.6.1 allows and the client parses.
+* **The token endpoint.** A ``POST /.well-known/vcgate/token`` never reaches ``custom_auth``
+  (no LiteLLM route matches it), and Starlette forbids adding middleware once the app has
+  started, which it has when LiteLLM loads the config. Routes, however, may be added at any
+  time: importing this module inside the proxy puts one route for the token path at the front
+  of the proxy app's routes (:func:`install_routes`). LiteLLM loads ``custom_auth`` at start-up
+  in every worker, so every worker serves it.
+* **Grant headers go upstream through a callback.** ``custom_auth`` cannot change what LiteLLM
+  sends to the model; its documented ``async_pre_call_hook`` can. Add
+  ``litellm_settings: callbacks: ["vcgate.integrations.litellm.grant_headers"]`` and every
+  allowed call reaches the model with the policy's grant headers as ``extra_headers``, any
+  client-supplied ``x-vcgate-*`` header removed first (see :class:`GrantHeaders`).
+
+LiteLLM already serves ``/.well-known/oauth-protected-resource`` for its MCP gateway, so the
+RFC 9728 metadata is not published here; the challenge names the token endpoint, which is all
+a vcgate client needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..gate import DEFAULT_TOKEN_PATH, GRANT_PREFIX, Decision, Gate, RequestView
+from ..middleware._common import MAX_BODY, TOO_LARGE, dumps, token_form
+from ..runtime import GateConfig, Runtime
+
+__all__ = ["GrantHeaders", "LiteLLMGate", "grant_headers", "install_routes", "user_api_key_auth"]
+
+log = logging.getLogger("vcgate.integrations.litellm")
+
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+# Headers LiteLLM's JSONResponse sets itself; copying the gate's would duplicate them.
+_OWN_HEADERS = frozenset({"content-type", "content-length"})
+_ROUTE_MARK = "vcgate_token_endpoint"
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _declared_length(headers: Any) -> int | None:
+    value = headers.get("content-length")
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
+
+
+def view_of(request: Any, *, model: str | None = None, body_available: bool = False) -> RequestView:
+    """The :class:`RequestView` of a Starlette request.
+
+    ``path`` is the raw request target (percent-encoding intact), ``scheme`` the ASGI scope's:
+    uvicorn rewrites it from ``X-Forwarded-Proto`` only for peers in ``FORWARDED_ALLOW_IPS``
+    (its explicit trust setting), so a client cannot choose the scheme the DPoP ``htu`` is
+    checked against.
+    """
+    scope = request.scope
+    raw_path = scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else scope.get("path", "/")
+    headers = scope.get("headers") or []
+    host = None
+    for k, v in headers:
+        if k.lower() == b"host":
+            host = v.decode("latin-1")
+            break
+    if host is None and scope.get("server"):
+        server_host, port = scope["server"][0], scope["server"][1]
+        host = f"{server_host}:{port}" if port else server_host
+    return RequestView(
+        method=scope.get("method", request.method),
+        path=path.split("?", 1)[0],
+        query=(scope.get("query_string") or b"").decode("latin-1"),
+        host=host,
+        scheme=scope.get("scheme", "http"),
+        headers=headers,
+        model=model,
+        body_available=body_available,
+    )
+
+
+def _proxy_exception(status: int, code: str, message: str, headers: Any = (), body: Mapping[str, Any] | None = None) -> Exception:
+    """LiteLLM's ``ProxyException`` for a refusal: status in ``code``, vcgate code in ``type``."""
+    from litellm.proxy._types import ProxyException
+
+    out: dict[str, str] = {}
+    for name, value in headers:
+        if name.lower() in _OWN_HEADERS:
+            continue
+        key = "WWW-Authenticate" if name.lower() == "www-authenticate" else name
+        # A dict holds one value per name: several challenges share one field (RFC 9110 11.6.1).
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return ProxyException(
+        message=message,
+        type=code,
+        param=None,
+        code=status,
+        headers=out,
+        provider_specific_fields={"vcgate": dict(body) if body is not None else {"error": code, "message": message}},
+    )
+
+
+class LiteLLMGate:
+    """The gate of one LiteLLM process, built on first use, and the two things LiteLLM calls.
+
+    :param config: returns the settings; default :meth:`GateConfig.from_env`.
+    :param runtime: an already built runtime (tests); ``config`` is then not used.
+    :param gate_options: passed to :meth:`GateConfig.build` (a clock, a status checker).
+    :param max_body: a request declaring a larger ``Content-Length`` is refused 413 when the
+        policy needs its ``model``, and the token endpoint reads no more than this.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Callable[[], GateConfig] = GateConfig.from_env,
+        runtime: Runtime | None = None,
+        gate_options: Mapping[str, Any] | None = None,
+        max_body: int = MAX_BODY,
+    ) -> None:
+        self._config = config
+        self._runtime = runtime
+        self._gate_options = dict(gate_options or {})
+        self.max_body = max_body
+        self._lock = threading.Lock()
+
+    # --- the gate ---------------------------------------------------------------------------
+
+    def runtime(self) -> Runtime:
+        """The runtime, built once (thread-safe). Building may wait for the revocation mirror."""
+        runtime = self._runtime
+        if runtime is not None:
+            return runtime
+        with self._lock:
+            if self._runtime is None:
+                built = self._config().build(**self._gate_options)
+                atexit.register(built.close)  # LiteLLM offers plugins no shutdown hook
+                self._runtime = built
+            return self._runtime
+
+    async def gate(self) -> Gate:
+        runtime = self._runtime
+        if runtime is None:
+            # The first call builds off the event loop: a mirror's first sync may take seconds.
+            runtime = await asyncio.to_thread(self.runtime)
+        return runtime.gate
+
+    def close(self) -> None:
+        with self._lock:
+            runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            runtime.close()
+
+    # --- custom_auth ------------------------------------------------------------------------
+
+    async def authenticate(self, request: Any, api_key: str | None = None) -> Any:
+        """LiteLLM's ``custom_auth``: a ``UserAPIKeyAuth`` for an allow, ``ProxyException`` otherwise.
+
+        ``api_key`` is ignored: LiteLLM derives it from ``Authorization`` only for ``Bearer``.
+        """
+        gate = await self.gate()
+        view = view_of(request)
+        if gate.needs_body(view.method, view.path):
+            try:
+                model = await self._model(request)
+            except _TooLarge:
+                raise _proxy_exception(413, TOO_LARGE["error"], TOO_LARGE["message"], body=TOO_LARGE) from None
+            view = view._with_model(model)
+        decision, ticket = gate.begin_check(view)
+        if ticket is not None:
+            decision = gate.settle(decision, ticket) if ticket.done() else await asyncio.to_thread(gate.settle, decision, ticket)
+        if not decision.allow:
+            raise _proxy_exception(decision.status, decision.code or "denied", decision.message, decision.headers, decision.body)
+        return user_auth_of(decision)
+
+    async def _model(self, request: Any) -> str | None:
+        declared = _declared_length(request.headers)
+        if declared is not None and declared > self.max_body:
+            raise _TooLarge
+        from litellm.proxy.common_utils.http_parsing_utils import read_request_body
+
+        ctype = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+        # Chunked bodies declare no length. LiteLLM has read this one already, and Starlette
+        # caches it on the request, so this costs no second read (form bodies are not cached).
+        if ctype not in _FORM_TYPES and len(await request.body()) > self.max_body:
+            raise _TooLarge
+        data = await read_request_body(request)  # LiteLLM's own parse, cached on the request
+        model = data.get("model") if isinstance(data, dict) else None
+        return model if isinstance(model, str) else None
+
+    # --- the token endpoint -----------------------------------------------------------------
+
+    async def token_endpoint(self, request: Any) -> Any:
+        """``/.well-known/vcgate/token`` as a Starlette endpoint (see :func:`install_routes`)."""
+        from starlette.responses import Response
+
+        gate = await self.gate()
+        view = view_of(request)
+        try:
+            body = await self._read_limited(request)
+        except _TooLarge:
+            status, headers, payload = 413, [], dict(TOO_LARGE)
+        else:
+            form = token_form(body, view.get("content-type"))
+            if gate.audit_waits:
+                status, headers, payload = await asyncio.to_thread(gate.token_endpoint, view, form)
+            else:
+                status, headers, payload = gate.token_endpoint(view, form)
+        response = Response(dumps(payload), status_code=status, media_type="application/json")
+        response.raw_headers.extend(
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers if k.lower() not in _OWN_HEADERS
+        )
+        return response
+
+    async def _read_limited(self, request: Any) -> bytes:
+        declared = _declared_length(request.headers)
+        if declared is not None and declared > self.max_body:
+            raise _TooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def user_auth_of(decision: Decision) -> Any:
+    """The ``UserAPIKeyAuth`` LiteLLM gets for an allowed call.
+
+    ``user_id`` is the subject (so LiteLLM's spend logs and per-user limits key on it); the
+    role is ``internal_user``, never an admin role, whatever the policy allowed; ``metadata``
+    carries the decision for LiteLLM callbacks (and :class:`GrantHeaders`).
+    """
+    from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
+
+    subject = decision.subject or decision.holder or "anonymous"
+    return UserAPIKeyAuth(
+        # LiteLLM logs and keys spend on this as the "key": one stable id per subject, not a secret.
+        api_key=f"vcgate:{subject}",
+        user_id=subject,
+        user_role=LitellmUserRoles.INTERNAL_USER,
+        metadata={
+            "vcgate": {
+                "subject": decision.subject,
+                "holder": decision.holder,
+                "issuer": decision.issuer,
+                "rule": decision.rule,
+                "mode": decision.mode,
+                "scopes": list(decision.scopes),
+                "grant_headers": dict(decision.grant_headers),
+            }
+        },
+    )
+
+
+def _base_custom_logger() -> type:
+    try:
+        from litellm.integrations.custom_logger import CustomLogger
+    except ImportError:  # outside LiteLLM the hook is still importable, and inert
+        return object
+    return CustomLogger
+
+
+class GrantHeaders(_base_custom_logger()):  # type: ignore[misc]
+    """A LiteLLM callback that sends the policy's grant headers to the model.
+
+    ``async_pre_call_hook`` runs after ``custom_auth`` with its ``UserAPIKeyAuth`` and the
+    request data LiteLLM will send. Any ``x-vcgate-*`` header a client managed to put there
+    (``extra_headers`` in the body, or client headers LiteLLM forwards with
+    ``forward_client_headers_to_llm_api``) is removed before the grants are added, so the
+    model can trust them.
+    """
+
+    async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: Any) -> dict:
+        for name in ("headers", "extra_headers"):
+            current = data.get(name)
+            if isinstance(current, Mapping):
+                data[name] = {k: v for k, v in current.items() if not str(k).lower().startswith(GRANT_PREFIX)}
+        meta = getattr(user_api_key_dict, "metadata", None) or {}
+        grants = meta.get("vcgate", {}).get("grant_headers") if isinstance(meta, Mapping) else None
+        if grants:
+            extra = dict(data.get("extra_headers") or {})
+            extra.update(grants)
+            data["extra_headers"] = extra
+        return data
+
+
+# LiteLLM imports ``custom_auth`` and callbacks by dotted path and calls them with no way to
+# pass an object in, so the process's gate has to be reachable from the module. It lives in
+# one LiteLLMGate (lock-guarded, built on first use), not in loose globals.
+_DEFAULT = LiteLLMGate()
+
+#: The callback instance for ``litellm_settings: callbacks``.
+grant_headers = GrantHeaders()
+
+
+async def user_api_key_auth(request: Any, api_key: str | None) -> Any:
+    """LiteLLM ``custom_auth``: decide the request with the process's gate (``VCGATE_*`` env)."""
+    return await _DEFAULT.authenticate(request, api_key)
+
+
+async def token_endpoint(request: Any) -> Any:
+    """The token endpoint of the process's gate, as a Starlette endpoint."""
+    return await _DEFAULT.token_endpoint(request)
+
+
+def install_routes(app: Any, *, endpoint: Callable[[Any], Any] = token_endpoint, path: str = DEFAULT_TOKEN_PATH) -> bool:
+    """Serve the token endpoint on a running Starlette / FastAPI ``app``; False if already there.
+
+    The route goes first so no catch-all route of the host app shadows it. Every method is
+    routed to the gate, which answers ``405`` for anything but POST.
+    """
+    from starlette.routing import Route
+
+    routes = app.router.routes
+    if any(getattr(r, "name", None) == _ROUTE_MARK for r in routes):
+        return False
+    routes.insert(0, Route(path, endpoint, methods=_ALL_METHODS, name=_ROUTE_MARK, include_in_schema=False))
+    return True
+
+
+def _install_into_proxy() -> None:
+    # Only inside a running LiteLLM proxy: importing the proxy server from here would start
+    # building LiteLLM's whole app (and its side effects) in any process that imports vcgate.
+    proxy = sys.modules.get("litellm.proxy.proxy_server")
+    app = getattr(proxy, "app", None)
+    if app is not None and install_routes(app):
+        log.info("vcgate: token endpoint %s installed on the LiteLLM proxy", DEFAULT_TOKEN_PATH)
+
+
+_install_into_proxy()
