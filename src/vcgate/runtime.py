@@ -13,14 +13,16 @@ The request path is untouched by this module: it only wires objects together at 
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from .gate import Gate
 
-__all__ = ["ENV_VARS", "GateConfig", "Runtime"]
+__all__ = ["ENV_VARS", "GateConfig", "Runtime", "RuntimeCache"]
 
 #: The environment variables :meth:`GateConfig.from_env` reads, and what each sets.
 ENV_VARS: dict[str, str] = {
@@ -41,6 +43,7 @@ ENV_VARS: dict[str, str] = {
 }
 
 _TRUE = ("1", "true", "yes", "on")
+log = logging.getLogger("vcgate.runtime")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,10 +208,56 @@ class Runtime:
             try:
                 close()
             except Exception:  # noqa: BLE001 -- shutting down: one failure must not keep the rest open
-                pass
+                log.warning("vcgate: closing %r failed", close, exc_info=True)
 
-    def __enter__(self) -> Runtime:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RuntimeCache:
+    """At most one :class:`Runtime` per :class:`GateConfig`, built on first use.
+
+    For plugins whose host builds them with no way to pass a shared object (vLLM's
+    ``--middleware`` class, Kong's plugin instances, one per route): two gates in one process
+    would hold two nonce stores and two session caches, so a challenge issued by one and
+    answered at the other would fail and a token would be ``session_unknown``. The plugin
+    class keeps one cache; equal configs (a frozen, hashable value) share one gate.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runtimes: dict[GateConfig, Runtime] = {}
+
+    def get(self, config: GateConfig) -> Runtime:
+        with self._lock:
+            runtime = self._runtimes.get(config)
+            if runtime is None:
+                # Built under the lock: a second caller must wait for this gate rather than
+                # build its own (a mirror's first sync may take seconds).
+                runtime = self._runtimes[config] = config.build()
+            return runtime
+
+    def close(self, config: GateConfig) -> None:
+        """Close and forget the runtime for ``config``; a later :meth:`get` builds a new one."""
+        with self._lock:
+            runtime = self._runtimes.pop(config, None)
+        if runtime is not None:
+            runtime.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            runtimes = list(self._runtimes.values())
+            self._runtimes.clear()
+        for runtime in runtimes:
+            runtime.close()
+
+    def runtimes(self) -> list[Runtime]:
+        with self._lock:
+            return list(self._runtimes.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._runtimes)

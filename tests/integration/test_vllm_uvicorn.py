@@ -163,8 +163,7 @@ def vllm_server(world):
 
     yield {"app": app, "stop": stop}
     stop()
-    for config in list(VCGateMiddleware._runtimes):
-        VCGateMiddleware.close_runtime(config)
+    VCGateMiddleware.runtimes.close_all()
 
 
 def _openai(world):
@@ -253,11 +252,11 @@ def test_shutdown_closes_the_runtime(world, vllm_server):
     from vcgate.integrations.vllm import VCGateMiddleware
 
     assert httpx.get(world["audience"] + "/v1/models", timeout=10).status_code == 401
-    (runtime,) = VCGateMiddleware._runtimes.values()
+    (runtime,) = VCGateMiddleware.runtimes.runtimes()
     assert runtime.audit is not None  # VCGATE_AUDIT_LOG reached the gate
     vllm_server["stop"]()
     # The lifespan shutdown dropped and closed the runtime: the audit log takes no more records.
-    assert VCGateMiddleware._runtimes == {}
+    assert len(VCGateMiddleware.runtimes) == 0
     with pytest.raises(AuditUnavailableError):
         runtime.audit.append({"outcome": "allow"})
     report = verify_file(world["audit"])

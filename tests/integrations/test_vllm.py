@@ -32,8 +32,7 @@ def policy(tmp_path, monkeypatch):
     path.write_text(POLICY.format(issuer=make_party().did))
     monkeypatch.setenv("VCGATE_POLICY", str(path))
     yield path
-    for config in list(VCGateMiddleware._runtimes):
-        VCGateMiddleware.close_runtime(config)
+    VCGateMiddleware.runtimes.close_all()
 
 
 async def _app(scope, receive, send):
@@ -89,7 +88,7 @@ def test_challenge_then_public_metadata_in_process(policy):
         assert r.status_code == 401 and r.json()["error"] == "credential_required"
         assert client.get("/.well-known/oauth-protected-resource").json()["resource"] == "http://testserver"
     # Leaving the TestClient ran the lifespan shutdown: the runtime was closed and dropped.
-    assert VCGateMiddleware._runtimes == {}
+    assert len(VCGateMiddleware.runtimes) == 0
 
 
 def test_websocket_without_credentials_is_refused_before_accept(policy):

@@ -17,7 +17,7 @@ from vcgate.session import create_proof
 pytest.importorskip("flask", reason="pip install -e '.[dev]'")
 pytest.importorskip("prometheus_client", reason="pip install -e '.[dev]'")
 
-from vcgate.server import AuthService, create_app  # noqa: E402
+from vcgate.server import AuthService, create_app
 
 AUD = "https://gw.example"
 CHAT = "/v1/chat/completions"

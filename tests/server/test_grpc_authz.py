@@ -17,13 +17,17 @@ from vcgate.session import create_proof
 grpc = pytest.importorskip("grpc", reason="pip install -e '.[dev]'")
 pytest.importorskip("envoy.service.auth.v3.external_auth_pb2", reason="pip install -e '.[dev]' (xds-protos)")
 
-from envoy.config.core.v3 import base_pb2  # noqa: E402
-from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc  # noqa: E402
-from google.rpc import code_pb2  # noqa: E402
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import (
+    attribute_context_pb2,
+    external_auth_pb2,
+    external_auth_pb2_grpc,
+)
+from google.rpc import code_pb2
 
-from vcgate import RequestView  # noqa: E402
-from vcgate.server import AuthService  # noqa: E402
-from vcgate.server.grpc_authz import serve_grpc  # noqa: E402
+from vcgate import RequestView
+from vcgate.server import AuthService
+from vcgate.server.grpc_authz import serve_grpc
 
 AUD = "https://gw.example"
 CHAT = "/v1/chat/completions"

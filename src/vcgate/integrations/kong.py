@@ -38,14 +38,13 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from .. import __version__
 from ..gate import GRANT_PREFIX, Decision, Gate, RequestView
 from ..middleware._common import MAX_BODY, TOO_LARGE, model_of, token_form
-from ..runtime import GateConfig, Runtime
+from ..runtime import GateConfig, RuntimeCache
 
 __all__ = ["PRIORITY", "SCHEMA", "VERSION", "KongPlugin"]
 
@@ -98,14 +97,15 @@ class KongPlugin:
     configuration store.
     """
 
-    _runtimes: ClassVar[dict[GateConfig, Runtime]] = {}
-    _runtimes_lock: ClassVar[threading.Lock] = threading.Lock()
+    #: The plugin server's runtimes, one per configuration: instances for several routes with
+    #: the same settings share one gate (see :class:`~vcgate.runtime.RuntimeCache`).
+    runtimes: ClassVar[RuntimeCache] = RuntimeCache()
 
     def __init__(self, config: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None) -> None:
         config = dict(config or {})
         overrides = {name: config[name] for name in _CONFIG_FIELDS if config.get(name)}
         self.gate_config = GateConfig.from_env(environ, **overrides)
-        self.runtime = self.runtime_for(self.gate_config)
+        self.runtime = self.runtimes.get(self.gate_config)
         self.gate: Gate = self.runtime.gate
         self.max_body = int(config.get("max_body") or MAX_BODY)
 
@@ -116,22 +116,9 @@ class KongPlugin:
         )
 
     @classmethod
-    def runtime_for(cls, config: GateConfig) -> Runtime:
-        """The plugin server's runtime for ``config``, built on first use."""
-        with cls._runtimes_lock:
-            runtime = cls._runtimes.get(config)
-            if runtime is None:
-                runtime = cls._runtimes[config] = config.build()
-            return runtime
-
-    @classmethod
     def close_all(cls) -> None:
         """Close every runtime (tests; a plugin server that is shutting down)."""
-        with cls._runtimes_lock:
-            runtimes = list(cls._runtimes.values())
-            cls._runtimes.clear()
-        for runtime in runtimes:
-            runtime.close()
+        cls.runtimes.close_all()
 
     # --- the access phase ---------------------------------------------------------------------
 
@@ -139,7 +126,7 @@ class KongPlugin:
         """Decide the request; proxy it (grant headers set) or answer it with ``kong.response.exit``."""
         try:
             self._access(kong)
-        except Exception:  # noqa: BLE001 -- a raised phase would hang Kong's request: fail closed
+        except Exception:
             logger.exception("vcgate: the Kong plugin failed; refusing the request")
             _exit(kong, 500, [], _INTERNAL)
 

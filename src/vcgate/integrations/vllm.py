@@ -27,14 +27,13 @@ It is :class:`vcgate.middleware.asgi.VCGateMiddleware` plus three things vLLM ne
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any, ClassVar
 
 from ..gate import Decision
 from ..middleware._common import MAX_BODY, dumps
 from ..middleware.asgi import ASGIApp, Receive, Scope, Send, _upstream_headers
 from ..middleware.asgi import VCGateMiddleware as _ASGIMiddleware
-from ..runtime import GateConfig, Runtime
+from ..runtime import GateConfig, RuntimeCache
 
 __all__ = ["VCGateMiddleware"]
 
@@ -49,34 +48,13 @@ class VCGateMiddleware(_ASGIMiddleware):
     :param max_body: the largest body read to find the OpenAI ``model`` field.
     """
 
-    _runtimes: ClassVar[dict[GateConfig, Runtime]] = {}
-    _runtimes_lock: ClassVar[threading.Lock] = threading.Lock()
+    #: The process's runtimes, one per configuration (see :class:`~vcgate.runtime.RuntimeCache`).
+    runtimes: ClassVar[RuntimeCache] = RuntimeCache()
 
     def __init__(self, app: ASGIApp, *, config: GateConfig | None = None, max_body: int = MAX_BODY) -> None:
         self.config = config if config is not None else GateConfig.from_env()
-        self.runtime = self.runtime_for(self.config)
+        self.runtime = self.runtimes.get(self.config)
         super().__init__(app, gate=self.runtime.gate, max_body=max_body)
-
-    # --- the shared runtime -----------------------------------------------------------------
-
-    @classmethod
-    def runtime_for(cls, config: GateConfig) -> Runtime:
-        """The process's runtime for ``config``, built on first use."""
-        with cls._runtimes_lock:
-            runtime = cls._runtimes.get(config)
-            if runtime is None:
-                # Built under the lock: a second stack built concurrently must wait for this
-                # gate rather than build its own (the mirror's first sync may take seconds).
-                runtime = cls._runtimes[config] = config.build()
-            return runtime
-
-    @classmethod
-    def close_runtime(cls, config: GateConfig) -> None:
-        """Close and forget the runtime for ``config`` (a later construction builds a new one)."""
-        with cls._runtimes_lock:
-            runtime = cls._runtimes.pop(config, None)
-        if runtime is not None:
-            runtime.close()
 
     # --- ASGI -----------------------------------------------------------------------------
 
@@ -97,7 +75,7 @@ class VCGateMiddleware(_ASGIMiddleware):
         async def wrapped(message: Any) -> None:
             if message.get("type") == "lifespan.shutdown.complete":
                 # Before the server is told it may exit: the last audit records reach the disk.
-                await asyncio.to_thread(type(self).close_runtime, config)
+                await asyncio.to_thread(type(self).runtimes.close, config)
             await send(message)
 
         return wrapped
