@@ -207,7 +207,7 @@ class Runtime:
         for close in reversed(self.closers):
             try:
                 close()
-            except Exception:  # noqa: BLE001 -- shutting down: one failure must not keep the rest open
+            except Exception:  # shutting down: one failure must not keep the rest open
                 log.warning("vcgate: closing %r failed", close, exc_info=True)
 
     def __enter__(self) -> Self:

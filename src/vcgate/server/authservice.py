@@ -346,7 +346,7 @@ def create_app(service: AuthService, *, envoy_prefix: str = "/envoy") -> Any:
 
     def envoy(rest: str = "") -> Response:
         raw_path, query = _raw_path(request.environ)
-        path = raw_path[len(prefix):] if raw_path.startswith(prefix) else raw_path
+        path = raw_path.removeprefix(prefix)
         headers = _wsgi_headers(request.environ)
         view = RequestView(
             method=request.method,

@@ -71,7 +71,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
             view = view._with_model(model_of(body, dict(headers).get("content-type")))
         return view
 
-    def Check(self, request: Any, context: Any) -> Any:  # noqa: N802 -- the RPC's name
+    def Check(self, request: Any, context: Any) -> Any:  # the RPC's name, as the proto spells it
         view = self.view_of(request)
         decision = self.service.decide(view, "envoy_grpc")
         if decision.allow:
