@@ -280,3 +280,12 @@ def test_two_services_do_not_share_metrics(world):
     b = create_app(AuthService(world.gate)).test_client()
     a.get("/nginx/auth", headers=nginx_headers("GET", MODELS))
     assert 'adapter="nginx"' not in b.get("/metrics").text.split("vcgate_decisions_total", 1)[-1].split("# HELP")[0]
+
+
+def test_token_endpoint_ignores_x_forwarded_host(world, client):
+    """The DPoP htu is checked against the Host the gateway forwarded, not a client's X-Forwarded-Host."""
+    proof = create_proof(world.holder.key, htm="POST", htu="https://evil.example" + TOKEN, clock=world.clock)
+    r = client.post(TOKEN, data={"vp_token": world.presentation(nonce(client))},
+                    headers={"DPoP": proof, "Host": "gw.example", "X-Forwarded-Host": "evil.example",
+                             "X-Forwarded-Proto": "https"})
+    assert r.status_code == 401 and r.get_json()["error"].startswith("dpop_")

@@ -141,3 +141,11 @@ def test_metrics_count_grpc_decisions(world, stub):
     assert 'vcgate_decisions_total{adapter="envoy_grpc",code="credential_required",outcome="deny"} 1.0' in (
         service.metrics.render().decode()
     )
+
+
+def test_refusal_headers_are_appended_so_both_challenges_survive(stub):
+    client, _ = stub
+    resp = client.Check(check_request("GET", MODELS, {}), timeout=5)
+    www = [o for o in resp.denied_response.headers if o.header.key.lower() == "www-authenticate"]
+    assert len(www) == 2
+    assert all(o.append_action == base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD for o in www)

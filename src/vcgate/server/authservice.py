@@ -317,7 +317,9 @@ def create_app(service: AuthService, *, envoy_prefix: str = "/envoy") -> Any:
             method=request.method,
             path=path,
             query=query,
-            host=request.headers.get("X-Forwarded-Host") or request.host,
+            # The gateway proxies the token endpoint with the client's Host (the DPoP htu is
+            # bound to it); X-Forwarded-Host could come from the client through Envoy.
+            host=request.host,
             scheme=_scheme(request.headers.get("X-Forwarded-Proto")),
             headers=_wsgi_headers(request.environ),
         )

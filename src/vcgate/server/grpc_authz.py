@@ -29,6 +29,7 @@ from .authservice import AuthService, _scheme, _split_uri
 __all__ = ["AuthorizationServicer", "serve_grpc"]
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_APPEND = base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
 
 
 def _headers_of(http: Any) -> list[tuple[str, str]]:
@@ -41,8 +42,8 @@ def _headers_of(http: Any) -> list[tuple[str, str]]:
     return [(k.lower(), v) for k, v in http.headers.items()]
 
 
-def _option(key: str, value: str) -> Any:
-    return base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, value=value), append_action=_OVERWRITE)
+def _option(key: str, value: str, action: int = _OVERWRITE) -> Any:
+    return base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, value=value), append_action=action)
 
 
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
@@ -85,7 +86,8 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
         headers.append(("content-type", "application/json"))
         denied = external_auth_pb2.DeniedHttpResponse(
             status=http_status_pb2.HttpStatus(code=decision.status),
-            headers=[_option(k, v) for k, v in headers],
+            # Appended: a refusal repeats WWW-Authenticate (the VP and the DPoP challenge).
+            headers=[_option(k, v, _APPEND) for k, v in headers],
             body=dumps(decision.body or {"error": decision.code, "message": decision.message}).decode(),
         )
         code = code_pb2.UNAUTHENTICATED if decision.status == 401 else code_pb2.PERMISSION_DENIED
