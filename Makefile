@@ -49,6 +49,7 @@ bench: system-deps dev-install node-deps
 	$(BIN)/python benchmarks/audit.py
 	$(BIN)/python benchmarks/gate.py
 	$(BIN)/python benchmarks/http_gate.py
+	$(BIN)/python benchmarks/gateway.py
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules $(CHAIN_TOOLS)/node_modules .pytest_cache demo-out

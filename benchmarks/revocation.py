@@ -35,6 +35,10 @@ import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
+from _timing import (
+    compare,  # a sibling module: this folder is on sys.path when run as a script
+)
+
 from vcgate.chain import (
     AnvilNode,
     RegistryClient,
@@ -50,8 +54,6 @@ from vcgate.errors import RevokedError, VCGateError
 from vcgate.keys import PrivateKey
 from vcgate.status.mirror import RevocationMirror
 from vcgate.status.registry import OnchainStatusMethod, status_entry
-
-from _timing import compare  # a sibling module: this folder is on sys.path when run as a script
 
 POLL = 0.25
 KEYS_PER_LIST = 1000

@@ -30,7 +30,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from vcgate.keys import PrivateKey, b64url_decode
-from vcgate.session import DPoPVerifier, SessionVerifier, TokenIssuer, TokenVerifier, create_proof
+from vcgate.session import (
+    DPoPVerifier,
+    SessionVerifier,
+    TokenIssuer,
+    TokenVerifier,
+    create_proof,
+)
 from vcgate.stores import MemoryReplayStore, RedisReplayStore, ReplayStore, redis_client
 
 GW = "https://gw.example"
@@ -86,7 +92,7 @@ def run_rounds(
 
 def bench(alg: str, n: int, rounds: int, redis_url: str | None) -> list[tuple[str, float, float, float]]:
     now = time.time()
-    clock = lambda: now  # noqa: E731 - one fixed instant: every proof stays inside its window
+    clock = lambda: now
     gw, agent = PrivateKey.generate(alg), PrivateKey.generate(alg)
     token = TokenIssuer(key=gw, issuer=GW, clock=clock).issue(
         subject="did:key:zAgent", holder_jkt=agent.public_key.thumbprint(), scopes=["chat"], audience=GW,

@@ -13,12 +13,15 @@ from __future__ import annotations
 import argparse
 import time
 
+from _timing import (  # a sibling module: this folder is on sys.path when run as a script
+    compare,
+    timed,
+)
+
 from vcgate.credentials import Verifier, create_presentation, issue_credential
 from vcgate.credentials.jws import parse_jws
 from vcgate.did import did_key_from_public_key
 from vcgate.keys import PrivateKey, b64url_decode
-
-from _timing import compare, timed  # a sibling module: this folder is on sys.path when run as a script
 
 
 def main() -> None:

@@ -415,6 +415,88 @@ def test_refusals(env, build, code, reason):
     assert challenge.startswith(f'DPoP error="{err.oauth_error}", error_description="')
 
 
+@pytest.mark.parametrize("build, code, reason", REFUSALS)
+def test_refusals_with_warm_caches(env, build, code, reason):
+    """The same refusals once every cache on the path is warm.
+
+    The token cache holds a good token (and the case's own token whenever it verifies), the
+    proof-key cache holds the client's header bytes in both encodings used here: a cache hit
+    must never stand in for a check the request still has to pass.
+    """
+    warm = env.token()
+    env.call(warm, env.proof(warm))
+    env.call(warm, _proof_claims(env, warm, jti="warm-1"))
+    case = build(env)
+    try:  # warms the token cache with the case's own token if it is valid
+        env.call(case["token"], env.proof(case["token"]))
+    except VCGateError:
+        pass
+    with pytest.raises(VCGateError) as exc:
+        env.call(case["token"], case["proof"], scheme=case.get("scheme", "DPoP"), **{k: v for k, v in case.items() if k in ("htm", "htu")})
+    assert (exc.value.code, exc.value.details.get("reason")) == (code, reason), exc.value.message
+
+
+def test_failed_token_is_never_cached(env):
+    for bad in (_tampered(env), _token_claims(env, key=PrivateKey.generate("EdDSA")), _unknown_kid(env)):
+        for _ in range(2):
+            with pytest.raises(TokenInvalidError):
+                env.tokens.verify(bad)
+    assert env.tokens._cache._data == {}
+
+
+def test_cached_token_rechecks_not_yet_valid(env):
+    # A hit skips the signature, not the clock: a clock set back refuses the cached token too.
+    token = env.token()
+    assert env.tokens.verify(token) is env.tokens.verify(token)
+    env.clock.now = NOW - 10
+    with pytest.raises(TokenInvalidError) as exc:
+        env.tokens.verify(token)
+    assert exc.value.details["reason"] == "not_yet_valid"
+
+
+def test_cached_token_is_keyed_by_the_whole_string(env):
+    # Same header and claims as a cached token, signature by another key: a new string, fully checked.
+    token = env.token()
+    env.tokens.verify(token)
+    h, p, _ = token.split(".")
+    forged = f"{h}.{p}.{b64url_encode(PrivateKey.generate('EdDSA').sign(f'{h}.{p}'.encode()))}"
+    with pytest.raises(TokenInvalidError) as exc:
+        env.tokens.verify(forged)
+    assert exc.value.details["reason"] == "signature_invalid"
+
+
+@pytest.mark.parametrize("client_alg", ALGS)
+def test_proof_key_cache_never_skips_the_signature(client_alg):
+    # The key cache maps header bytes to the key they carry; a proof reusing a known
+    # client's exact header bytes still needs that client's signature.
+    env = make_env(client_alg=client_alg)
+    token = env.token()
+    good = env.proof(token)
+    env.call(token, good)
+    h = good.split(".")[0]
+    assert env.proofs._keys.get(h) is not None
+    claims = {"jti": "forged-1", "htm": "POST", "htu": URL, "iat": NOW, "ath": access_token_hash(token)}
+    si = f"{h}.{b64json(claims)}"
+    forged = f"{si}.{b64url_encode(env.other.sign(si.encode()))}"
+    with pytest.raises(DPoPInvalidError) as exc:
+        env.call(token, forged)
+    assert exc.value.details["reason"] == "signature_invalid"
+    # ... and the same header with the client's own signature still passes.
+    env.call(token, f"{si}.{b64url_encode(env.client.sign(si.encode()))}")
+
+
+def test_refused_proof_header_is_never_cached(env):
+    token = env.token()
+    bad_typ = _proof_claims(env, token, header={"typ": "JWT"})
+    no_jwk = _proof_claims(env, token, header={"jwk": None}, jti="jti-2")
+    for proof, reason in ((bad_typ, "type_mismatch"), (no_jwk, "missing_jwk")):
+        for _ in range(2):
+            with pytest.raises(DPoPInvalidError) as exc:
+                env.call(token, proof)
+            assert exc.value.details["reason"] == reason
+    assert env.proofs._keys._data == {}
+
+
 def test_missing_authorization(env):
     with pytest.raises(TokenInvalidError) as exc:
         env.session.verify(authorization=None, dpop=None, htm="GET", htu=URL)

@@ -89,3 +89,39 @@ def policy_explain(
             as_json=as_json,
         )
     )
+
+
+def nginx_grant_lines(names: tuple[str, ...]) -> list[str]:
+    """The NGINX lines that pass each grant header upstream and overwrite a client's copy."""
+    sets, puts = [], []
+    for name in names:
+        var = "$vcgate_" + name.removeprefix("x-vcgate-").replace("-", "_")
+        title = "-".join(part.capitalize() for part in name.split("-"))
+        sets.append(f"auth_request_set {var} $upstream_http_{name.replace('-', '_')};")
+        puts.append(f"proxy_set_header {title} {var};")
+    return sets + puts
+
+
+@policy_group.command("nginx-snippet")
+@click.argument("file", type=EXISTING_FILE)
+def policy_nginx_snippet(file: Path) -> None:
+    """Print the NGINX lines for every grant header of a policy (for `location /`).
+
+    NGINX cannot drop request headers by prefix, so each x-vcgate-* header the policy can
+    grant must be set explicitly: the value from the auth service when granted, empty (not
+    sent) otherwise -- a client's own copy never reaches the model server. The auth service
+    refuses (400 request_invalid) a request that carries any other x-vcgate-* header on
+    /nginx/auth. Paste the output over the two "Grants" blocks of plugins/nginx/vcgate.conf
+    and regenerate it when the policy's grants change.
+
+    \b
+    Examples:
+      vcgate policy nginx-snippet policy.yaml
+    """
+    from .policy import Policy
+
+    policy = Policy.from_file(file)
+    names = policy.grant_header_names
+    click.echo(f"# vcgate grant headers of {file} ({len(names)}): paste into `location /`")
+    for line in nginx_grant_lines(names):
+        click.echo(line)

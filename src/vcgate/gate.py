@@ -613,7 +613,14 @@ class Gate:
         if anonymous.code != "credential_required":
             return self._from_policy(anonymous, holder=None, mode=None)
 
-        auths = view.get_all("authorization")
+        # One pass over the (already lower-cased) headers for both credentials headers.
+        auths: list[str] = []
+        dpops: list[str] = []
+        for name, value in view.headers:
+            if name == "authorization":
+                auths.append(value)
+            elif name == "dpop":
+                dpops.append(value)
         if not auths:
             return self._from_policy(anonymous, holder=None, mode=None)
         if len(auths) > 1:
@@ -625,7 +632,7 @@ class Gate:
         if scheme == "vp":
             return self._check_direct(view, facts, credential.strip(), policy, now)
         if scheme in ("dpop", "bearer"):
-            return self._check_session(view, facts, auths[0], policy, now)
+            return self._check_session(view, facts, auths[0], dpops, policy, now)
         return self._from_policy(anonymous, holder=None, mode=None)
 
     def _anonymous(self, policy: Policy, facts: RequestFacts, now: float) -> PolicyDecision:
@@ -689,11 +696,11 @@ class Gate:
         )
         return self._from_policy(pd, holder=pres.holder, mode="direct")
 
-    def _check_session(self, view: RequestView, facts: RequestFacts, authorization: str, policy: Policy, now: float) -> Decision:
+    def _check_session(
+        self, view: RequestView, facts: RequestFacts, authorization: str, dpops: list[str], policy: Policy, now: float
+    ) -> Decision:
         try:
-            session = self.sessions.verify(
-                authorization=authorization, dpop=view.get_all("dpop") or None, htm=view.method, htu=view.url
-            )
+            session = self.sessions.verify(authorization=authorization, dpop=dpops or None, htm=view.method, htu=view.url)
         except VCGateError as exc:
             return self._from_error(exc, dpop_error=True)
         except ValueError:  # our own URL could not be rebuilt (bad Host)

@@ -52,17 +52,17 @@ from .stores import MemoryReplayStore, NonceStore, ReplayStore
 
 __all__ = [
     "ACCESS_TOKEN_TYP",
-    "DPOP_TYP",
     "DPOP_NONCE_HEADER",
+    "DPOP_TYP",
     "AccessToken",
-    "TokenIssuer",
-    "TokenVerifier",
     "DPoPProof",
     "DPoPVerifier",
     "Session",
     "SessionVerifier",
-    "create_proof",
+    "TokenIssuer",
+    "TokenVerifier",
     "access_token_hash",
+    "create_proof",
     "normalize_htu",
     "www_authenticate",
 ]
@@ -126,7 +126,7 @@ def _check_algorithms(algorithms: Iterable[str]) -> frozenset[str]:
 class _BoundedCache:
     """A small insertion-ordered cache; oldest out first. Reads take no lock (dict.get is atomic)."""
 
-    __slots__ = ("_data", "_max", "_lock")
+    __slots__ = ("_data", "_lock", "_max")
 
     def __init__(self, max_entries: int) -> None:
         self._data: dict[Any, Any] = {}
@@ -583,8 +583,12 @@ class DPoPVerifier:
                 self._htu.put(url, hit)
         return hit
 
-    def _key_of(self, proof: str, jws: JWS) -> tuple[PublicKey, str]:
-        h64 = proof[: proof.index(".")]
+    def _key_of(self, h64: str, jws: JWS) -> tuple[PublicKey, str]:
+        """The proof's public key and its RFC 7638 thumbprint, for the header segment ``h64``.
+
+        A pure function of the header bytes: a client sends the same header on every call,
+        so the JWK import and the thumbprint are done once per client and key.
+        """
         hit = self._keys.get(h64)
         if hit is not None:
             return hit
@@ -598,7 +602,7 @@ class DPoPVerifier:
         except VCGateError as exc:
             raise DPoPInvalidError(f"DPoP proof 'jwk': {exc.message}", reason=exc.code) from exc
         hit = (key, key.thumbprint())
-        if len(h64) <= _MAX_CACHED_KEY:  # a pure function of these bytes: safe to keep
+        if len(h64) <= _MAX_CACHED_KEY:  # only a key that imported cleanly, never an error
             self._keys.put(h64, hit)
         return hit
 
@@ -630,7 +634,11 @@ class DPoPVerifier:
             jws = parse_jws(value, algorithms=self.algorithms, max_bytes=self._max_bytes, max_depth=4, allow_headers=("jwk",))
         except VCGateError as exc:
             raise DPoPInvalidError(f"DPoP proof: {exc.message}", reason=exc.code) from exc
-        if not _typ_is(jws.typ, DPOP_TYP):
+        h64 = value[: value.index(".")]  # parse_jws found three segments
+        # A known header segment passed the type check below before (the key cache is filled
+        # only after it, and its outcome is a pure function of these bytes).
+        known: tuple[PublicKey, str] | None = self._keys.get(h64)
+        if known is None and not _typ_is(jws.typ, DPOP_TYP):
             raise DPoPInvalidError("not a DPoP proof (typ must be dpop+jwt)", reason="type_mismatch")
 
         c = jws.payload
@@ -641,7 +649,8 @@ class DPoPVerifier:
             raise DPoPInvalidError("the DPoP proof needs 'htm', 'htu' and a numeric 'iat'", reason="missing_claim")
         if p_htm != htm:
             raise DPoPInvalidError("the DPoP proof is for another HTTP method", reason="htm_mismatch")
-        want, got = self._normalized(htu), self._normalized(p_htu)
+        want = self._normalized(htu)
+        got = want if p_htu == htu else self._normalized(p_htu)
         if want is None:
             raise ValueError(f"the request URI {htu[:200]!r} is not an absolute http(s) URI")
         if got is None or got != want:
@@ -673,7 +682,7 @@ class DPoPVerifier:
         if nonce is not None and (not isinstance(nonce, str) or not 0 < len(nonce) <= _MAX_NONCE):
             raise DPoPInvalidError("'nonce' must be a string of 1 to 256 characters", reason="malformed")
 
-        key, jkt = self._key_of(value, jws)
+        key, jkt = known if known is not None else self._key_of(h64, jws)
         try:
             jws.verify_with(key)
         except VCGateError as exc:

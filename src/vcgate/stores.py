@@ -36,12 +36,12 @@ from .keys import b64url_encode
 from .session_errors import StoreFullError, StoreUnavailableError
 
 __all__ = [
-    "ReplayStore",
-    "NonceStore",
-    "MemoryReplayStore",
     "MemoryNonceStore",
-    "RedisReplayStore",
+    "MemoryReplayStore",
+    "NonceStore",
     "RedisNonceStore",
+    "RedisReplayStore",
+    "ReplayStore",
     "redis_client",
 ]
 
@@ -124,11 +124,17 @@ class MemoryReplayStore(_ExpiringKeys):
         super().__init__(max_entries=max_entries, clock=clock)
 
     def add_if_absent(self, key: str, ttl: float) -> bool:
-        ttl = _check_ttl(ttl)
+        # Called once per proof: the plain int/float case is checked inline (same outcome as
+        # _check_ttl, which also refuses bools, NaN and the rest).
+        tt = type(ttl)
+        if (tt is not int and tt is not float) or not 0 < ttl <= 86400:
+            ttl = _check_ttl(ttl)
         digest = _digest(key)
         with self._lock:
             now = self._clock()
-            self._sweep(now)
+            heap = self._heap
+            if heap and heap[0][0] <= now:
+                self._sweep(now)
             if digest in self._expiry:
                 return False
             if len(self._expiry) >= self._max:

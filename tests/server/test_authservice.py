@@ -289,3 +289,34 @@ def test_token_endpoint_ignores_x_forwarded_host(world, client):
                     headers={"DPoP": proof, "Host": "gw.example", "X-Forwarded-Host": "evil.example",
                              "X-Forwarded-Proto": "https"})
     assert r.status_code == 401 and r.get_json()["error"].startswith("dpop_")
+
+
+def test_nginx_refuses_x_vcgate_headers_it_could_not_overwrite(world, client):
+    """NGINX cannot strip by prefix: a name that is neither granted by the policy nor one of the
+    service's own would pass through, so the request is refused before any crypto."""
+    token = session(world, client)
+    r = client.get("/nginx/auth", headers=nginx_headers("GET", MODELS, **{"X-Vcgate-Role": "admin"},
+                                                        **dpop_headers(world, token, "GET", MODELS)))
+    assert (r.status_code, r.headers["X-Vcgate-Status"], r.headers["X-Vcgate-Error"]) == (403, "400", "request_invalid")
+    assert "x-vcgate-role" in r.get_json()["message"]
+    # Granted names (overwritten by the snippet) and the service's own names are fine.
+    ok = client.get("/nginx/auth", headers=nginx_headers("GET", MODELS, **{"X-Vcgate-Subject": "did:example:m",
+                                                                         "X-Vcgate-Error": "x"},
+                                                         **dpop_headers(world, token, "GET", MODELS)))
+    assert ok.status_code == 200 and ok.headers["X-Vcgate-Subject"] == world.holder.did
+
+
+def test_nginx_host_comes_from_host_only(world, client):
+    """An X-Original-Host from the client cannot move the origin the DPoP proof is checked against."""
+    token = session(world, client)
+    proof = create_proof(world.holder.key, htm="GET", htu="https://evil.example" + MODELS, access_token=token,
+                         clock=world.clock)
+    r = client.get("/nginx/auth", headers=nginx_headers("GET", MODELS, **{"X-Original-Host": "evil.example",
+                                                        "Authorization": f"DPoP {token}", "DPoP": proof}))
+    assert r.status_code == 401 and r.headers["X-Vcgate-Error"].startswith("dpop_")
+
+
+def test_message_header_has_no_quotes_or_backslashes():
+    from vcgate.server.authservice import _one_line
+
+    assert _one_line('rule "a\\b"\r\nX: y') == "rule 'a/b'  X: y"

@@ -516,6 +516,12 @@ class Policy:
         return self.document.source
 
     @property
+    def grant_header_names(self) -> tuple[str, ...]:
+        """Every header name some rule may grant (lower-case, sorted): what a gateway that
+        cannot strip by prefix (NGINX) must overwrite on every request."""
+        return tuple(sorted({name.lower() for rule in self.document.rules for name, _ in rule.grants.headers}))
+
+    @property
     def audience(self) -> str:
         """The gateway's own URL: presentations must name it in ``aud``."""
         return self.document.audience

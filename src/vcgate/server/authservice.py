@@ -55,9 +55,15 @@ _SCHEMES = ("http", "https")
 _HOP = ("connection", "keep-alive", "transfer-encoding", "content-length", "host")
 
 
+#: What the auth service itself answers with; the NGINX snippet clears each of them upstream.
+SERVICE_HEADERS = ("x-vcgate-decision-subject", "x-vcgate-error", "x-vcgate-message", "x-vcgate-status")
+_HEADER_SAFE = {ord('"'): "'", ord("\\"): "/"}
+
+
 def _one_line(text: str, limit: int = 512) -> str:
-    """A header-safe rendering of a message: no CR/LF or other controls, bounded."""
-    return "".join(ch if 32 <= ord(ch) < 127 else " " for ch in text)[:limit]
+    """A header-safe rendering of a message: no CR/LF or other controls, bounded, and no
+    ``"`` or ``\\`` so NGINX can put it in a JSON body verbatim."""
+    return "".join(ch if 32 <= ord(ch) < 127 else " " for ch in text).translate(_HEADER_SAFE)[:limit]
 
 
 def _scheme(value: str | None) -> str:
@@ -148,8 +154,10 @@ class AuthService:
         for k, v in headers:
             first.setdefault(k, v)
         if flavour == "nginx":
+            # Host only: the subrequest carries every client header, so an X-Original-Host or
+            # X-Forwarded-Host could be the client's (the snippet sets Host to $http_host).
             method, uri = first.get("x-original-method"), first.get("x-original-uri")
-            host = first.get("x-original-host") or first.get("host")
+            host = first.get("host")
         else:
             method, uri = first.get("x-forwarded-method"), first.get("x-forwarded-uri")
             host = first.get("x-forwarded-host") or first.get("host")
@@ -175,6 +183,12 @@ class AuthService:
             if k.startswith(GRANT_PREFIX) and k not in seen:
                 seen.append(k)
         return seen
+
+    def unclearable_grant_headers(self, view: RequestView) -> list[str]:
+        """Client ``x-vcgate-*`` headers an NGINX snippet made by ``vcgate policy nginx-snippet``
+        would not overwrite: neither a grant of the current policy nor one of the service's own."""
+        known = set(self.gate.policy.grant_header_names).union(SERVICE_HEADERS)
+        return [h for h in self.client_grant_headers(view) if h not in known]
 
     @staticmethod
     def refusal_headers(decision: Decision) -> list[tuple[str, str]]:
@@ -339,6 +353,15 @@ def create_app(service: AuthService, *, envoy_prefix: str = "/envoy") -> Any:
                 headers.append(("X-Vcgate-Status", "400"))
                 decision_status = 403
             return respond(decision_status, headers, body)
+        if flavour == "nginx":
+            stray = service.unclearable_grant_headers(view)
+            if stray:
+                # NGINX cannot drop headers by prefix: one the snippet does not overwrite
+                # would reach upstream as the client wrote it. Legitimate clients never send them.
+                message = f"x-vcgate-* headers are set by the gateway, not the client: {', '.join(stray)}"
+                body = {"error": "request_invalid", "message": message}
+                return respond(403, [("X-Vcgate-Error", "request_invalid"), ("X-Vcgate-Status", "400"),
+                                     ("X-Vcgate-Message", _one_line(message))], body)
         decision = service.decide(view, flavour)
         status, headers, data = service.answer_forward(decision, flavour=flavour)
         return respond(status, headers, data)
