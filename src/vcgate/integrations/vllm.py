@@ -6,7 +6,7 @@ vLLM's OpenAI server imports each ``--middleware`` dotted path and, for a class,
 older releases). So this class is constructible as ``VCGateMiddleware(app)`` and reads its
 settings from the ``VCGATE_*`` environment (:meth:`vcgate.runtime.GateConfig.from_env`).
 
-It is :class:`vcgate.middleware.asgi.VCGateMiddleware` plus three things vLLM needs:
+It is :class:`vcgate.middleware.asgi.VCGateMiddleware` plus what vLLM needs:
 
 * **One gate per configuration and process.** Starlette builds the middleware stack lazily
   and may build it more than once (older Starlette rebuilt it on every ``add_middleware``,
@@ -16,10 +16,8 @@ It is :class:`vcgate.middleware.asgi.VCGateMiddleware` plus three things vLLM ne
   be ``session_unknown`` at the other. vLLM gives no place to inject a shared object, so the
   class keeps the built :class:`~vcgate.runtime.Runtime` per :class:`GateConfig` (a frozen,
   hashable value) behind a lock.
-* **WebSocket handshakes are decided too.** vLLM serves WebSocket routes (realtime audio) under
-  ``/v1``; the generic ASGI middleware passes non-HTTP traffic through, which here would leave
-  them open. A handshake is decided as ``GET <path>`` (``ws``/``wss`` taken as ``http``/
-  ``https`` for the DPoP ``htu``); a refusal is answered before the socket is accepted.
+* **WebSocket handshakes are decided** (vLLM's realtime routes under ``/v1``), as by the
+  generic middleware: a handshake is ``GET <path>``, refused before the socket is accepted.
 * **Shutdown closes the runtime** (audit log flushed and closed, mirror stopped) when the
   app's lifespan completes its shutdown.
 """
@@ -29,15 +27,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
-from ..gate import Decision
-from ..middleware._common import MAX_BODY, dumps
-from ..middleware.asgi import ASGIApp, Receive, Scope, Send, _upstream_headers
+from ..middleware._common import MAX_BODY
+from ..middleware.asgi import ASGIApp, Receive, Scope, Send
 from ..middleware.asgi import VCGateMiddleware as _ASGIMiddleware
 from ..runtime import GateConfig, RuntimeCache
 
 __all__ = ["VCGateMiddleware"]
-
-_WS_SCHEMES = {"ws": "http", "wss": "https"}
 
 
 class VCGateMiddleware(_ASGIMiddleware):
@@ -59,15 +54,10 @@ class VCGateMiddleware(_ASGIMiddleware):
     # --- ASGI -----------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await super().__call__(scope, receive, send)
-        elif kind == "websocket":
-            await self._websocket(scope, receive, send)
-        elif kind == "lifespan":
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, self._on_shutdown(send))
         else:
-            await self.app(scope, receive, send)
+            await super().__call__(scope, receive, send)
 
     def _on_shutdown(self, send: Send) -> Send:
         config = self.config
@@ -79,34 +69,3 @@ class VCGateMiddleware(_ASGIMiddleware):
             await send(message)
 
         return wrapped
-
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gate = self.gate
-        as_http = dict(scope)
-        as_http["method"] = "GET"
-        as_http["scheme"] = _WS_SCHEMES.get(scope.get("scheme", "ws"), "http")
-        view = self._view(as_http)
-        decision, ticket = gate.begin_check(view)
-        if ticket is not None:
-            decision = await asyncio.to_thread(gate.settle, decision, ticket)
-        if not decision.allow:
-            await _refuse_websocket(scope, send, decision)
-            return
-        scope = dict(scope)
-        scope["headers"] = _upstream_headers(gate, scope.get("headers") or [], decision)
-        scope["vcgate"] = decision
-        await self.app(scope, receive, send)
-
-
-async def _refuse_websocket(scope: Scope, send: Send, decision: Decision) -> None:
-    """The refusal as an HTTP response where the server can send one, else a 403 close."""
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        data = dumps(decision.body)
-        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers
-                   if k.lower() != "content-length"]
-        headers.append((b"content-length", str(len(data)).encode()))
-        await send({"type": "websocket.http.response.start", "status": decision.status, "headers": headers})
-        await send({"type": "websocket.http.response.body", "body": data})
-        return
-    # Closing before accepting makes the server answer the handshake with 403 (ASGI spec).
-    await send({"type": "websocket.close", "code": 1008})

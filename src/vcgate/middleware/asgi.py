@@ -1,6 +1,10 @@
 """``VCGateMiddleware``: pure ASGI (FastAPI, Starlette, vLLM ``--middleware``).
 
-Non-HTTP scopes (lifespan, websocket) pass straight through. For HTTP requests the middleware
+A WebSocket handshake is decided like ``GET <path>`` (``ws``/``wss`` read as ``http``/``https``
+for the DPoP ``htu``) before the app can accept it; a refusal is sent as the HTTP response to
+the handshake where the server supports it (the ``websocket.http.response`` extension), else
+as a close before accept, which servers answer with 403. Other scopes (lifespan) pass
+straight through. For HTTP requests the middleware
 serves the token endpoint and the RFC 9728 metadata itself, reads the body only when the policy
 may need the OpenAI ``model`` field for this route (at most ``max_body`` bytes, replayed to the
 app unchanged), asks the gate, and either answers the refusal as JSON or calls the app with
@@ -98,7 +102,11 @@ class VCGateMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            if scope["type"] == "websocket":
+                # Passing handshakes through would leave every WebSocket route open.
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         gate = self.gate
         view = self._view(scope)
@@ -146,6 +154,40 @@ class VCGateMiddleware:
         scope["headers"] = _upstream_headers(gate, scope.get("headers") or [], decision)
         scope["vcgate"] = decision
         await self.app(scope, replay_receive, send)
+
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gate = self.gate
+        as_http = dict(scope)
+        as_http["method"] = "GET"
+        as_http["scheme"] = _WS_SCHEMES.get(scope.get("scheme", "ws"), "http")
+        decision, ticket = gate.begin_check(self._view(as_http))
+        if ticket is not None:
+            decision = await asyncio.to_thread(gate.settle, decision, ticket)
+        if not decision.allow:
+            await _refuse_websocket(scope, send, decision)
+            return
+        scope = dict(scope)
+        scope["headers"] = _upstream_headers(gate, scope.get("headers") or [], decision)
+        scope["vcgate"] = decision
+        await self.app(scope, receive, send)
+
+
+_WS_SCHEMES = {"ws": "http", "wss": "https"}
+
+
+async def _refuse_websocket(scope: Scope, send: Send, decision: Decision) -> None:
+    """The refusal as an HTTP response where the server can send one, else a close before accept."""
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        data = dumps(decision.body)
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers
+                   if k.lower() != "content-length"]
+        headers.append((b"content-length", str(len(data)).encode()))
+        await send({"type": "websocket.http.response.start", "status": decision.status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": data})
+        return
+    # Closing before accepting makes the server answer the handshake with 403 (ASGI spec).
+    await send({"type": "websocket.close", "code": 1008})
 
 
 _GRANT_PREFIX = GRANT_PREFIX.encode("latin-1")
