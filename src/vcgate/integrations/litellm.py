@@ -55,6 +55,7 @@ from typing import Any
 
 from ..gate import DEFAULT_TOKEN_PATH, GRANT_PREFIX, Decision, Gate, RequestView
 from ..middleware._common import MAX_BODY, TOO_LARGE, dumps, token_form
+from ..middleware.asgi import view_of_scope
 from ..runtime import GateConfig, Runtime
 
 __all__ = ["GrantHeaders", "LiteLLMGate", "grant_headers", "install_routes", "user_api_key_auth"]
@@ -87,28 +88,7 @@ def view_of(request: Any, *, model: str | None = None, body_available: bool = Fa
     (its explicit trust setting), so a client cannot choose the scheme the DPoP ``htu`` is
     checked against.
     """
-    scope = request.scope
-    raw_path = scope.get("raw_path")
-    path = raw_path.decode("latin-1") if raw_path else scope.get("path", "/")
-    headers = scope.get("headers") or []
-    host = None
-    for k, v in headers:
-        if k.lower() == b"host":
-            host = v.decode("latin-1")
-            break
-    if host is None and scope.get("server"):
-        server_host, port = scope["server"][0], scope["server"][1]
-        host = f"{server_host}:{port}" if port else server_host
-    return RequestView(
-        method=scope.get("method", request.method),
-        path=path.split("?", 1)[0],
-        query=(scope.get("query_string") or b"").decode("latin-1"),
-        host=host,
-        scheme=scope.get("scheme", "http"),
-        headers=headers,
-        model=model,
-        body_available=body_available,
-    )
+    return view_of_scope(request.scope, model=model, body_available=body_available)
 
 
 def _proxy_exception(status: int, code: str, message: str, headers: Any = (), body: Mapping[str, Any] | None = None) -> Exception:

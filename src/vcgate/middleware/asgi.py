@@ -34,6 +34,33 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+def view_of_scope(scope: Scope, *, model: str | None = None, body_available: bool = False) -> RequestView:
+    """The :class:`RequestView` of an ASGI HTTP scope: raw path (percent-encoding intact),
+    ``Host`` (else the server address), the scope's scheme, headers as sent."""
+    raw_path = scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else scope.get("path", "/")
+    path = path.split("?", 1)[0]
+    headers = scope.get("headers") or []
+    host = None
+    for k, v in headers:
+        if k.lower() == b"host":
+            host = v.decode("latin-1")
+            break
+    if host is None and scope.get("server"):
+        server_host, port = scope["server"][0], scope["server"][1]
+        host = f"{server_host}:{port}" if port else server_host
+    return RequestView(
+        method=scope["method"],
+        path=path,
+        query=(scope.get("query_string") or b"").decode("latin-1"),
+        host=host,
+        scheme=scope.get("scheme", "http"),
+        headers=headers,
+        model=model,
+        body_available=body_available,
+    )
+
+
 class _TooLarge(Exception):
     pass
 
@@ -77,28 +104,7 @@ class VCGateMiddleware:
         self.max_body = max_body
 
     def _view(self, scope: Scope, model: str | None = None, body_available: bool = False) -> RequestView:
-        raw_path = scope.get("raw_path")
-        path = raw_path.decode("latin-1") if raw_path else scope.get("path", "/")
-        path = path.split("?", 1)[0]
-        headers = scope.get("headers") or []
-        host = None
-        for k, v in headers:
-            if k.lower() == b"host":
-                host = v.decode("latin-1")
-                break
-        if host is None and scope.get("server"):
-            server_host, port = scope["server"][0], scope["server"][1]
-            host = f"{server_host}:{port}" if port else server_host
-        return RequestView(
-            method=scope["method"],
-            path=path,
-            query=(scope.get("query_string") or b"").decode("latin-1"),
-            host=host,
-            scheme=scope.get("scheme", "http"),
-            headers=headers,
-            model=model,
-            body_available=body_available,
-        )
+        return view_of_scope(scope, model=model, body_available=body_available)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
