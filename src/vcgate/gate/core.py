@@ -51,10 +51,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .audit import AuditLog, Ticket
-from .credentials.models import VerifiedCredential, VerifiedPresentation
-from .credentials.verifier import Verifier
-from .errors import (
+from ..audit import AuditLog, Ticket
+from ..credentials.models import VerifiedCredential, VerifiedPresentation
+from ..credentials.verifier import Verifier
+from ..errors import (
     AuditUnavailableError,
     DPoPKeyMismatchError,
     MalformedError,
@@ -63,8 +63,8 @@ from .errors import (
     TokenInvalidError,
     VCGateError,
 )
-from .keys import ALGORITHMS, PrivateKey, read_key_file
-from .policy import (
+from ..keys import ALGORITHMS, PrivateKey, read_key_file
+from ..policy import (
     Policy,
     PolicyDecision,
     PolicyError,
@@ -72,8 +72,8 @@ from .policy import (
     RequestFacts,
     StatusOutcome,
 )
-from .session import DPoPVerifier, SessionVerifier, TokenIssuer, TokenVerifier
-from .stores import MemoryNonceStore, MemoryReplayStore, NonceStore, ReplayStore
+from ..session import DPoPVerifier, SessionVerifier, TokenIssuer, TokenVerifier
+from ..stores import MemoryNonceStore, MemoryReplayStore, NonceStore, ReplayStore
 
 __all__ = ["DEFAULT_TOKEN_PATH", "METADATA_PATH", "Decision", "Gate", "RequestView"]
 
