@@ -242,3 +242,156 @@ def test_redis_client_factory():
     assert kwargs["socket_timeout"] == 0.2 and kwargs["socket_connect_timeout"] == 0.2
     assert kwargs["retry"].get_retries() == 0
     RedisReplayStore(client)  # accepted
+
+
+# --- counters (limits) -------------------------------------------------------------------
+
+from vcgate.stores import Counter, CounterStore, MemoryCounterStore, MemorySessionStore, SessionStore  # noqa: E402
+
+
+def test_counter_protocols():
+    assert isinstance(MemoryCounterStore(), CounterStore)
+    assert isinstance(MemorySessionStore(), SessionStore)
+
+
+def test_counter_admits_up_to_the_limit_then_refuses(clock):
+    store = MemoryCounterStore(clock=clock)
+    rpm = Counter("rpm|alice", limit=3, window=60, amount=1)
+    results = [store.reserve([rpm]) for _ in range(4)]
+    assert [r.admitted for r in results] == [True, True, True, False]
+    assert results[2].states[0].used == 3 and results[3].blocked == 0
+    assert results[3].states[0].reset == 60
+    clock.now += 59.5
+    assert not store.reserve([rpm]).admitted
+    assert store.reserve([rpm]).states[0].reset == pytest.approx(0.5)
+    clock.now += 0.5  # the window started with the first call and has ended
+    assert store.reserve([rpm]).admitted
+
+
+def test_counter_all_or_nothing_across_keys(clock):
+    store = MemoryCounterStore(clock=clock)
+    own = Counter("tokens|child", limit=1000, window=60, amount=400)
+    parent = Counter("tokens|parent", limit=500, window=60, amount=400)
+    assert store.reserve([own, parent]).admitted
+    refused = store.reserve([own, parent])
+    assert not refused.admitted and refused.blocked == 1
+    # Nothing was taken from the counter that had room.
+    assert [s.used for s in store.peek([own, parent])] == [400, 400]
+
+
+@pytest.mark.parametrize(
+    ("used", "after"),
+    [pytest.param(120, 120, id="less-than-reserved"), pytest.param(400, 400, id="exactly"),
+     pytest.param(0, 0, id="nothing"), pytest.param(650, 650, id="more-than-reserved-is-recorded")],
+)
+def test_counter_commit_reconciles(clock, used, after):
+    store = MemoryCounterStore(clock=clock)
+    c = Counter("tokens|a", limit=1000, window=60, amount=400)
+    r = store.reserve([c])
+    store.commit(r, [used])
+    assert store.peek([c])[0].used == after
+
+
+def test_counter_release_and_late_commit_never_touch_the_next_window(clock):
+    store = MemoryCounterStore(clock=clock)
+    c = Counter("tokens|a", limit=1000, window=10, amount=400)
+    first = store.reserve([c])
+    store.release(first)
+    assert store.peek([c])[0].used == 0
+    late = store.reserve([c])
+    clock.now += 10  # the window of `late` ends before it is committed
+    fresh = store.reserve([c])
+    store.commit(late, [0])
+    assert store.peek([c])[0].used == 400 == fresh.states[0].used
+
+
+def test_counter_refused_reservation_commit_is_a_no_op(clock):
+    store = MemoryCounterStore(clock=clock)
+    c = Counter("r|a", limit=1, window=10, amount=1)
+    store.reserve([c])
+    refused = store.reserve([c])
+    store.release(refused)
+    assert store.peek([c])[0].used == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [pytest.param({"limit": -1}, id="negative-limit"), pytest.param({"amount": 1.5}, id="float-amount"),
+     pytest.param({"window": 0}, id="zero-window"), pytest.param({"window": 400 * 86400}, id="window-too-long"),
+     pytest.param({"key": ""}, id="empty-key"), pytest.param({"limit": True}, id="bool")],
+)
+def test_counter_validation(kwargs):
+    base = {"key": "k", "limit": 10, "window": 60, "amount": 1} | kwargs
+    with pytest.raises(ValueError):
+        Counter(**base)
+
+
+def test_counter_same_key_twice_is_refused(clock):
+    store = MemoryCounterStore(clock=clock)
+    c = Counter("k", limit=10, window=60, amount=1)
+    with pytest.raises(ValueError, match="twice"):
+        store.reserve([c, c])
+    with pytest.raises(ValueError):
+        store.reserve([])
+
+
+def test_counter_store_full_fails_closed(clock):
+    store = MemoryCounterStore(max_entries=2, clock=clock)
+    store.reserve([Counter("a", limit=9, window=10, amount=1)])
+    store.reserve([Counter("b", limit=9, window=10, amount=1)])
+    with pytest.raises(StoreFullError):
+        store.reserve([Counter("c", limit=9, window=10, amount=1)])
+    assert store.reserve([Counter("a", limit=9, window=10, amount=1)]).admitted  # known counters go on
+    clock.now += 10
+    assert store.reserve([Counter("c", limit=9, window=10, amount=1)]).admitted  # swept, room again
+
+
+def test_counter_exact_under_threads():
+    store = MemoryCounterStore()
+    counters = [Counter("rpm|child", limit=10_000, window=60, amount=1), Counter("rpm|parent", limit=50, window=60, amount=1)]
+    admitted: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        barrier.wait()
+        for _ in range(25):
+            admitted.append(store.reserve(counters).admitted)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert admitted.count(True) == 50
+    assert [s.used for s in store.peek(counters)] == [50, 50]
+
+
+# --- sessions ----------------------------------------------------------------------------
+
+
+def test_session_store_round_trip_and_expiry(clock):
+    store = MemorySessionStore(clock=clock)
+    store.put("jti-1", "did:key:zA", b"record", 60)
+    assert store.get("jti-1") == b"record"
+    assert store.get("jti-2") is None
+    clock.now += 60
+    assert store.get("jti-1") is None and len(store) == 0 and store.bytes_used == 0
+
+
+def test_session_store_bounded_per_holder(clock):
+    store = MemorySessionStore(max_per_holder=3, clock=clock)
+    store.put("other", "did:key:zB", b"x", 60)
+    for i in range(10):
+        store.put(f"s{i}", "did:key:zA", b"x" * 100, 60)
+    assert [store.get(f"s{i}") is not None for i in range(10)] == [False] * 7 + [True] * 3
+    assert store.get("other") == b"x"  # one holder never evicts another's sessions by count
+
+
+def test_session_store_bounded_in_bytes(clock):
+    store = MemorySessionStore(max_bytes=10_000, max_per_holder=1000, clock=clock)
+    for i in range(100):
+        store.put(f"s{i}", f"did:key:z{i % 7}", b"x" * 1000, 60)
+        assert store.bytes_used <= 10_000
+    assert store.get("s99") is not None and store.get("s0") is None
+    with pytest.raises(ValueError):
+        store.put("big", "h", b"x" * 300 * 1024, 60)

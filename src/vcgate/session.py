@@ -695,7 +695,12 @@ class DPoPVerifier:
                 raise UseDPoPNonceError(reason="nonce_missing")
             if not self._nonces.consume(nonce):
                 raise DPoPNonceInvalidError(reason="nonce_invalid")
-        if not self._replay.add_if_absent(f"{jkt}:{jti}", self.replay_window):
+        replay = self._replay
+        if getattr(replay, "tracks_generation", False):  # can tell a proof from before a data loss
+            fresh = replay.add_if_absent(f"{jkt}:{jti}", self.replay_window, issued_at=iat, now=now)
+        else:
+            fresh = replay.add_if_absent(f"{jkt}:{jti}", self.replay_window)
+        if not fresh:
             raise DPoPReplayedError(reason="replayed")
         return DPoPProof(
             jkt=jkt,

@@ -1,11 +1,17 @@
-"""Nonce and replay stores: in-memory (one process) and Redis (many gateway replicas).
+"""Nonce, replay, counter and session stores: in-memory (one process) and Redis (many replicas).
 
-Two small protocols:
+Four small protocols:
 
 * :class:`ReplayStore` -- ``add_if_absent(key, ttl)`` is True the first time a key is seen
   within ``ttl`` seconds and False afterwards (the DPoP ``jti`` cache).
 * :class:`NonceStore` -- ``issue(ttl)`` makes a fresh random nonce, ``consume(nonce)`` is
   True exactly once for a nonce issued and not yet expired (challenge and DPoP nonces).
+* :class:`CounterStore` -- ``reserve(counters)`` admits a call against every counter it
+  touches or against none (all-or-nothing, one round trip), ``commit`` reconciles the
+  reservation with what the call really used, ``release`` gives it back (limits and budgets,
+  ``docs/limits.md``).
+* :class:`SessionStore` -- ``put(key, holder, value, ttl)`` / ``get(key)``: session records
+  every replica can read, bounded per holder and in bytes.
 
 Both are fail-closed: a store that cannot answer raises
 :class:`~vcgate.session_errors.StoreUnavailableError` (503) instead of letting a request
@@ -29,19 +35,30 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from .keys import b64url_encode
 from .session_errors import StoreFullError, StoreUnavailableError
 
 __all__ = [
+    "Counter",
+    "CounterState",
+    "CounterStore",
+    "MemoryCounterStore",
     "MemoryNonceStore",
     "MemoryReplayStore",
+    "MemorySessionStore",
     "NonceStore",
+    "RedisCounterStore",
     "RedisNonceStore",
     "RedisReplayStore",
+    "RedisSessionStore",
     "ReplayStore",
+    "Reservation",
+    "SessionStore",
     "redis_client",
 ]
 
@@ -50,6 +67,10 @@ Clock = Callable[[], float]
 #: 16 random bytes -> 22 base64url characters.
 NONCE_BYTES = 16
 _NONCE_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+#: Longest counter window (a year and a day): budgets per month or quarter fit.
+MAX_WINDOW = 366 * 86400
+#: Most counters one call may touch (its limits times the hops of a delegation chain).
+MAX_COUNTERS = 64
 
 
 @runtime_checkable
@@ -68,6 +89,107 @@ class NonceStore(Protocol):
     def consume(self, nonce: str) -> bool:
         """True exactly once for a live nonce this store issued; False otherwise."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """One counter a call touches.
+
+    ``key`` names what is counted (a limit's name and the value of its key, e.g.
+    ``"agent-rpm|did:key:z6Mk..."``); at most ``limit`` units per ``window`` seconds; the call
+    reserves ``amount`` now. Units are integers: requests, tokens, micro-USD -- so the stores
+    add exactly, with no floating-point drift across millions of calls.
+    """
+
+    key: str
+    limit: int
+    window: int
+    amount: int
+
+    def __post_init__(self) -> None:
+        for name in ("limit", "amount", "window"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"Counter.{name} must be a non-negative integer")
+        if not 1 <= self.window <= MAX_WINDOW:
+            raise ValueError(f"Counter.window must be 1 to {MAX_WINDOW} seconds")
+        if not isinstance(self.key, str) or not self.key:
+            raise ValueError("Counter.key must be a non-empty string")
+
+
+@dataclass(frozen=True, slots=True)
+class CounterState:
+    """A counter as one store operation left it: ``used`` in the current window (this call's
+    reservation included when admitted) and ``reset``, seconds until that window ends."""
+
+    used: int
+    reset: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What :meth:`CounterStore.reserve` did.
+
+    ``admitted``: every counter took its amount (else none did, and ``blocked`` is the index of
+    the first counter that had no room). ``states`` has one entry per counter. ``windows``
+    identifies the window each amount went into, so a late :meth:`~CounterStore.commit` never
+    adjusts the next window's count.
+    """
+
+    admitted: bool
+    counters: tuple[Counter, ...]
+    states: tuple[CounterState, ...]
+    blocked: int | None = None
+    windows: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class CounterStore(Protocol):
+    def reserve(self, counters: Sequence[Counter]) -> Reservation:
+        """Admit ``amount`` on every counter, or on none if any would pass its ``limit``."""
+        ...
+
+    def commit(self, reservation: Reservation, used: Sequence[int]) -> None:
+        """Replace each reserved amount by what the call used (same order as the counters)."""
+        ...
+
+    def release(self, reservation: Reservation) -> None:
+        """Give a failed or cancelled call's reservation back."""
+        ...
+
+    def peek(self, counters: Sequence[Counter]) -> tuple[CounterState, ...]:
+        """The counters' current state, changing nothing (for ``explain`` and headers)."""
+        ...
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    def put(self, key: str, holder: str, value: bytes, ttl: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds; may evict ``holder``'s oldest sessions."""
+        ...
+
+    def get(self, key: str) -> bytes | None:
+        """The value put under ``key``, or None if unknown, expired or evicted."""
+        ...
+
+
+def _check_counters(counters: Sequence[Counter]) -> tuple[Counter, ...]:
+    out = tuple(counters)
+    if not 1 <= len(out) <= MAX_COUNTERS:
+        raise ValueError(f"a call touches 1 to {MAX_COUNTERS} counters")
+    if not all(type(c) is Counter for c in out):
+        raise TypeError("counters must be vcgate.stores.Counter objects")
+    if len({c.key for c in out}) != len(out):
+        # A key given twice would be checked against its limit once but charged twice.
+        raise ValueError("a call must not name the same counter twice")
+    return out
+
+
+def _check_used(reservation: Reservation, used: Sequence[int]) -> tuple[int, ...]:
+    values = tuple(used)
+    if len(values) != len(reservation.counters) or not all(type(v) is int and v >= 0 for v in values):
+        raise ValueError("commit needs one non-negative integer per reserved counter")
+    return values
 
 
 def _digest(key: str) -> bytes:
@@ -108,6 +230,10 @@ class _ExpiringKeys:
             exp, key = heapq.heappop(heap)
             if expiry.get(key) == exp:
                 del expiry[key]
+                self._forget(key)
+
+    def _forget(self, key: Any) -> None:
+        """An expired key was swept; subclasses drop what they keep beside it."""
 
 
 class MemoryReplayStore(_ExpiringKeys):
@@ -177,6 +303,161 @@ class MemoryNonceStore(_ExpiringKeys):
             return exp is not None and exp > self._clock()
 
 
+class MemoryCounterStore(_ExpiringKeys):
+    """Limit counters for one process: thread-safe, all-or-nothing under one lock.
+
+    A counter's window starts with the first amount counted on it and lasts its ``window``
+    seconds (a fixed window; see ``docs/limits.md``). About 250 bytes a live counter; when
+    ``max_entries`` live counters exist a call needing a new one is refused
+    (:class:`StoreFullError`): forgetting a counter would reset someone's budget.
+    """
+
+    def __init__(self, *, max_entries: int = 1_000_000, clock: Clock = time.monotonic) -> None:
+        super().__init__(max_entries=max_entries, clock=clock)
+        # digest -> [used, window id]; the expiry lives in _ExpiringKeys._expiry.
+        self._counts: dict[bytes, list[Any]] = {}
+        self._next_window = 0
+
+    def _forget(self, key: Any) -> None:
+        self._counts.pop(key, None)
+
+    def _state(self, digest: bytes, counter: Counter, now: float) -> CounterState:
+        entry = self._counts.get(digest)
+        if entry is None:
+            return CounterState(0, float(counter.window))
+        return CounterState(entry[0], max(0.0, self._expiry[digest] - now))
+
+    def reserve(self, counters: Sequence[Counter]) -> Reservation:
+        items = _check_counters(counters)
+        digests = [_digest(c.key) for c in items]
+        with self._lock:
+            now = self._clock()
+            self._sweep(now)
+            counts = self._counts
+            for i, (c, d) in enumerate(zip(items, digests)):
+                entry = counts.get(d)
+                if (entry[0] if entry is not None else 0) + c.amount > c.limit:
+                    states = tuple(self._state(dd, cc, now) for cc, dd in zip(items, digests))
+                    return Reservation(False, items, states, i)
+            new = sum(1 for d in digests if d not in counts)
+            if new and len(counts) + new > self._max:
+                raise StoreFullError("the counter store is full: refusing rather than forgetting counters")
+            windows = []
+            for c, d in zip(items, digests):
+                entry = counts.get(d)
+                if entry is None:
+                    self._next_window += 1
+                    entry = counts[d] = [0, str(self._next_window)]
+                    exp = now + c.window
+                    self._expiry[d] = exp
+                    heapq.heappush(self._heap, (exp, d))
+                entry[0] += c.amount
+                windows.append(entry[1])
+            states = tuple(self._state(d, c, now) for c, d in zip(items, digests))
+            return Reservation(True, items, states, None, tuple(windows))
+
+    def commit(self, reservation: Reservation, used: Sequence[int]) -> None:
+        values = _check_used(reservation, used)
+        if not reservation.admitted:
+            return
+        with self._lock:
+            self._sweep(self._clock())
+            for c, window, value in zip(reservation.counters, reservation.windows, values):
+                entry = self._counts.get(_digest(c.key))
+                if entry is not None and entry[1] == window:  # still the window reserved in
+                    entry[0] = max(0, entry[0] + value - c.amount)
+
+    def release(self, reservation: Reservation) -> None:
+        self.commit(reservation, [0] * len(reservation.counters))
+
+    def peek(self, counters: Sequence[Counter]) -> tuple[CounterState, ...]:
+        items = _check_counters(counters)
+        with self._lock:
+            now = self._clock()
+            self._sweep(now)
+            return tuple(self._state(_digest(c.key), c, now) for c in items)
+
+
+class MemorySessionStore:
+    """Session records for one process, bounded in bytes and per holder.
+
+    ``max_bytes`` bounds the values kept (plus ~300 bytes of bookkeeping per session, counted
+    too); past it the least recently used sessions go. ``max_per_holder`` bounds one holder's
+    live sessions: a holder that opens more loses its own oldest, never someone else's.
+    A session that is gone is answered ``session_unknown`` and the client presents again.
+    """
+
+    OVERHEAD = 300
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_per_holder: int = 16,
+        max_value_bytes: int = 256 * 1024,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if max_bytes < 1 or max_per_holder < 1 or max_value_bytes < 1:
+            raise ValueError("max_bytes, max_per_holder and max_value_bytes must be positive")
+        self.max_bytes = max_bytes
+        self.max_per_holder = max_per_holder
+        self.max_value_bytes = max_value_bytes
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, tuple[str, bytes, float]] = OrderedDict()
+        self._holders: dict[str, OrderedDict[str, None]] = {}
+        self._bytes = 0
+
+    @property
+    def bytes_used(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _cost(self, key: str, holder: str, value: bytes) -> int:
+        return len(key) + len(holder) + len(value) + self.OVERHEAD
+
+    def _drop(self, key: str) -> None:
+        holder, value, _ = self._items.pop(key)
+        self._bytes -= self._cost(key, holder, value)
+        keys = self._holders[holder]
+        del keys[key]
+        if not keys:
+            del self._holders[holder]
+
+    def put(self, key: str, holder: str, value: bytes, ttl: float) -> None:
+        ttl = _check_ttl(ttl)
+        if not isinstance(value, bytes) or len(value) > self.max_value_bytes:
+            raise ValueError(f"a session value is bytes of at most {self.max_value_bytes} bytes")
+        cost = self._cost(key, holder, value)
+        if cost > self.max_bytes:
+            raise ValueError("a session larger than the whole store")
+        with self._lock:
+            if key in self._items:
+                self._drop(key)
+            keys = self._holders.setdefault(holder, OrderedDict())
+            while len(keys) >= self.max_per_holder:
+                self._drop(next(iter(keys)))
+                keys = self._holders.setdefault(holder, OrderedDict())
+            while self._bytes + cost > self.max_bytes:
+                self._drop(next(iter(self._items)))
+            self._items[key] = (holder, value, self._clock() + ttl)
+            self._holders.setdefault(holder, OrderedDict())[key] = None
+            self._bytes += cost
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            if item[2] <= self._clock():
+                self._drop(key)
+                return None
+            self._items.move_to_end(key)
+            return item[1]
+
+
 # --- Redis ---------------------------------------------------------------------------------
 
 
@@ -223,22 +504,58 @@ def _check_client(client: Any) -> None:
         )
 
 
+# The generation marker: a key without TTL holding the time this Redis's replay data began.
+# If Redis loses its data (restart without persistence, failover to an empty replica, FLUSHALL)
+# the marker goes with it; the first proof seen afterwards writes a new one, and every proof
+# issued before it is refused: its jti may have been recorded in the data that was lost.
+_REPLAY_LUA = """
+local gen = tonumber(redis.call('GET', KEYS[2]))
+if not gen then
+  gen = tonumber(ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+if tonumber(ARGV[3]) < gen then return 2 end
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 1 end
+return 0
+"""
+
+
 class RedisReplayStore:
-    """A replay cache shared by every gateway replica: one ``SET key 1 NX PX ttl`` per proof."""
+    """A replay cache shared by every gateway replica, that notices when Redis lost its data.
+
+    ``add_if_absent(key, ttl)`` alone is one ``SET key 1 NX PX ttl``. Given the proof's
+    ``issued_at`` and the verifier's ``now`` (as :class:`~vcgate.session.DPoPVerifier` does),
+    it is one script that also checks the generation marker (``prefix + "generation"``): a
+    proof issued before the current generation began is refused (False), since Redis may have
+    forgotten it. After a data loss, proofs from before it are therefore refused until they are
+    stale (one replay window), instead of replayable; new proofs are unaffected. The gateways'
+    clocks must agree (NTP), as DPoP already assumes. Run Redis with ``maxmemory-policy
+    noeviction``: an evicted replay entry cannot be detected.
+    """
+
+    #: add_if_absent accepts ``issued_at`` and ``now`` (see DPoPVerifier).
+    tracks_generation = True
 
     def __init__(self, client: Any, *, prefix: str = "vcgate:replay:") -> None:
         _check_client(client)
         self._client = client
         self._prefix = prefix
+        self._generation_key = prefix + "generation"
         self._errors = _redis_errors()
+        self._script = _script(client, _REPLAY_LUA)
 
-    def add_if_absent(self, key: str, ttl: float) -> bool:
+    def add_if_absent(self, key: str, ttl: float, *, issued_at: float | None = None, now: float | None = None) -> bool:
         ms = max(1, int(_check_ttl(ttl) * 1000))
         name = self._prefix + b64url_encode(_digest(key))
         try:
-            return bool(self._client.set(name, b"1", nx=True, px=ms))
+            if issued_at is None or now is None:
+                return bool(self._client.set(name, b"1", nx=True, px=ms))
+            # Milliseconds as integers: Lua's tonumber on a float string is exact enough, but
+            # integers keep the marker readable and comparisons free of rounding.
+            answer = self._script(keys=[name, self._generation_key], args=[ms, int(now * 1000), int(issued_at * 1000)])
         except self._errors as exc:
             raise StoreUnavailableError(f"Redis replay store: {type(exc).__name__}") from exc
+        return int(answer) == 1
 
 
 class RedisNonceStore:
@@ -272,3 +589,188 @@ class RedisNonceStore:
             return self._client.delete(self._prefix + nonce) == 1
         except self._errors as exc:
             raise StoreUnavailableError(f"Redis nonce store: {type(exc).__name__}") from exc
+
+
+# One Lua script per operation: Redis runs a script atomically, so a reservation over several
+# counters is all-or-nothing across every replica, in one round trip. A counter is a hash
+# {n: used, w: window id} whose TTL is its window (set when the window opens).
+_RESERVE_LUA = """
+local n = #KEYS
+local cur = {}
+local blocked = 0
+for i = 1, n do
+  local used = tonumber(redis.call('HGET', KEYS[i], 'n')) or 0
+  cur[i] = used
+  if blocked == 0 and used + tonumber(ARGV[3*i]) > tonumber(ARGV[3*i-1]) then blocked = i end
+end
+local out = {blocked}
+for i = 1, n do
+  local used = cur[i]
+  if blocked == 0 then
+    used = redis.call('HINCRBY', KEYS[i], 'n', ARGV[3*i])
+    if redis.call('HSETNX', KEYS[i], 'w', ARGV[1]) == 1 then
+      redis.call('PEXPIRE', KEYS[i], ARGV[3*i+1])
+    end
+  end
+  out[#out+1] = used
+  out[#out+1] = redis.call('PTTL', KEYS[i])
+  out[#out+1] = redis.call('HGET', KEYS[i], 'w') or ''
+end
+return out
+"""
+
+_COMMIT_LUA = """
+for i = 1, #KEYS do
+  if redis.call('HGET', KEYS[i], 'w') == ARGV[2*i-1] then
+    local d = tonumber(ARGV[2*i])
+    if d ~= 0 and redis.call('HINCRBY', KEYS[i], 'n', d) < 0 then
+      redis.call('HSET', KEYS[i], 'n', 0)
+    end
+  end
+end
+return 1
+"""
+
+_PEEK_LUA = """
+local out = {}
+for i = 1, #KEYS do
+  out[#out+1] = tonumber(redis.call('HGET', KEYS[i], 'n')) or 0
+  out[#out+1] = redis.call('PTTL', KEYS[i])
+end
+return out
+"""
+
+
+def _script(client: Any, source: str) -> Any:
+    # redis-py's Script sends EVALSHA and, after a NOSCRIPT answer (what a restarted Redis
+    # gives), loads the script and retries. Given bytes it needs nothing from the client yet.
+    from redis.commands.core import Script
+
+    return Script(client, source.encode())
+
+
+class RedisCounterStore:
+    """Limit counters shared by every replica (``docs/limits.md``): one Lua script per call.
+
+    Counter keys are hashed (``prefix`` + 22 characters), so subjects' DIDs never appear in
+    Redis and every key has the same size. A store that cannot answer raises
+    :class:`StoreUnavailableError`: the gateway refuses (503), it never admits unchecked.
+    """
+
+    def __init__(self, client: Any, *, prefix: str = "vcgate:limit:") -> None:
+        _check_client(client)
+        self._client = client
+        self._prefix = prefix
+        self._errors = _redis_errors()
+        self._reserve = _script(client, _RESERVE_LUA)
+        self._commit = _script(client, _COMMIT_LUA)
+        self._peek = _script(client, _PEEK_LUA)
+
+    def _keys(self, counters: Sequence[Counter]) -> list[str]:
+        return [self._prefix + b64url_encode(_digest(c.key)) for c in counters]
+
+    def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return script(keys=keys, args=args)
+        except self._errors as exc:
+            raise StoreUnavailableError(f"Redis counter store: {type(exc).__name__}") from exc
+
+    @staticmethod
+    def _reset(pttl: int, counter: Counter) -> float:
+        return pttl / 1000 if pttl >= 0 else float(counter.window)
+
+    def reserve(self, counters: Sequence[Counter]) -> Reservation:
+        items = _check_counters(counters)
+        args: list[Any] = [secrets.token_urlsafe(9)]
+        for c in items:
+            args.extend((c.limit, c.amount, c.window * 1000))
+        out = self._run(self._reserve, self._keys(items), args)
+        blocked = int(out[0])
+        states, windows = [], []
+        for i, c in enumerate(items):
+            used, pttl, window = out[1 + 3 * i : 4 + 3 * i]
+            states.append(CounterState(int(used), self._reset(int(pttl), c)))
+            windows.append(window.decode() if isinstance(window, bytes) else str(window))
+        if blocked:
+            return Reservation(False, items, tuple(states), blocked - 1)
+        return Reservation(True, items, tuple(states), None, tuple(windows))
+
+    def commit(self, reservation: Reservation, used: Sequence[int]) -> None:
+        values = _check_used(reservation, used)
+        if not reservation.admitted:
+            return
+        args: list[Any] = []
+        for c, window, value in zip(reservation.counters, reservation.windows, values):
+            args.extend((window, value - c.amount))
+        self._run(self._commit, self._keys(reservation.counters), args)
+
+    def release(self, reservation: Reservation) -> None:
+        self.commit(reservation, [0] * len(reservation.counters))
+
+    def peek(self, counters: Sequence[Counter]) -> tuple[CounterState, ...]:
+        items = _check_counters(counters)
+        out = self._run(self._peek, self._keys(items), [])
+        return tuple(
+            CounterState(int(out[2 * i]), self._reset(int(out[2 * i + 1]), c)) for i, c in enumerate(items)
+        )
+
+
+_SESSION_PUT_LUA = """
+local now = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, KEYS[1])
+local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if extra > 0 then
+  local old = redis.call('ZPOPMIN', KEYS[2], extra)
+  for i = 1, #old, 2 do redis.call('DEL', old[i]) end
+end
+if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+"""
+
+
+class RedisSessionStore:
+    """Session records every replica can read: ``GET`` per lookup, one script per ``put``.
+
+    Each holder has a sorted set of its live sessions (scored by expiry); a ``put`` beyond
+    ``max_per_holder`` deletes that holder's sessions closest to expiry, in the same script.
+    Values are capped at ``max_value_bytes``; Redis's ``maxmemory`` bounds the total (run it
+    with ``maxmemory-policy noeviction``: see ``docs/limits.md``).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str = "vcgate:session:",
+        max_per_holder: int = 16,
+        max_value_bytes: int = 256 * 1024,
+        clock: Clock = time.time,
+    ) -> None:
+        _check_client(client)
+        self._client = client
+        self._prefix = prefix
+        self.max_per_holder = max_per_holder
+        self.max_value_bytes = max_value_bytes
+        self._clock = clock
+        self._errors = _redis_errors()
+        self._put = _script(client, _SESSION_PUT_LUA)
+
+    def put(self, key: str, holder: str, value: bytes, ttl: float) -> None:
+        ms = max(1, int(_check_ttl(ttl) * 1000))
+        if not isinstance(value, bytes) or len(value) > self.max_value_bytes:
+            raise ValueError(f"a session value is bytes of at most {self.max_value_bytes} bytes")
+        keys = [self._prefix + b64url_encode(_digest(key)), self._prefix + "holder:" + b64url_encode(_digest(holder))]
+        try:
+            self._put(keys=keys, args=[value, ms, int(self._clock() * 1000), self.max_per_holder])
+        except self._errors as exc:
+            raise StoreUnavailableError(f"Redis session store: {type(exc).__name__}") from exc
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            value = self._client.get(self._prefix + b64url_encode(_digest(key)))
+        except self._errors as exc:
+            raise StoreUnavailableError(f"Redis session store: {type(exc).__name__}") from exc
+        return bytes(value) if value is not None else None

@@ -62,12 +62,13 @@ def _require_client() -> None:
         require_real("the redis Python client", INSTALL_HINT)
 
 
-def _start_redis(tmp: Path) -> RedisServer:
+def _start_redis(tmp: Path, port: int | None = None) -> RedisServer:
+    """A fresh, empty redis-server (on ``port``, e.g. a restart where the last one listened)."""
     _require_client()
     exe = shutil.which("redis-server")
     if exe is None:
         require_real("redis-server", INSTALL_HINT)
-    port = _free_port()
+    port = port or _free_port()
     proc = subprocess.Popen(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(tmp), "--protected-mode", "yes", "--loglevel", "warning"],
