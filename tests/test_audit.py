@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import vcgate.cli_audit  # noqa: F401 - registers `vcgate audit` on the cli group
 from vcgate.audit import (
     AuditCorruptError,
     AuditLog,

@@ -22,9 +22,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-import vcgate.cli as cli_module
+import vcgate.cli.base as cli_module  # the shared helpers (stdin_is_interactive) and the root group
 from vcgate import __version__
-from vcgate.cli import cli, main, parse_duration, parse_timestamp
+from vcgate.cli import cli, main
+from vcgate.cli.base import parse_duration, parse_timestamp
 from vcgate.did import did_jwk_from_public_key, did_key_from_public_key
 from vcgate.keys import PrivateKey, PublicKey, b64url_decode, b64url_encode, read_key_file, read_key_header
 

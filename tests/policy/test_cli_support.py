@@ -9,7 +9,7 @@ import pytest
 
 from tests.support import NOW, Party, make_party
 from vcgate.credentials import FORMAT_VC_JWT11, issue_credential
-from vcgate.policy.cli_support import check, explain
+from vcgate.cli.policy_report import check, explain
 
 
 def policy_text(issuer: Party) -> str:

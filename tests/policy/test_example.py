@@ -8,7 +8,7 @@ import pytest
 
 from tests.support import NOW
 from vcgate.policy import Policy, RequestFacts
-from vcgate.policy.cli_support import check
+from vcgate.cli.policy_report import check
 
 from .helpers import HOLDER, cred
 

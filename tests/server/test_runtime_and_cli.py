@@ -105,7 +105,7 @@ def test_serve_cli_usage_errors(tmp_path):
 def test_every_env_var_and_serve_option_is_documented():
     from pathlib import Path
 
-    from vcgate.cli_serve import serve
+    from vcgate.cli.serve import serve
     from vcgate.runtime import ENV_VARS
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "plugins" / "README.md").read_text()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli import EXISTING_FILE, EXIT_REFUSED, cli
+from .base import EXISTING_FILE, EXIT_REFUSED, cli
 
 
 def _safe(value: object) -> str:
@@ -68,7 +68,7 @@ def audit_verify(file: Path, key_env: str | None, anchors: dict[int, str], as_js
       VCGATE_AUDIT_KEY=... vcgate audit verify audit.jsonl --key-env VCGATE_AUDIT_KEY
       vcgate audit verify audit.jsonl --anchor 41872:3f9c...e1
     """
-    from .audit import verify_file
+    from ..audit import verify_file
 
     report = verify_file(file, key=_key_from_env(key_env), anchors=anchors)
     ctx = click.get_current_context()
@@ -92,7 +92,7 @@ def audit_verify(file: Path, key_env: str | None, anchors: dict[int, str], as_js
 @click.option("--key-env", metavar="VAR", default=None, help="Environment variable holding the HMAC key of a keyed log.")
 def audit_head(file: Path, key_env: str | None) -> None:
     """Verify FILE and print its head as SEQ:HASH, an anchor to keep elsewhere."""
-    from .audit import verify_file
+    from ..audit import verify_file
 
     report = verify_file(file, key=_key_from_env(key_env))
     if not report.ok:
@@ -107,7 +107,7 @@ def audit_head(file: Path, key_env: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON lines, as stored.")
 def audit_tail(file: Path, count: int, as_json: bool) -> None:
     """Print the last N records of FILE (not verified: use 'vcgate audit verify')."""
-    from .audit import tail_records
+    from ..audit import tail_records
 
     for rec in tail_records(file, count):
         if as_json:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .cli import DID_PARAM, EXISTING_FILE, cli, read_one_token
+from .base import DID_PARAM, EXISTING_FILE, cli, read_one_token
 
 
 def _emit(code: int, text: str) -> None:
@@ -30,7 +30,7 @@ def policy_check(file: Path) -> None:
     Examples:
       vcgate policy check examples/policy.yaml
     """
-    from .policy.cli_support import check
+    from .policy_report import check
 
     _emit(*check(file))
 
@@ -72,7 +72,7 @@ def policy_explain(
           --method POST --path /v1/chat/completions --model llama-3-70b
       vcgate policy explain --policy policy.yaml --credential - --method GET --path /v1/models --no-body
     """
-    from .policy.cli_support import explain
+    from .policy_report import explain
 
     token = read_one_token(credential, "credential", "--credential")
     _emit(
@@ -118,7 +118,7 @@ def policy_nginx_snippet(file: Path) -> None:
     Examples:
       vcgate policy nginx-snippet policy.yaml
     """
-    from .policy import Policy
+    from ..policy import Policy
 
     policy = Policy.from_file(file)
     names = policy.grant_header_names

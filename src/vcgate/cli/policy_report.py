@@ -15,9 +15,9 @@ from collections.abc import Callable
 from ..credentials.verifier import Verifier
 from ..did.resolver import Resolver
 from ..errors import VCGateError
-from .engine import Policy, PolicyDecision, RequestFacts, StatusOutcome
-from .errors import PolicyError
-from .model import RuleSpec
+from ..policy.engine import Policy, PolicyDecision, RequestFacts, StatusOutcome
+from ..policy.errors import PolicyError
+from ..policy.model import RuleSpec
 
 __all__ = ["check", "explain"]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from .cli import (
+from .base import (
     DURATION,
     EXISTING_FILE,
     cli,
@@ -30,7 +30,7 @@ from .cli import (
     read_one_token,
     signing_kid,
 )
-from .cli_chain import (
+from .chain import (
     ETH_KEY_ENV,
     REGISTRY_ENV,
     RPC_ENV,
@@ -38,10 +38,10 @@ from .cli_chain import (
     connect_rpc,
     eth_signer,
 )
-from .credentials.jws import parse_jws
-from .credentials.jwt import DEFAULT_CONTEXTS, read_credential
-from .errors import ChainError, RevokedError, UnsupportedKeyError
-from .keys import ALGORITHMS, PrivateKey, PublicKey, read_key_header
+from ..credentials.jws import parse_jws
+from ..credentials.jwt import DEFAULT_CONTEXTS, read_credential
+from ..errors import ChainError, RevokedError, UnsupportedKeyError
+from ..keys import ALGORITHMS, PrivateKey, PublicKey, read_key_header
 
 __all__ = ["onchain_status_entry", "bitstring_status_entry", "revocation_list_id"]
 
@@ -112,14 +112,14 @@ def onchain_status_entry(
     client = chain_module().RegistryClient(chain, registry)
     if not chain.code_at(client.address):
         raise chain_module().RegistryNotFoundError(f"no contract at {client.address} on chain {chain.chain_id()}")
-    from .status.registry import status_entry
+    from ..status.registry import status_entry
 
     return status_entry(client.address, chain.chain_id(), namespace, list_id, secrets.token_bytes(32))
 
 
 def bitstring_status_entry(state: Path | None) -> dict[str, Any]:
     """Allocate a random index in the status list kept in ``state``; return its entry."""
-    from .status.bitstring import StatusList
+    from ..status.bitstring import StatusList
 
     if state is None:
         raise click.BadParameter(
@@ -170,7 +170,7 @@ def _change_bitstring(
     value: bool, entries: list[dict[str, Any]], state: Path | None, key_file: Path | None,
     publish: Path | None, valid_for: int | None,
 ) -> list[dict[str, Any]]:
-    from .status.bitstring import StatusList, parse_entry
+    from ..status.bitstring import StatusList, parse_entry
 
     if state is None:
         raise click.BadParameter(f"give the list's state file: --status-list (or {STATUS_LIST_ENV})", param_hint="--status-list")
@@ -199,7 +199,7 @@ def _change_bitstring(
 def _change_onchain(
     value: bool, entries: list[dict[str, Any]], rpc: str | None, eth_key: Path | None
 ) -> list[dict[str, Any]]:
-    from .status.registry import parse_status_entry
+    from ..status.registry import parse_status_entry
 
     if rpc is None or eth_key is None:
         raise click.BadParameter(
@@ -349,7 +349,7 @@ def status(credential: str, rpc: str | None, as_json: bool) -> None:
     Examples:
       vcgate status --rpc http://127.0.0.1:8545 cred.jwt
     """
-    from .status.registry import DirectRegistryStatus
+    from ..status.registry import DirectRegistryStatus
 
     all_entries = _status_entries(read_one_token(credential, "credential", "CREDENTIAL"))
     entries = [e for e in all_entries if e.get("type") == ONCHAIN_TYPE]
@@ -421,7 +421,7 @@ def status_list_create(url: str, out: Path, purpose: str, length: int, force: bo
       vcgate status-list create --url https://issuer.example/status/1 --out status-1.json
       vcgate status-list create --url https://issuer.example/status/s1 --purpose suspension --out susp-1.json
     """
-    from .status.bitstring import StatusList
+    from ..status.bitstring import StatusList
 
     if out.exists() and not force:
         raise click.BadParameter(f"{out} exists; pass --force to replace it", param_hint="--out")
@@ -453,7 +453,7 @@ def status_list_publish(status_list: Path, key_file: Path, out: Path | None, val
     Examples:
       vcgate status-list publish --status-list status-1.json --key issuer.key --out www/status/1
     """
-    from .status.bitstring import StatusList
+    from ..status.bitstring import StatusList
 
     lst = StatusList.load(status_list)
     if out is not None:
@@ -478,7 +478,7 @@ def status_list_show(state: Path, as_json: bool) -> None:
       vcgate status-list show status-1.json
       vcgate status-list show --json status-1.json | jq .free
     """
-    from .status.bitstring import StatusList
+    from ..status.bitstring import StatusList
 
     lst = StatusList.load(state)
     summary = {"url": lst.url, "purpose": lst.purpose, "length": lst.length,

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .cli import EXISTING_FILE, CLIError, cli, info, warn
+from .base import EXISTING_FILE, CLIError, cli, info, warn
 
 
 @cli.command("serve")
@@ -93,10 +93,10 @@ def serve(
     try:
         import waitress  # noqa: F401
 
-        from .server import AuthService, create_app
+        from ..server import AuthService, create_app
     except ImportError as exc:
         raise CLIError("io_error", f"vcgate serve needs the server extra: pip install 'vcgate[server]' ({exc})") from exc
-    from .runtime import GateConfig
+    from ..runtime import GateConfig
 
     if (rpc_url is None) != (registry is None):
         raise click.UsageError("--rpc and --registry go together")
@@ -139,7 +139,7 @@ def _run(app: Any, service: Any, *, host: str, port: int, grpc_port: int | None,
 
     grpc_server = None
     if grpc_port is not None:
-        from .server.grpc_authz import serve_grpc
+        from ..server.grpc_authz import serve_grpc
 
         grpc_server, grpc_port = serve_grpc(service, host=host, port=grpc_port, workers=threads)
     # X-Forwarded-Proto/-Host describe the *original* request (Traefik's ForwardAuth, NGINX and

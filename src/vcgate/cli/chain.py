@@ -17,9 +17,9 @@ from typing import Any
 
 import click
 
-from .cli import EXISTING_FILE, cli, echo_json, info, load_key
-from .errors import ChainError, UnsupportedKeyError
-from .keys import PrivateKey, write_key_file
+from .base import EXISTING_FILE, cli, echo_json, info, load_key
+from ..errors import ChainError, UnsupportedKeyError
+from ..keys import PrivateKey, write_key_file
 
 __all__ = ["chain_group", "registry_group", "connect_rpc", "eth_signer"]
 

@@ -33,14 +33,14 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__
-from .credentials import FORMAT_VC_JOSE, FORMAT_VC_JWT11, Verifier, create_presentation, issue_credential
-from .credentials.jws import JWS, parse_jws
-from .strictjson import loads_strict
-from .credentials.jwt import DEFAULT_CONTEXTS, VC_JOSE_TYPS, VP_JOSE_TYPS, read_credential, to_xsd_datetime
-from .credentials.models import VerifiedCredential, VerifiedPresentation
-from .did import DID, Resolver, did_jwk_from_public_key, did_key_from_public_key
-from .errors import (
+from .. import __version__
+from ..credentials import FORMAT_VC_JOSE, FORMAT_VC_JWT11, Verifier, create_presentation, issue_credential
+from ..credentials.jws import JWS, parse_jws
+from ..strictjson import loads_strict
+from ..credentials.jwt import DEFAULT_CONTEXTS, VC_JOSE_TYPS, VP_JOSE_TYPS, read_credential, to_xsd_datetime
+from ..credentials.models import VerifiedCredential, VerifiedPresentation
+from ..did import DID, Resolver, did_jwk_from_public_key, did_key_from_public_key
+from ..errors import (
     InvalidDIDError,
     KeyFileError,
     MalformedError,
@@ -50,7 +50,7 @@ from .errors import (
     UntrustedKeyError,
     VCGateError,
 )
-from .keys import ALGORITHMS, PrivateKey, PublicKey, read_key_file, read_key_header, write_key_file
+from ..keys import ALGORITHMS, PrivateKey, PublicKey, read_key_file, read_key_header, write_key_file
 
 __all__ = ["cli", "main"]
 
@@ -428,7 +428,7 @@ def make_resolver(name: str, network: NetworkOptions = NetworkOptions()) -> Reso
     """``local``: did:key and did:jwk, no network. ``default``: adds did:web."""
     if name == "local":
         return Resolver.local()
-    from .did import JWKMethod, KeyMethod, WebMethod
+    from ..did import JWKMethod, KeyMethod, WebMethod
 
     return Resolver(
         [KeyMethod(), JWKMethod(), WebMethod(allow_networks=network.allow_networks, verify=network.verify)]
@@ -479,11 +479,11 @@ def build_status_entry(options: StatusOptions, *, issuer_key: PrivateKey) -> dic
     if options.method is None:
         return None
     if options.method == "bitstring":
-        from .cli_status import bitstring_status_entry
+        from .status import bitstring_status_entry
 
         return bitstring_status_entry(options.status_list)
     if options.method == "onchain":
-        from .cli_status import onchain_status_entry
+        from .status import onchain_status_entry
 
         return onchain_status_entry(
             rpc=options.rpc,
@@ -600,20 +600,20 @@ def check_status(
     """
     if not any(vc.status for vc in credentials):
         return
-    from .status import StatusChecker
+    from ..status import StatusChecker
 
     methods: list[Any] = []
     if fetch_lists:
-        from .fetch import SafeFetcher
-        from .status.bitstring import BitstringStatusMethod
+        from ..fetch import SafeFetcher
+        from ..status.bitstring import BitstringStatusMethod
 
         fetcher = SafeFetcher(
             allow_networks=network.allow_networks, verify=network.verify, label="status list host", document="status list"
         )
         methods.append(BitstringStatusMethod(verifier=verifier, fetch=fetcher.fetch))
     if rpc is not None:
-        from .cli_chain import connect_rpc
-        from .status.registry import DirectRegistryStatus
+        from .chain import connect_rpc
+        from ..status.registry import DirectRegistryStatus
 
         methods.append(DirectRegistryStatus(connect_rpc(rpc)))
     checker = StatusChecker(methods, ignore_unknown=True)
@@ -1243,7 +1243,7 @@ def _verify_token(
 
 # --- command groups in other modules -------------------------------------------------------------
 
-from . import cli_audit, cli_chain, cli_policy, cli_serve, cli_status  # noqa: E402,F401  (register audit, chain, registry, policy, revoke, serve, status, status-list)
+from . import audit, chain, policy, serve, status  # noqa: E402,F401  (register audit, chain, registry, policy, revoke, serve, status, status-list)
 
 # --- entry point ------------------------------------------------------------------------------
 
