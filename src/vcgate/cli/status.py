@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import click
 from .base import (
     DURATION,
     EXISTING_FILE,
+    NetworkOptions,
     cli,
     echo_json,
     info,
@@ -29,6 +32,7 @@ from .base import (
     make_resolver,
     read_one_token,
     signing_kid,
+    warn,
 )
 from .chain import (
     ETH_KEY_ENV,
@@ -38,8 +42,10 @@ from .chain import (
     connect_rpc,
     eth_signer,
 )
+from ..credentials import Verifier
 from ..credentials.jws import parse_jws
 from ..credentials.jwt import DEFAULT_CONTEXTS, read_credential
+from ..credentials.models import VerifiedCredential
 from ..errors import ChainError, RevokedError, UnsupportedKeyError
 from ..keys import ALGORITHMS, PrivateKey, PublicKey, read_key_header
 
@@ -488,4 +494,93 @@ def status_list_show(state: Path, as_json: bool) -> None:
     else:
         for k, v in summary.items():
             click.echo(f"{k:>10}: {v}")
+
+
+# --- the status of a credential being issued or verified (used by `issue` and `verify`) ------------
+
+
+@dataclass(frozen=True)
+class StatusOptions:
+    """``vcgate issue``'s status options, as given."""
+
+    method: str | None = None
+    rpc: str | None = None
+    registry: str | None = None
+    eth_key: Path | None = None
+    revocation_list: str = "default"
+    status_list: Path | None = None
+
+
+def build_status_entry(options: StatusOptions, *, issuer_key: PrivateKey) -> dict[str, Any] | None:
+    """The ``credentialStatus`` of a new credential, or None for a credential without one."""
+    if options.method is None:
+        return None
+    if options.method == "bitstring":
+        return bitstring_status_entry(options.status_list)
+    if options.method == "onchain":
+        return onchain_status_entry(
+            rpc=options.rpc,
+            registry=options.registry,
+            eth_key=options.eth_key,
+            issuer_key=issuer_key,
+            revocation_list=options.revocation_list,
+        )
+    raise click.BadParameter(f"unknown status method {options.method!r}", param_hint="--status")
+
+
+
+_UNCHECKED_HINTS = {
+    "EthrRevocationRegistry2022": " (pass --rpc for on-chain status)",
+    "BitstringStatusListEntry": " (status lists are not fetched with --no-status-lists)",
+    "StatusList2021Entry": " (status lists are not fetched with --no-status-lists)",
+}
+
+
+def _warn_unchecked_status(credentials: Sequence[VerifiedCredential], checked: Sequence[str] = ()) -> None:
+    for vc in credentials:
+        for entry in vc.status:
+            type_ = entry.get("type")
+            if type_ not in checked:
+                warn(
+                    f"credential {vc.id or '(no id)'}: credentialStatus {str(type_)[:60]} was not checked"
+                    + _UNCHECKED_HINTS.get(type_ if isinstance(type_, str) else "", " (vcgate cannot check this type)")
+                )
+
+
+def check_status(
+    credentials: Sequence[VerifiedCredential],
+    *,
+    verifier: Verifier,
+    rpc: str | None,
+    network: NetworkOptions,
+    fetch_lists: bool = True,
+) -> None:
+    """Check the credentials' status entries that can be checked; warn about the others.
+
+    Bitstring status lists are fetched over HTTPS (SSRF-safe, like did:web) unless
+    ``fetch_lists`` is off; with ``rpc``, ``EthrRevocationRegistry2022`` entries are read from
+    the chain. A revoked or suspended credential raises ``RevokedError`` / ``SuspendedError``.
+    """
+    if not any(vc.status for vc in credentials):
+        return
+    from ..status import StatusChecker
+
+    methods: list[Any] = []
+    if fetch_lists:
+        from ..fetch import SafeFetcher
+        from ..status.bitstring import BitstringStatusMethod
+
+        fetcher = SafeFetcher(
+            allow_networks=network.allow_networks, verify=network.verify, label="status list host", document="status list"
+        )
+        methods.append(BitstringStatusMethod(verifier=verifier, fetch=fetcher.fetch))
+    if rpc is not None:
+        from ..status.registry import DirectRegistryStatus
+
+        methods.append(DirectRegistryStatus(connect_rpc(rpc)))
+    checker = StatusChecker(methods, ignore_unknown=True)
+    for vc in credentials:
+        checker.check(vc)
+    _warn_unchecked_status(credentials, checker.types)
+
 

@@ -1,0 +1,466 @@
+"""The credential commands: ``vcgate issue``, ``vcgate present`` and ``vcgate verify``."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..credentials import FORMAT_VC_JOSE, Verifier, create_presentation, issue_credential
+from ..credentials.jws import JWS, parse_jws
+from ..credentials.jwt import DEFAULT_CONTEXTS, VC_JOSE_TYPS, VP_JOSE_TYPS, read_credential, to_xsd_datetime
+from ..credentials.models import VerifiedCredential, VerifiedPresentation
+from ..did import DID, Resolver
+from ..errors import TypeMismatchError, VCGateError
+from ..keys import ALGORITHMS
+from .base import (
+    DID_PARAM,
+    DURATION,
+    EXISTING_FILE,
+    EXIT_REFUSED,
+    MAX_TIMESTAMP,
+    FORMATS,
+    TIMESTAMP,
+    NetworkOptions,
+    cli,
+    echo_json,
+    load_key,
+    make_resolver,
+    print_fields,
+    read_claims,
+    read_one_token,
+    read_tokens,
+    resolver_option,
+    signing_kid,
+    stdin_is_interactive,
+    warn,
+)
+from .status import StatusOptions, build_status_entry, check_status
+
+def token_kind(jws: JWS) -> str:
+    """``"presentation"`` or ``"credential"``, from a parsed but unverified token."""
+    typ = jws.typ
+    if typ in VP_JOSE_TYPS:
+        return "presentation"
+    if typ in VC_JOSE_TYPS:
+        return "credential"
+    payload = jws.payload
+    if "vp" in payload:
+        return "presentation"
+    if "vc" in payload:
+        return "credential"
+    types = payload.get("type")
+    types = [types] if isinstance(types, str) else types
+    if isinstance(types, list) and "VerifiablePresentation" in types:
+        return "presentation"
+    return "credential"
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else to_xsd_datetime(ts)
+
+
+def credential_summary(vc: VerifiedCredential) -> dict[str, Any]:
+    return {
+        "format": vc.format,
+        "id": vc.id,
+        "issuer": vc.issuer,
+        "subject": vc.subject,
+        "types": list(vc.types),
+        "valid_from": _iso(vc.valid_from),
+        "valid_until": _iso(vc.valid_until),
+        "kid": vc.kid,
+        "claims": dict(vc.claims),
+        "status": [dict(s) for s in vc.status],
+    }
+
+
+def presentation_summary(vp: VerifiedPresentation) -> dict[str, Any]:
+    return {
+        "format": vp.format,
+        "id": vp.id,
+        "holder": vp.holder,
+        "kid": vp.kid,
+        "audience": list(vp.audience),
+        "nonce": vp.nonce,
+        "issued_at": _iso(vp.issued_at),
+        "expires_at": _iso(vp.expires_at),
+        "credentials": [credential_summary(c) for c in vp.credentials],
+    }
+
+
+def _credential_rows(s: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    return [
+        ("issuer", s["issuer"]),
+        ("subject", s["subject"]),
+        ("types", ", ".join(s["types"])),
+        ("valid from", s["valid_from"]),
+        ("valid until", s["valid_until"] or "no expiry"),
+        ("id", s["id"]),
+        ("claims", json.dumps(s["claims"], separators=(",", ":")) if s["claims"] else None),
+    ]
+
+
+# --- issue ----------------------------------------------------------------------------------------
+
+
+_STATUS_OPTIONS = {"status_list": "--status-list", "rpc": "--rpc", "registry": "--registry",
+                   "eth_key": "--eth-key", "revocation_list": "--revocation-list"}
+
+
+def _check_status_options(method: str | None) -> None:
+    """Refuse status options typed without --status: the credential would silently get none
+    (and could never be revoked). Values from the environment are ambient and stay allowed."""
+    if method is not None:
+        return
+    ctx = click.get_current_context()
+    given = [flag for name, flag in _STATUS_OPTIONS.items()
+             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)} without --status: add --status bitstring or --status onchain "
+            "(without --status the credential has no credentialStatus and cannot be revoked)"
+        )
+
+
+def _check_uri(value: str | None) -> None:
+    if value is not None and (":" not in value or any(c.isspace() for c in value)):
+        raise click.BadParameter(f"{value[:80]!r} is not a URI (e.g. urn:uuid:...)", param_hint="--id")
+
+
+@cli.command()
+@click.option("--key", "key_file", required=True, type=EXISTING_FILE, help="Issuer key file.")
+@click.option("--subject", required=True, type=DID_PARAM, help="DID of the credential subject (the holder).")
+@click.option(
+    "--type", "types", multiple=True, metavar="TYPE", help="Credential type, after VerifiableCredential (repeatable)."
+)
+@click.option("--claims", metavar="JSON|@FILE", help="Subject claims: a JSON object, @file, or @- for stdin.")
+@click.option("--valid-from", type=TIMESTAMP, default=None, help="Start of validity, ISO 8601 [default: now].")
+@click.option(
+    "--valid-for", type=DURATION, default=None, help="Validity period, e.g. 30d, 12h, 90m [default: no expiry]."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=FORMAT_VC_JOSE,
+    help="VC-JOSE (VCDM 2.0) or VC-JWT (VCDM 1.1).",
+)
+@click.option("--id", "credential_id", metavar="URI", help="Credential id [default: a fresh urn:uuid].")
+@click.option(
+    "--issuer", type=DID_PARAM, default=None, help="Issuer DID; must authorise the key [default: the key's DID]."
+)
+@resolver_option
+@click.option(
+    "--status",
+    "status_method",
+    type=click.Choice(["onchain", "bitstring"]),
+    default=None,
+    help="Embed a status: 'onchain' = an ERC-5539 registry entry (EthrRevocationRegistry2022); "
+    "'bitstring' = an index in a W3C Bitstring Status List (BitstringStatusListEntry).",
+)
+@click.option(
+    "--status-list",
+    envvar="VCGATE_STATUS_LIST",
+    default=None,
+    type=EXISTING_FILE,
+    metavar="STATE",
+    help="--status bitstring: the list's state file (from 'vcgate status-list create') [env VCGATE_STATUS_LIST].",
+)
+@click.option("--rpc", envvar="VCGATE_RPC_URL", default=None, metavar="URL", help="--status onchain: JSON-RPC URL [env VCGATE_RPC_URL].")
+@click.option("--registry", envvar="VCGATE_REGISTRY", default=None, metavar="ADDR", help="--status onchain: registry address [env VCGATE_REGISTRY].")
+@click.option(
+    "--eth-key",
+    envvar="VCGATE_ETH_KEY",
+    default=None,
+    type=EXISTING_FILE,
+    metavar="FILE",
+    help="--status onchain: ES256K key file whose address is the namespace [default: the issuer key, if ES256K; env VCGATE_ETH_KEY].",
+)
+@click.option(
+    "--revocation-list",
+    default="default",
+    metavar="NAME|0xHEX",
+    help="--status onchain: the list within the namespace (a name is hashed with keccak-256).",
+)
+def issue(
+    key_file: Path,
+    subject: DID,
+    types: tuple[str, ...],
+    claims: str | None,
+    valid_from: float | None,
+    valid_for: int | None,
+    fmt: str,
+    credential_id: str | None,
+    issuer: DID | None,
+    resolver: str,
+    status_method: str | None,
+    status_list: Path | None,
+    rpc: str | None,
+    registry: str | None,
+    eth_key: Path | None,
+    revocation_list: str,
+) -> None:
+    """Issue a credential and print it as a JWT.
+
+    The issuer is the key's DID unless --issuer names another DID that authorises the key
+    for assertionMethod; the JWS kid is that verification method.
+
+    \b
+    Examples:
+      vcgate issue --key issuer.key --subject did:key:z6Mk... --type AgentCredential \\
+          --claims '{"models": ["gpt-4o"], "tier": "gold"}' --valid-for 30d > cred.jwt
+      vcgate issue --key issuer.key --subject "$AGENT" --claims @claims.json \\
+          --format vc-jwt11 --valid-from 2026-01-01T00:00:00Z --valid-for 12h
+      vcgate issue --key issuer.key --subject "$AGENT" --type ModelAccessCredential \\
+          --status onchain --rpc http://127.0.0.1:8545 --registry 0x5FbD... --eth-key issuer-eth.key
+      vcgate issue --key issuer.key --subject "$AGENT" --type ModelAccessCredential \\
+          --status bitstring --status-list status-1.json --valid-for 30d > cred.jwt
+    """
+    if any(not t.strip() for t in types):
+        raise click.BadParameter("a type must not be empty", param_hint="--type")
+    _check_status_options(status_method)
+    _check_uri(credential_id)
+    subject_claims = read_claims(claims)
+    if "id" in subject_claims:
+        raise click.BadParameter("claims must not set 'id': the subject is --subject", param_hint="--claims")
+    start = valid_from if valid_from is not None else float(int(time.time()))
+    until = None if valid_for is None else start + valid_for
+    if until is not None and until > MAX_TIMESTAMP:
+        raise click.BadParameter("--valid-from plus --valid-for goes past the year 9999", param_hint="--valid-for")
+    loaded = load_key(key_file)
+    issuer_did = issuer if issuer is not None else loaded.did
+    if status_method == "bitstring" and issuer_did != loaded.did:
+        # 'status-list publish' and 'revoke' sign the list as the key file's DID, and verifiers
+        # require the list's issuer to be the credential's: such a credential could never verify.
+        raise click.BadParameter(
+            f"--status bitstring: the status list is signed as the key's DID ({loaded.did[:60]}...), so the "
+            "credential's issuer must be that DID too; leave out --issuer",
+            param_hint="--issuer",
+        )
+    kid = signing_kid(issuer_did, loaded.key.public_key, "assertionMethod", make_resolver(resolver))
+    cid = credential_id or f"urn:uuid:{uuid.uuid4()}"
+    token = issue_credential(
+        loaded.key,
+        issuer=issuer_did,
+        kid=kid,
+        subject=subject,
+        types=types,
+        claims=subject_claims,
+        valid_from=start,
+        valid_until=until,
+        status=build_status_entry(
+            StatusOptions(status_method, rpc, registry, eth_key, revocation_list, status_list), issuer_key=loaded.key
+        ),
+        credential_id=cid,
+        format=fmt,
+    )
+    click.echo(token)
+
+
+# --- present -------------------------------------------------------------------------------------
+
+
+@cli.command(short_help="Present credentials as the holder; print the presentation JWT.")
+@click.option("--key", "key_file", required=True, type=EXISTING_FILE, help="Holder key file.")
+@click.option("--aud", required=True, metavar="AUD", help="Audience: the verifier the presentation is for.")
+@click.option("--nonce", required=True, metavar="N", help="The verifier's challenge nonce.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=FORMAT_VC_JOSE,
+    help="vp+jwt (VCDM 2.0) or VP-JWT (VCDM 1.1).",
+)
+@click.option("--lifetime", type=DURATION, default="5m", help="How long the presentation stays valid.")
+@click.argument("credentials", nargs=-1, required=True, metavar="CREDENTIAL...")
+def present(key_file: Path, aud: str, nonce: str, fmt: str, lifetime: int, credentials: tuple[str, ...]) -> None:
+    """Sign a presentation of credentials as the holder; print it as a JWT.
+
+    Each CREDENTIAL is a file, '-' for stdin (one or more JWTs), or a JWT itself. The holder
+    is the key's DID; it should be the subject of each credential.
+
+    \b
+    Examples:
+      vcgate present --key agent.key --aud https://api.example.com --nonce "$NONCE" cred.jwt
+      vcgate issue ... | vcgate present --key agent.key --aud https://api --nonce n1 -
+    """
+    if credentials.count("-") > 1:
+        raise click.BadParameter("'-' (stdin) can be given once", param_hint="CREDENTIAL")
+    tokens = [t for source in credentials for t in read_tokens(source, "credential", "CREDENTIAL")]
+    if not tokens:
+        raise click.UsageError("no credential to present")
+    # A look without verifying, before asking for the passphrase: catch a wrong file early,
+    # and warn about a presentation that holder binding will refuse.
+    claims = [read_credential(parse_jws(t, algorithms=ALGORITHMS), contexts=DEFAULT_CONTEXTS) for t in tokens]
+    loaded = load_key(key_file)
+    for cred in claims:
+        if cred.subject != loaded.did:
+            about = str(cred.subject)[:60]
+            warn(f"credential {cred.id or '(no id)'} is about {about}, not the holder {loaded.did[:60]}")
+    kid = signing_kid(loaded.did, loaded.key.public_key, "authentication", make_resolver("default"))
+    token = create_presentation(
+        loaded.key,
+        holder=loaded.did,
+        kid=kid,
+        credentials=tokens,
+        audience=aud,
+        nonce=nonce,
+        issued_at=time.time(),
+        lifetime=lifetime,
+        format=fmt,
+    )
+    click.echo(token)
+
+
+# --- verify -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("source", metavar="[FILE|-]", required=False)
+@click.option("--aud", metavar="AUD", help="Require the presentation's audience to name this.")
+@click.option("--nonce", metavar="N", help="Require the presentation to carry this nonce.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result (or the refusal) as JSON on stdout.")
+@click.option(
+    "--no-holder-binding", is_flag=True, help="Do not require the holder to be the subject of each credential."
+)
+@resolver_option
+@click.option(
+    "--rpc",
+    envvar="VCGATE_RPC_URL",
+    default=None,
+    metavar="URL",
+    help="Check on-chain (ERC-5539) revocation status through this JSON-RPC URL [env VCGATE_RPC_URL].",
+)
+@click.option("--no-status-lists", is_flag=True, help="Do not fetch bitstring status lists (no network for status).")
+@click.option(
+    "--allow-network",
+    "allow_networks",
+    multiple=True,
+    metavar="CIDR",
+    help="Let did:web and status-list fetches reach this otherwise refused network (private deployments); repeatable.",
+)
+@click.option("--ca-bundle", type=EXISTING_FILE, default=None, help="CA bundle for did:web and status-list HTTPS.")
+@click.pass_context
+def verify(
+    ctx: click.Context,
+    source: str | None,
+    aud: str | None,
+    nonce: str | None,
+    as_json: bool,
+    no_holder_binding: bool,
+    resolver: str,
+    rpc: str | None,
+    no_status_lists: bool,
+    allow_networks: tuple[str, ...],
+    ca_bundle: Path | None,
+) -> None:
+    """Verify a credential or presentation JWT from a file or stdin.
+
+    The kind is detected from the token. Exit 0: valid (a summary is printed). Exit 1:
+    refused, with 'error: <code>: <message>' on stderr, or with --json a JSON object
+    {"valid": false, "error": code, "message": ...} on stdout. Exit 2: usage error.
+
+    Giving --aud or --nonce means a presentation is expected: a bare credential is then
+    refused (type_mismatch). Status is checked too: bitstring status lists are fetched over
+    HTTPS (unless --no-status-lists), on-chain entries are read through --rpc; a revoked or
+    suspended credential is refused ('revoked', 'suspended'). Entries that are not checked are
+    named in a warning.
+
+    \b
+    Examples:
+      vcgate verify cred.jwt
+      vcgate present ... | vcgate verify --aud https://api.example.com --nonce "$NONCE" -
+      vcgate verify --json --resolver local vp.jwt | jq .holder
+      vcgate verify --rpc http://127.0.0.1:8545 cred.jwt
+      vcgate verify --allow-network 10.0.0.0/8 --ca-bundle internal-ca.pem cred.jwt
+      vcgate verify --no-status-lists cred.jwt
+    """
+    if source is None:
+        if stdin_is_interactive():
+            raise click.UsageError("give a FILE, or pipe a token on stdin ('-')")
+        source = "-"
+    token = read_one_token(source, "token", "FILE")
+    for cidr in allow_networks:
+        try:
+            ipaddress.ip_network(cidr, strict=True)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--allow-network") from None
+    network = NetworkOptions(allow_networks, str(ca_bundle) if ca_bundle is not None else None)
+    try:
+        result = _verify_token(
+            token,
+            aud=aud,
+            nonce=nonce,
+            holder_binding=not no_holder_binding,
+            resolver=make_resolver(resolver, network),
+            rpc=rpc,
+            network=network,
+            fetch_lists=not no_status_lists,
+        )
+    except VCGateError as exc:
+        if not as_json:
+            raise
+        echo_json({"valid": False, "error": exc.code, "message": exc.message})
+        ctx.exit(EXIT_REFUSED)
+    if as_json:
+        echo_json({"valid": True, **result})
+        return
+    if result["kind"] == "credential":
+        click.echo(f"valid credential ({result['format']})")
+        print_fields(_credential_rows(result))
+        return
+    click.echo(f"valid presentation ({result['format']})")
+    print_fields(
+        [
+            ("holder", result["holder"]),
+            ("audience", ", ".join(result["audience"])),
+            ("nonce", result["nonce"]),
+            ("expires", result["expires_at"] or "no expiry"),
+            ("credentials", len(result["credentials"])),
+        ]
+    )
+    for i, cred in enumerate(result["credentials"], 1):
+        click.echo(f"  [{i}] {cred['format']}")
+        print_fields(_credential_rows(cred), indent="      ")
+
+
+def _verify_token(
+    token: str,
+    *,
+    aud: str | None,
+    nonce: str | None,
+    holder_binding: bool,
+    resolver: Resolver,
+    rpc: str | None = None,
+    network: NetworkOptions = NetworkOptions(),
+    fetch_lists: bool = True,
+) -> dict[str, Any]:
+    """Verify ``token`` as whatever it is; return the summary (with ``kind``) or raise."""
+    verifier = Verifier(resolver=resolver)
+    kind = token_kind(parse_jws(token, algorithms=verifier.algorithms))
+    if kind == "credential":
+        if aud is not None or nonce is not None:
+            raise TypeMismatchError("--aud/--nonce expect a presentation, and this token is a credential")
+        vc = verifier.verify_credential(token)
+        check_status([vc], verifier=verifier, rpc=rpc, network=network, fetch_lists=fetch_lists)
+        return {"kind": "credential", **credential_summary(vc)}
+    if aud is None:
+        warn("the presentation's audience was not checked (pass --aud)")
+    if nonce is None:
+        warn("the presentation's nonce was not checked (pass --nonce); a replayed presentation passes")
+    vp = verifier.verify_presentation(token, audience=aud, nonce=nonce, holder_binding=holder_binding)
+    check_status(vp.credentials, verifier=verifier, rpc=rpc, network=network, fetch_lists=fetch_lists)
+    return {
+        "kind": "presentation",
+        **presentation_summary(vp),
+        "checked": {"audience": aud is not None, "nonce": nonce is not None, "holder_binding": holder_binding},
+    }
+
+

@@ -1,0 +1,33 @@
+"""``vcgate did``: resolve DIDs."""
+
+from __future__ import annotations
+
+import click
+
+from .base import cli, echo_json, make_resolver, resolver_option
+
+@cli.group()
+def did() -> None:
+    """Work with DIDs.
+
+    \b
+    Examples:
+      vcgate did resolve did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK
+    """
+
+
+@did.command("resolve")
+@click.argument("did_value", metavar="DID")
+@click.option("--compact", is_flag=True, help="One line of JSON instead of indented JSON.")
+@resolver_option
+def did_resolve(did_value: str, compact: bool, resolver: str) -> None:
+    """Resolve a DID and print its DID document as JSON.
+
+    \b
+    Examples:
+      vcgate did resolve did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK
+      vcgate did resolve --compact did:web:example.com | jq .verificationMethod
+    """
+    doc = make_resolver(resolver).resolve(did_value)
+    echo_json(doc.raw, compact=compact)
+
