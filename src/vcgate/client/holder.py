@@ -1,29 +1,24 @@
-"""The agent side of the vcgate protocol: a holder, its credentials, and a sans-I/O flow.
+"""The agent: a holder, its key and its credentials.
 
 :class:`Holder` owns a key and the credentials issued to it. Its :meth:`Holder.httpx_auth`
 and :meth:`Holder.requests_auth` return auth objects that answer a gateway's challenge
-(``docs/protocol.md``). Both drive the same generator, :meth:`_AuthState.flow`, which never
-does I/O: it yields what to send and is sent back what came in, as httpx's ``Auth.auth_flow``
-does. The adapters only translate requests and responses.
+(``docs/protocol.md``). Both drive the same sans-I/O generator, :meth:`AuthState.flow` in
+:mod:`vcgate.client.flow`; the adapters only translate requests and responses.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
 
 from ..credentials import FORMAT_VC_JOSE, FORMAT_VC_JWT11, create_presentation
 from ..did import did_key_from_public_key, public_key_from_did_key
-from ..errors import MalformedError
 from ..keys import PrivateKey, read_key_file
 from ..session import create_proof
+from .flow import AuthState, Challenge, ProtocolError, parse_challenges
 
 if TYPE_CHECKING:
     from .httpx_auth import HttpxAuthMixin
@@ -36,93 +31,7 @@ Clock = Callable[[], float]
 #: ``Holder.from_key_file`` reads the key file's passphrase from here when none is given.
 PASSPHRASE_ENV = "VCGATE_PASSPHRASE"
 
-_MODES = ("session", "direct")
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
-_NONCE_ERRORS = frozenset({"use_dpop_nonce", "dpop_nonce_invalid"})
-
-
-class ProtocolError(MalformedError):
-    """The gateway's answer cannot be acted on: a malformed or untrusted challenge, or a
-    token response that is not a DPoP access token. Raised from the HTTP client's ``send``."""
-
-    default_message = "the gateway's answer does not follow the vcgate protocol"
-
-
-# --- WWW-Authenticate (RFC 7235 section 4.1 / RFC 9110 section 11.6.1) -----------------------
-
-_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_QUOTED = r'"(?:[^"\\]|\\.)*"'
-_WS = re.compile(r"[ \t]*")
-_SCHEME = re.compile(_TOKEN)
-# A parameter value is a token or a quoted string; an unquoted URL (not a token, strictly)
-# is tolerated so a sloppy gateway still works.
-_PARAM = re.compile(rf"({_TOKEN})[ \t]*=[ \t]*({_QUOTED}|[^\s,\"]+)")
-_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*(?=[ \t]*(?:,|$))")
-
-
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    """One challenge of a ``WWW-Authenticate`` header: scheme (lower case) and parameters
-    (names lower case, values unquoted)."""
-
-    scheme: str
-    params: Mapping[str, str] = field(default_factory=dict)
-    token68: str | None = None
-
-    def get(self, name: str) -> str | None:
-        return self.params.get(name.lower())
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", value[1:-1])
-    return value
-
-
-def parse_challenges(values: str | Iterable[str]) -> list[Challenge]:
-    """Parse ``WWW-Authenticate`` field values into challenges.
-
-    Accepts several header fields and several comma-separated challenges in one field,
-    quoted strings with escapes and commas inside, and ``token68`` challenges. A repeated
-    parameter name in one challenge (RFC 7235 forbids it) raises :class:`ProtocolError`:
-    two ``nonce`` values cannot both be answered. Unparseable trailing text is ignored.
-    """
-    if isinstance(values, str):
-        values = [values]
-    out: list[Challenge] = []
-    for text in values:
-        pos, end = 0, len(text)
-        while pos < end:
-            while pos < end and text[pos] in " \t,":
-                pos += 1
-            m = _SCHEME.match(text, pos)
-            if m is None:
-                break  # garbage: keep what parsed so far
-            scheme, pos = m.group(0).lower(), m.end()
-            params: dict[str, str] = {}
-            token68: str | None = None
-            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
-            t68 = _TOKEN68.match(text, pos)
-            if t68 is not None:
-                token68, pos = t68.group(0), t68.end()
-            else:
-                while pos < end:
-                    p = _PARAM.match(text, pos)
-                    if p is None:
-                        break  # the next challenge's scheme
-                    name = p.group(1).lower()
-                    if name in params:
-                        raise ProtocolError(f"the {scheme!r} challenge repeats the parameter {name!r}")
-                    params[name] = _unquote(p.group(2))
-                    pos = _WS.match(text, p.end()).end()  # type: ignore[union-attr]
-                    if pos < end and text[pos] == ",":
-                        pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
-                        while pos < end and text[pos] in " \t,":  # empty list elements
-                            pos += 1
-                    elif pos < end:
-                        break
-            out.append(Challenge(scheme, params, token68))
-    return out
 
 
 # --- the holder -----------------------------------------------------------------------------
@@ -255,7 +164,7 @@ class Holder:
         """
         from .httpx_auth import auth_class
 
-        return auth_class("httpx")(_AuthState(self, mode=mode, audience=audience, refresh_margin=refresh_margin))
+        return auth_class("httpx")(AuthState(self, mode=mode, audience=audience, refresh_margin=refresh_margin))
 
     def httpx2_auth(
         self, *, mode: str = "session", audience: str | None = None, refresh_margin: float = 30.0
@@ -263,276 +172,10 @@ class Holder:
         """The same as :meth:`httpx_auth`, for clients of ``httpx2`` (the OpenAI SDK's default since 3.x)."""
         from .httpx_auth import auth_class
 
-        return auth_class("httpx2")(_AuthState(self, mode=mode, audience=audience, refresh_margin=refresh_margin))
+        return auth_class("httpx2")(AuthState(self, mode=mode, audience=audience, refresh_margin=refresh_margin))
 
     def requests_auth(self, *, mode: str = "session", audience: str | None = None, refresh_margin: float = 30.0) -> RequestsAuth:
         """A ``requests.auth.AuthBase`` doing what :meth:`httpx_auth` does, for ``requests``."""
         from .requests_auth import RequestsAuth
 
-        return RequestsAuth(_AuthState(self, mode=mode, audience=audience, refresh_margin=refresh_margin))
-
-
-# --- the sans-I/O flow ----------------------------------------------------------------------
-
-
-def origin_of(url: str) -> str:
-    """``scheme://host[:port]`` with the default port dropped, lower case."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise ProtocolError(f"{url[:200]!r} is not an absolute http(s) URL")
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port
-    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send the original request again with these headers set (``None``: removed)."""
-
-    headers: Mapping[str, str | None]
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRequest:
-    """POST ``form`` (``application/x-www-form-urlencoded``) to ``url`` with ``headers``."""
-
-    url: str
-    headers: Mapping[str, str]
-    form: Mapping[str, str]
-
-
-class ResponseView:
-    """What the flow reads of a response; each adapter fills one in."""
-
-    __slots__ = ("status", "_headers", "_json")
-
-    def __init__(self, status: int, headers: Callable[[str], list[str]], json: Callable[[], Any]) -> None:
-        self.status = status
-        self._headers = headers
-        self._json = json
-
-    def header_values(self, name: str) -> list[str]:
-        return self._headers(name)
-
-    def header(self, name: str) -> str | None:
-        values = self._headers(name)
-        return values[-1].strip() if values else None
-
-    def json(self) -> Any:
-        return self._json()
-
-
-@dataclass(slots=True)
-class _Token:
-    value: str
-    refresh_at: float
-
-
-class _AuthState:
-    """Per-auth-object state: tokens and DPoP nonces per origin, guarded by one lock.
-
-    The lock is only held for dictionary updates, never across a yield, so one object can
-    serve many threads and (single-threaded) event loops at once. Threads that meet a
-    challenge at the same moment each present; the last token stored wins, and each is valid.
-    """
-
-    def __init__(self, holder: Holder, *, mode: str, audience: str | None, refresh_margin: float) -> None:
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}")
-        if refresh_margin < 0:
-            raise ValueError("refresh_margin must not be negative")
-        self.holder = holder
-        self.mode = mode
-        self.audience = audience
-        self.refresh_margin = refresh_margin
-        self._lock = threading.Lock()
-        self._tokens: dict[str, _Token] = {}
-        self._nonces: dict[str, str] = {}
-
-    # --- state --------------------------------------------------------------------------
-
-    def token_for(self, origin: str) -> str | None:
-        with self._lock:
-            tok = self._tokens.get(origin)
-            if tok is None:
-                return None
-            if self.holder.clock() >= tok.refresh_at:
-                del self._tokens[origin]
-                return None
-            return tok.value
-
-    def _store_token(self, origin: str, value: str, expires_in: float | None) -> None:
-        now = self.holder.clock()
-        if expires_in is None:
-            refresh_at = math.inf  # the gateway will say token_expired; then we present again
-        else:
-            refresh_at = now + expires_in - min(self.refresh_margin, expires_in / 4)
-        with self._lock:
-            self._tokens[origin] = _Token(value, refresh_at)
-
-    def _drop_token(self, origin: str, value: str) -> None:
-        with self._lock:
-            tok = self._tokens.get(origin)
-            if tok is not None and tok.value == value:  # another thread may have renewed it
-                del self._tokens[origin]
-
-    def _remember_nonce(self, origin: str, response: ResponseView) -> None:
-        nonce = response.header("DPoP-Nonce")
-        if nonce:
-            with self._lock:
-                self._nonces[origin] = nonce
-
-    def _take_nonce(self, origin: str) -> str | None:
-        # Server nonces are single use: hand each to one proof only.
-        with self._lock:
-            return self._nonces.pop(origin, None)
-
-    # --- header sets ---------------------------------------------------------------------
-
-    def _dpop_headers(self, method: str, url: str, token: str, nonce: str | None) -> dict[str, str | None]:
-        return {
-            "Authorization": f"DPoP {token}",
-            "DPoP": self.holder.proof(htm=method, htu=url, access_token=token, nonce=nonce),
-        }
-
-    def initial_headers(self, method: str, url: str) -> tuple[dict[str, str | None], str | None]:
-        """Headers for a first attempt, and the token they carry (if any).
-
-        Without a token the request goes out with no ``Authorization`` at all: the auth owns
-        that header, so a placeholder (the OpenAI SDK's ``Bearer <api_key>``) never leaves.
-        """
-        origin = origin_of(url)
-        token = self.token_for(origin) if self.mode == "session" else None
-        if token is None:
-            return {"Authorization": None, "DPoP": None}, None
-        return self._dpop_headers(method, url, token, self._take_nonce(origin)), token
-
-    # --- the challenge ---------------------------------------------------------------------
-
-    def _vp_challenge(self, url: str, challenges: list[Challenge]) -> tuple[str, str, str | None] | None:
-        """(audience, nonce, token endpoint) from a ``VP`` challenge, checked; None if none."""
-        vp = next((c for c in challenges if c.scheme == "vp"), None)
-        if vp is None:
-            return None
-        realm, nonce, endpoint = vp.get("realm"), vp.get("nonce"), vp.get("token_endpoint")
-        if not realm or not nonce:
-            raise ProtocolError("the gateway's VP challenge lacks 'realm' or 'nonce'")
-        origin = origin_of(url)
-        if self.audience is not None:
-            if realm != self.audience:
-                raise ProtocolError(f"the challenge's realm {realm[:200]!r} is not the configured audience {self.audience!r}")
-        elif origin_of(realm) != origin:
-            # A presentation is good for whoever its 'aud' names: never sign one for another
-            # site than the one called, or that site could replay it there.
-            raise ProtocolError(
-                f"the challenge's realm {realm[:200]!r} is not the origin called ({origin}); "
-                "pass audience= to trust it"
-            )
-        algs = vp.get("algs")
-        if algs and self.holder.key.alg not in algs.split():
-            raise ProtocolError(f"the gateway accepts {algs!r}; this holder's key is {self.holder.key.alg}")
-        if self.mode == "direct":
-            return realm, nonce, None
-        if not endpoint:
-            raise ProtocolError("the gateway's VP challenge lacks 'token_endpoint'")
-        endpoint = urljoin(url, endpoint)
-        if origin_of(endpoint) not in (origin, origin_of(realm)):
-            raise ProtocolError(f"the token endpoint {endpoint[:200]!r} is on another origin than the gateway")
-        return realm, nonce, endpoint
-
-    def _token_request(self, endpoint: str, vp_token: str, nonce: str | None) -> TokenRequest:
-        proof = self.holder.proof(htm="POST", htu=endpoint, nonce=nonce)
-        return TokenRequest(endpoint, {"DPoP": proof, "Accept": "application/json"}, {"vp_token": vp_token})
-
-    def _read_token(self, response: ResponseView) -> tuple[str, float | None]:
-        try:
-            body = response.json()
-        except Exception as exc:  # any JSON decoder's error: the body is not a token response
-            raise ProtocolError("the token endpoint answered 200 without a JSON body") from exc
-        if not isinstance(body, dict):
-            raise ProtocolError("the token response is not a JSON object")
-        token, token_type, expires_in = body.get("access_token"), body.get("token_type"), body.get("expires_in")
-        if not isinstance(token, str) or not token or any(ch in token for ch in " \t\r\n,"):
-            raise ProtocolError("the token response has no usable 'access_token'")
-        if not isinstance(token_type, str) or token_type.lower() != "dpop":
-            raise ProtocolError(f"the token response's token_type is {token_type!r}, not 'DPoP'")
-        if expires_in is not None and (
-            isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or not 0 < expires_in < 10**9
-        ):
-            raise ProtocolError("the token response's 'expires_in' is not a positive number")
-        return token, expires_in
-
-    @staticmethod
-    def _nonce_retry(response: ResponseView, challenges: list[Challenge]) -> str | None:
-        """The ``DPoP-Nonce`` to retry with, when the 401 asks for one."""
-        nonce = response.header("DPoP-Nonce")
-        if not nonce:
-            return None
-        if any(c.get("error") in _NONCE_ERRORS for c in challenges):
-            return nonce
-        return None
-
-    # --- the flow -----------------------------------------------------------------------------
-
-    def flow(self, method: str, url: str) -> Generator[Send | TokenRequest, ResponseView, None]:
-        """Drive one request: yields what to send, is sent each response.
-
-        The adapter returns the last response it was given. At most one nonce retry and one
-        presentation per request (plus one nonce retry of the token request): never a loop.
-        """
-        origin = origin_of(url)
-        headers, token = self.initial_headers(method, url)
-        response = yield Send(headers)
-        nonce_retried = presented = False
-        while True:
-            self._remember_nonce(origin, response)
-            if response.status != 401:
-                return
-            challenges = parse_challenges(response.header_values("WWW-Authenticate"))
-            if token is not None:
-                retry_nonce = self._nonce_retry(response, challenges)
-                if retry_nonce is not None and not nonce_retried:
-                    nonce_retried = True
-                    self._take_nonce(origin)  # that one is in use now
-                    response = yield Send(self._dpop_headers(method, url, token, retry_nonce))
-                    continue
-                self._drop_token(origin, token)
-            if presented:
-                return
-            answer = self._vp_challenge(url, challenges)
-            if answer is None:
-                return  # not a vcgate challenge: the caller gets the 401 as it is
-            presented = True
-            audience, vp_nonce, endpoint = answer
-            vp_token = self.holder.present(audience=audience, nonce=vp_nonce)
-            if endpoint is None:  # direct mode
-                token = None
-                response = yield Send({"Authorization": f"VP {vp_token}", "DPoP": None})
-                continue
-
-            ep_origin = origin_of(endpoint)
-            got = yield self._token_request(endpoint, vp_token, self._take_nonce(ep_origin))
-            self._remember_nonce(ep_origin, got)
-            if got.status == 401:
-                ep_challenges = parse_challenges(got.header_values("WWW-Authenticate"))
-                retry_nonce = self._nonce_retry(got, ep_challenges)
-                if retry_nonce is not None:
-                    self._take_nonce(ep_origin)
-                    # If the gateway spent the presentation's nonce before asking for a DPoP
-                    # nonce, it sends a new challenge: present again for that one.
-                    fresh = self._vp_challenge(url, ep_challenges)
-                    if fresh is not None and fresh[1] != vp_nonce:
-                        vp_token = self.holder.present(audience=fresh[0], nonce=fresh[1])
-                    got = yield self._token_request(endpoint, vp_token, retry_nonce)
-                    self._remember_nonce(ep_origin, got)
-            if got.status != 200:
-                return  # the refusal is the caller's answer
-            token, expires_in = self._read_token(got)
-            self._store_token(origin, token, expires_in)
-            response = yield Send(self._dpop_headers(method, url, token, self._take_nonce(origin)))
-
+        return RequestsAuth(AuthState(self, mode=mode, audience=audience, refresh_margin=refresh_margin))

@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, Generator
 from types import ModuleType
 from typing import Any
 
-from .holder import ResponseView, Send, TokenRequest, _AuthState
+from .flow import AuthState, ResponseView, Send, TokenRequest
 
 __all__ = ["HttpxAuthMixin", "auth_class"]
 
@@ -36,7 +36,7 @@ class HttpxAuthMixin:
     requires_response_body = False
     _module: ModuleType
 
-    def __init__(self, state: _AuthState) -> None:
+    def __init__(self, state: AuthState) -> None:
         self._state = state
 
     @property

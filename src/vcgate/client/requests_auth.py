@@ -10,7 +10,7 @@ import requests
 from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
 
-from .holder import ResponseView, Send, TokenRequest, _AuthState
+from .flow import AuthState, ResponseView, Send, TokenRequest
 
 __all__ = ["RequestsAuth"]
 
@@ -38,7 +38,7 @@ class RequestsAuth(AuthBase):
     request with its body rewound.
     """
 
-    def __init__(self, state: _AuthState) -> None:
+    def __init__(self, state: AuthState) -> None:
         self._state = state
 
     @property
