@@ -31,6 +31,12 @@ __all__ = [
     "HolderMismatchError",
     "TypeMismatchError",
     "ContextNotAllowedError",
+    "DisclosureInvalidError",
+    "DisclosureUnreferencedError",
+    "DisclosureDuplicateError",
+    "SdAlgUnsupportedError",
+    "KeyBindingRequiredError",
+    "KeyBindingInvalidError",
     "RevokedError",
     "SuspendedError",
     "StatusUnavailableError",
@@ -72,6 +78,7 @@ __all__ = [
     "CredentialTypeMissingError",
     "IssuerNotTrustedError",
     "ClaimMismatchError",
+    "ClaimNotDisclosedError",
     "CredentialTooOldError",
     "BodyRequiredError",
     "RequestInvalidError",
@@ -218,6 +225,45 @@ class ContextNotAllowedError(VCGateError):
     code = "context_not_allowed"
     status = 401
     default_message = "the credential uses a JSON-LD context that is not pinned as known"
+
+
+# --- SD-JWT (RFC 9901) and SD-JWT VC ------------------------------------------------------
+
+
+class DisclosureInvalidError(VCGateError):
+    code = "disclosure_invalid"
+    status = 401
+    default_message = "an SD-JWT Disclosure is malformed or does not fit where its digest is"
+
+
+class DisclosureUnreferencedError(VCGateError):
+    code = "disclosure_unreferenced"
+    status = 401
+    default_message = "an SD-JWT Disclosure's digest is not in the signed payload (tampered or foreign)"
+
+
+class DisclosureDuplicateError(VCGateError):
+    code = "disclosure_duplicate"
+    status = 401
+    default_message = "an SD-JWT Disclosure or digest appears more than once"
+
+
+class SdAlgUnsupportedError(VCGateError):
+    code = "sd_alg_unsupported"
+    status = 401
+    default_message = "the SD-JWT's _sd_alg is not sha-256"
+
+
+class KeyBindingRequiredError(VCGateError):
+    code = "key_binding_required"
+    status = 401
+    default_message = "the SD-JWT presentation needs a Key Binding JWT signed with the credential's cnf key"
+
+
+class KeyBindingInvalidError(VCGateError):
+    code = "key_binding_invalid"
+    status = 401
+    default_message = "the Key Binding JWT is malformed or its sd_hash does not cover this presentation"
 
 
 # --- credential status (revocation, suspension) -----------------------------------------
@@ -548,6 +594,12 @@ class ClaimMismatchError(PolicyDeniedError):
     code = "claim_mismatch"
     status = 403
     default_message = "a credential claim does not meet the policy"
+
+
+class ClaimNotDisclosedError(PolicyDeniedError):
+    code = "claim_not_disclosed"
+    status = 403
+    default_message = "the presentation does not disclose a claim the matching rule needs"
 
 
 class CredentialTooOldError(PolicyDeniedError):

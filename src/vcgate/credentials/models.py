@@ -8,12 +8,15 @@ from typing import Any
 
 from ..keys import PublicKey
 
-__all__ = ["VerifiedCredential", "VerifiedPresentation", "FORMAT_VC_JOSE", "FORMAT_VC_JWT11"]
+__all__ = ["VerifiedCredential", "VerifiedPresentation", "FORMAT_VC_JOSE", "FORMAT_VC_JWT11", "FORMAT_SD_JWT_VC"]
 
 #: W3C VCDM 2.0 secured with VC-JOSE-COSE: ``typ: vc+jwt`` / ``vp+jwt``, the document is the payload.
 FORMAT_VC_JOSE = "vc-jose"
 #: W3C VCDM 1.1 JWT encoding: ``vc`` / ``vp`` claims plus ``iss``, ``sub``, ``nbf``, ``exp``, ``jti``.
 FORMAT_VC_JWT11 = "vc-jwt11"
+#: SD-JWT VC (RFC 9901 + the IETF SD-JWT VC draft): ``typ: dc+sd-jwt``; ``types`` is ``(vct,)``,
+#: ``subject`` the holder bound by ``cnf``, ``claims`` the disclosed claims only.
+FORMAT_SD_JWT_VC = "dc+sd-jwt"
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from .jws import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, JWS, parse_jws
 from .jwt import DEFAULT_CONTEXTS, read_credential
 from .models import VerifiedCredential, VerifiedPresentation
 from .presentation import read_presentation
+from .sdjwt import SDJWTLimits, is_sd_jwt, verify_sd_jwt_presentation, verify_sd_jwt_vc
 
 __all__ = ["Verifier"]
 
@@ -48,6 +49,7 @@ class Verifier:
     :param clock: returns POSIX seconds; tests pass a fixed clock.
     :param leeway: seconds of clock skew tolerated on every time check.
     :param contexts: JSON-LD context URLs accepted (see ``DEFAULT_CONTEXTS``).
+    :param sd_jwt: caps for SD-JWT VCs (Disclosures, digests, the KB-JWT's age).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class Verifier:
         max_depth: int = DEFAULT_MAX_DEPTH,
         max_credentials: int = 16,
         contexts: Collection[str] = DEFAULT_CONTEXTS,
+        sd_jwt: SDJWTLimits = SDJWTLimits(),
     ) -> None:
         unknown = set(algorithms) - set(ALGORITHMS)
         if unknown:
@@ -73,6 +76,7 @@ class Verifier:
         self.max_depth = max_depth
         self.max_credentials = max_credentials
         self.contexts = frozenset(contexts)
+        self.sd_jwt = sd_jwt
 
     # --- shared pieces --------------------------------------------------------------------
 
@@ -120,10 +124,13 @@ class Verifier:
     # --- credentials ----------------------------------------------------------------------
 
     def verify_credential(self, token: str) -> VerifiedCredential:
-        """Verify a credential JWT (VC-JOSE ``vc+jwt`` or VCDM 1.1 VC-JWT).
+        """Verify a credential JWT (VC-JOSE ``vc+jwt`` or VCDM 1.1 VC-JWT), or an SD-JWT VC
+        with its Disclosures (``<JWT>~<D1>~...~``; see :mod:`vcgate.credentials.sdjwt`).
 
         Raises a :class:`vcgate.errors.VCGateError` subclass naming the first failed check.
         """
+        if is_sd_jwt(token):
+            return verify_sd_jwt_vc(self, token, limits=self.sd_jwt)[0]
         jws = self._parse(token)
         claims = read_credential(jws, contexts=self.contexts)
         vm = self._verify_signer(jws, claims.issuer, "assertionMethod")
@@ -162,7 +169,16 @@ class Verifier:
         and is only safe where replay is prevented otherwise. ``holder_binding``: the holder
         must be the subject of each credential. ``max_age``: refuse presentations whose
         ``iat`` is older than this many seconds.
+
+        An SD-JWT VC presentation (``<JWT>~<D1>~...~<KB-JWT>``) is verified per RFC 9901: its
+        KB-JWT plays the presentation's part (``aud``, ``nonce``, ``iat``), signed by the
+        credential's ``cnf`` key, which is then ``holder_key``; ``holder`` is the DID or JWK
+        thumbprint URI ``cnf`` names, and the credential's ``subject`` (so holder binding holds).
         """
+        if is_sd_jwt(token):
+            return verify_sd_jwt_presentation(
+                self, token, audience=audience, nonce=nonce, limits=self.sd_jwt, max_age=max_age
+            )
         jws = self._parse(token)
         pres = read_presentation(jws, contexts=self.contexts, max_credentials=self.max_credentials)
         holder = pres.holder
