@@ -83,6 +83,8 @@ __all__ = [
     "BodyRequiredError",
     "RequestInvalidError",
     "GrantInvalidError",
+    "QuotaExceededError",
+    "LimitUnresolvedError",
     "AuditUnavailableError",
     "AuditTamperedError",
     "AuditCorruptError",
@@ -624,6 +626,26 @@ class GrantInvalidError(PolicyDeniedError):
     code = "grant_invalid"
     status = 403
     default_message = "a header the policy grants would carry a value that is not safe in a header"
+
+
+# --- limits (docs/limits.md) ------------------------------------------------------------
+
+
+class QuotaExceededError(PolicyDeniedError):
+    """A limit has no room for the call; ``details`` name the limit, ``retry_after`` says when."""
+
+    code = "quota_exceeded"
+    status = 429
+    default_message = "a request, token or spending limit has no room for this call"
+
+
+class LimitUnresolvedError(PolicyDeniedError):
+    """A limit that applies cannot be evaluated: its number is missing from the credential (and
+    the policy states no default), is not a usable number, or the model has no price."""
+
+    code = "limit_unresolved"
+    status = 403
+    default_message = "a limit that applies to this call cannot be evaluated"
 
 
 # --- audit log -----------------------------------------------------------------------------

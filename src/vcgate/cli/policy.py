@@ -51,6 +51,9 @@ def policy_check(file: Path) -> None:
     help="The status outcome to assume for the credential (status is not fetched here).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+@click.option("--redis", "redis_url", default=None, envvar="VCGATE_REDIS_URL", metavar="URL",
+              help="Show how much of each limit the call touches is used, from this Redis (read only). "
+              "[env: VCGATE_REDIS_URL]")
 def policy_explain(
     policy_file: Path,
     credential: str,
@@ -62,6 +65,7 @@ def policy_explain(
     no_body: bool,
     assume_status: str,
     as_json: bool,
+    redis_url: str | None,
 ) -> None:
     """Verify a credential and print the decision for one request: the rule that decided it and
     every reason. Exit 0 allowed, 1 refused.
@@ -75,6 +79,11 @@ def policy_explain(
     from .policy_report import explain
 
     token = read_one_token(credential, "credential", "--credential")
+    store = None
+    if redis_url:
+        from .stores import RedisCounterStore, redis_client
+
+        store = RedisCounterStore(redis_client(redis_url, timeout=2.0))
     _emit(
         *explain(
             policy_file,
@@ -87,6 +96,7 @@ def policy_explain(
             body_available=not no_body,
             assume_status=assume_status,
             as_json=as_json,
+            counter_store=store,
         )
     )
 

@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ..credentials.verifier import Verifier
 from ..did.resolver import Resolver
@@ -108,6 +109,7 @@ def check(path: str | os.PathLike[str]) -> tuple[int, str]:
     lines.append("rules (first match decides; no match: denied):")
     for i, rule in enumerate(doc.rules, 1):
         lines.append(f"  {i}. {_rule_summary(rule)}")
+    lines.extend(_limit_lines(policy))
     lines.extend(_shadowed(policy))
     body_rules = [r.name for r in doc.rules if r.needs_body]
     if body_rules:
@@ -117,6 +119,61 @@ def check(path: str | os.PathLike[str]) -> tuple[int, str]:
             "body_required where the model decides"
         )
     return EXIT_OK, "\n".join(lines)
+
+
+# --- limits (docs/limits.md) ---------------------------------------------------------------
+
+
+def _limit_text(spec: Any) -> str:
+    number = f"$claims.{'.'.join(spec.claim)}" if spec.claim else f"{spec.number:g}"
+    if spec.claim and spec.default is not None:
+        number += f" (default {spec.default:g})"
+    elif spec.claim:
+        number += " (missing: refused)"
+    unit = "USD" if spec.kind == "usd" else spec.kind
+    return f"{spec.name}: {number} {unit} per {_duration(spec.per)} by {spec.key}"
+
+
+def _limit_lines(policy: Policy) -> list[str]:
+    doc = policy.document
+    lines = []
+    if doc.limits or any(r.limits for r in doc.rules):
+        lines.append("limits (counted atomically per call; docs/limits.md):")
+        lines.extend(f"  {_limit_text(spec)}" for spec in doc.limits)
+        for rule in doc.rules:
+            lines.extend(f"  {_limit_text(spec)} [rule {rule.name}]" for spec in rule.limits)
+    for price in doc.prices:
+        lines.append(f"  price {price.model}: input {price.input:g}, output {price.output:g} USD per 1M tokens")
+    return lines
+
+
+def _counter_lines(policy: Policy, decision: PolicyDecision, model: str | None, store: Any) -> list[str]:
+    """The counters the call would touch, with their state when a store is given."""
+    from .limits import USD_UNIT, CallEstimate, Caller, plan_limits
+
+    specs = policy.limits_for(decision)
+    if not specs:
+        return []
+    lines = ["counters (this call):"]
+    try:
+        plan = plan_limits(specs, policy.prices, Caller.from_decision(decision), CallEstimate(model))
+    except VCGateError as exc:
+        return [*lines, f"  refused: {exc.code}: {exc.message}"]
+    states = store.peek(plan.counters) if store is not None else None
+    for i, r in enumerate(plan.limits):
+        scale = USD_UNIT if r.spec.kind == "usd" else 1
+        text = (f"  {r.name} [{_short_key(r.key)}]: limit {r.limit / scale:g} per {_duration(r.spec.per)}, "
+                f"reserves {r.counter.amount / scale:g}")
+        if states is not None:
+            text += f", used {states[i].used / scale:g}, window resets in {states[i].reset:.0f}s"
+        lines.append(text)
+    if states is None:
+        lines.append("  (give --redis URL or VCGATE_REDIS_URL to show how much of each is used)")
+    return lines
+
+
+def _short_key(key: str) -> str:
+    return key if len(key) <= 72 else key[:40] + "..." + key[-24:]
 
 
 def _format_decision(decision: PolicyDecision, request: RequestFacts, assumptions: list[str]) -> str:
@@ -163,6 +220,7 @@ def explain(
     resolver: Resolver | None = None,
     as_json: bool = False,
     clock: Callable[[], float] = time.time,
+    counter_store: Any = None,
 ) -> tuple[int, str]:
     """``vcgate policy explain``: verify one credential and show how the policy decides a request.
 
@@ -171,6 +229,8 @@ def explain(
     assumed to be the credential's subject unless ``holder`` says otherwise; status is not
     checked here but assumed to be ``assume_status`` (ok, revoked, suspended, unavailable,
     unsupported). Exit code 0 if the request would be allowed, 1 if refused or on an error.
+    With ``counter_store`` (a :class:`~vcgate.stores.CounterStore`) the counters the call
+    would touch are shown with how much of each is used; nothing is counted.
     """
     try:
         policy = Policy.from_file(policy_path)
@@ -204,4 +264,8 @@ def explain(
         body = decision.to_dict()
         body["assumed"] = assumptions
         return code, json.dumps(body, indent=2)
-    return code, _format_decision(decision, request, assumptions)
+    try:
+        counters = _counter_lines(policy, decision, model, counter_store)
+    except VCGateError as exc:
+        counters = [f"counters: {exc.code}: {exc.message}"]
+    return code, "\n".join([_format_decision(decision, request, assumptions), *counters])

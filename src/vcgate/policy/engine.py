@@ -483,6 +483,7 @@ class Policy:
         self._rules = tuple(_Rule(spec, document.defaults) for spec in document.rules)
         self._uses_hosts = any(r.hosts for r in self._rules)
         self._routes: dict[tuple[str, str], tuple[str | None, str, tuple[_Rule, ...]]] = {}
+        self._limits_memo: dict[tuple[str, bool], tuple[Any, ...]] = {}  # bounded by the rule count
 
     # -- construction --
 
@@ -543,6 +544,31 @@ class Policy:
         """True if some rule depends on the OpenAI ``model`` field: a headers-only gateway
         (NGINX auth_request, Traefik ForwardAuth) cannot fully enforce this policy."""
         return any(r.needs_body for r in self.document.rules)
+
+    # -- limits (policy/limits.py; docs/limits.md) --
+
+    @property
+    def prices(self) -> tuple[Any, ...]:
+        """The ``prices:`` table (:class:`~vcgate.policy.limits.PriceSpec`, first match wins)."""
+        return self.document.prices
+
+    @property
+    def has_limits(self) -> bool:
+        return bool(self.document.limits) or any(r.limits for r in self.document.rules)
+
+    def limits_for(self, decision: PolicyDecision) -> tuple[Any, ...]:
+        """The limits an allowing ``decision`` puts on its call: the top-level ones (when a
+        credential decided it) then its rule's own, as :class:`~vcgate.policy.limits.LimitSpec`."""
+        if not decision.allow or decision.rule is None:
+            return ()
+        memo = self._limits_memo
+        hit = memo.get((decision.rule, decision.credential is not None))
+        if hit is None:
+            rule = next((r for r in self.document.rules if r.name == decision.rule), None)
+            own = rule.limits if rule is not None else ()
+            hit = (*self.document.limits, *own) if decision.credential is not None else tuple(own)
+            memo[(decision.rule, decision.credential is not None)] = hit
+        return hit
 
     # -- deciding --
 

@@ -449,6 +449,8 @@ class RuleSpec:
     require: Requirements
     grants: GrantSpec
     line: int | None = None
+    #: This rule's own ``limits:`` (policy/limits.py), applied after the top-level ones.
+    limits: tuple[Any, ...] = ()
 
     @property
     def matches_model(self) -> bool:
@@ -468,6 +470,9 @@ class PolicyDocument:
     trusted_issuers: tuple[TrustedIssuer, ...]
     defaults: Defaults
     rules: tuple[RuleSpec, ...]
+    #: Top-level ``limits:`` and ``prices:`` (policy/limits.py: LimitSpec, PriceSpec).
+    limits: tuple[Any, ...] = ()
+    prices: tuple[Any, ...] = ()
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -635,10 +640,10 @@ class _Checker:
         return text
 
 
-_TOP_KEYS = ("version", "audience", "trusted_issuers", "defaults", "rules")
+_TOP_KEYS = ("version", "audience", "trusted_issuers", "defaults", "rules", "limits", "prices")
 _ISSUER_KEYS = ("did", "types", "name")
 _DEFAULT_KEYS = ("status", "max_credential_age", "holder_binding")
-_RULE_KEYS = ("name", "description", "match", "allow", "public", "require", "grants")
+_RULE_KEYS = ("name", "description", "match", "allow", "public", "require", "grants", "limits")
 _MATCH_KEYS = ("methods", "paths", "hosts", "models")
 _REQUIRE_KEYS = ("types", "issuers", "claims", "holder_binding", "status", "max_age")
 _CONSTRAINT_KEYS = ("equals", "one_of", "glob", "min", "max", "contains")
@@ -683,10 +688,40 @@ def _document(c: _Checker, root: Node) -> PolicyDocument | None:
     issuers = _issuers(c, top["trusted_issuers"][1]) if "trusted_issuers" in top else None
     defaults = _defaults(c, top["defaults"][1]) if "defaults" in top else Defaults()
     trusted = {i.did for i in issuers} if issuers is not None else None
+    limits, prices = _top_limits(c, top)
     rules = _rules(c, top["rules"][1], trusted) if "rules" in top else None
     if version is None or audience is None or issuers is None or defaults is None or rules is None:
         return None
-    return PolicyDocument(c.source, version, audience, tuple(issuers), defaults, tuple(rules))
+    if limits is None or prices is None:
+        return None
+    _check_priced(c, limits, rules, prices)
+    return PolicyDocument(c.source, version, audience, tuple(issuers), defaults, tuple(rules), limits, prices)
+
+
+# --- limits (the schema itself is in policy/limits.py) -------------------------------------
+
+
+def _top_limits(c: _Checker, top: dict[str, tuple[Node, Node]]) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
+    from .limits import parse_limits, parse_prices
+
+    c.limit_names = {}  # type: ignore[attr-defined]  # limit names are unique across the file
+    prices = parse_prices(c, top["prices"][1]) if "prices" in top else ()
+    limits = parse_limits(c, top["limits"][1], "limits", c.limit_names) if "limits" in top else ()  # type: ignore[attr-defined]
+    return limits, prices
+
+
+def _rule_limits(c: _Checker, spec: dict[str, tuple[Node, Node]], field: str, public: bool | None) -> tuple[Any, ...] | None:
+    if "limits" not in spec:
+        return ()
+    from .limits import parse_limits
+
+    return parse_limits(c, spec["limits"][1], f"{field}.limits", c.limit_names, public=bool(public))  # type: ignore[attr-defined]
+
+
+def _check_priced(c: _Checker, limits: tuple[Any, ...], rules: list[RuleSpec], prices: tuple[Any, ...]) -> None:
+    from .limits import check_priced
+
+    check_priced(c, [*limits, *(spec for rule in rules for spec in rule.limits)], prices)
 
 
 def _audience(c: _Checker, node: Node) -> str | None:
@@ -819,8 +854,9 @@ def _rule(c: _Checker, node: Node, field: str, trusted: set[str] | None, names: 
     match = _match(c, spec["match"][1], f"{field}.match") if "match" in spec else None
     require = _require(c, spec["require"][1], f"{field}.require", trusted) if "require" in spec else Requirements()
     grants = _grants(c, spec["grants"][1], f"{field}.grants") if "grants" in spec else GrantSpec()
+    limits = _rule_limits(c, spec, field, public)
     if allow is False:
-        for key in ("require", "grants", "public"):
+        for key in ("require", "grants", "public", "limits"):
             if key in spec:
                 c.problem(spec[key][0], f"{field}.{key}", f"a deny rule (allow: false) takes no '{key}'")
                 ok = False
@@ -837,9 +873,10 @@ def _rule(c: _Checker, node: Node, field: str, trusted: set[str] | None, names: 
                         f"a public rule has no credential, so '${'.'.join(var)}' has no value",
                     )
                     ok = False
-    if not ok or name is None or allow is None or public is None or match is None or require is None or grants is None:
+    if (not ok or name is None or allow is None or public is None or match is None or require is None
+            or grants is None or limits is None):
         return None
-    return RuleSpec(name, allow, public, match, require, grants, _line(node))
+    return RuleSpec(name, allow, public, match, require, grants, _line(node), limits)
 
 
 def _match(c: _Checker, node: Node, field: str) -> Match | None:
