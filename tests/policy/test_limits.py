@@ -212,7 +212,7 @@ def test_deny_rule_takes_no_limits():
 # --- vcgate policy check / explain ------------------------------------------------------------
 
 from tests.policy.test_cli_support import policy_text, token  # noqa: E402
-from vcgate.policy.cli_support import check, explain  # noqa: E402
+from vcgate.cli.policy_report import check, explain  # noqa: E402
 from vcgate.stores import MemoryCounterStore  # noqa: E402
 
 CLI_LIMITS = """limits:

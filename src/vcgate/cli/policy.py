@@ -81,7 +81,7 @@ def policy_explain(
     token = read_one_token(credential, "credential", "--credential")
     store = None
     if redis_url:
-        from .stores import RedisCounterStore, redis_client
+        from ..stores import RedisCounterStore, redis_client
 
         store = RedisCounterStore(redis_client(redis_url, timeout=2.0))
     _emit(

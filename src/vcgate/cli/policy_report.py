@@ -149,7 +149,7 @@ def _limit_lines(policy: Policy) -> list[str]:
 
 def _counter_lines(policy: Policy, decision: PolicyDecision, model: str | None, store: Any) -> list[str]:
     """The counters the call would touch, with their state when a store is given."""
-    from .limits import USD_UNIT, CallEstimate, Caller, plan_limits
+    from ..policy.limits import USD_UNIT, CallEstimate, Caller, plan_limits
 
     specs = policy.limits_for(decision)
     if not specs:
