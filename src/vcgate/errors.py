@@ -89,6 +89,26 @@ __all__ = [
     "AuditTamperedError",
     "AuditCorruptError",
     "NotFoundError",
+    "DelegationError",
+    "DelegationInvalidError",
+    "DelegationNotAllowedError",
+    "DelegationParentMissingError",
+    "DelegationReparentedError",
+    "DelegationIssuerMismatchError",
+    "DelegationSignatureInvalidError",
+    "DelegationExpiredError",
+    "DelegationNotYetValidError",
+    "DelegationRevokedError",
+    "DelegationSuspendedError",
+    "DelegationDepthExceededError",
+    "DelegationCycleError",
+    "DelegationHolderMismatchError",
+    "DelegationListWidenedError",
+    "DelegationLimitRaisedError",
+    "DelegationClaimChangedError",
+    "DelegationClaimAddedError",
+    "DelegationValidityWidenedError",
+    "DelegationDepthWidenedError",
     "ERROR_CODES",
 ]
 
@@ -646,6 +666,126 @@ class LimitUnresolvedError(PolicyDeniedError):
     code = "limit_unresolved"
     status = 403
     default_message = "a limit that applies to this call cannot be evaluated"
+
+
+# --- delegation chains (docs/delegation.md) ----------------------------------------------------
+
+
+class DelegationError(VCGateError):
+    """A delegation chain is refused. Every subclass names the hop in its message and in
+    ``details["hop"]`` (0 is the root credential, 1 the first delegation, ...)."""
+
+    code = "delegation_invalid"
+    status = 401
+    default_message = "the delegation credential is not well formed"
+
+
+class DelegationNotAllowedError(DelegationError):
+    code = "delegation_not_allowed"
+    status = 403
+    default_message = "the policy does not accept delegated credentials here"
+
+
+class DelegationParentMissingError(DelegationError):
+    code = "delegation_parent_missing"
+    status = 401
+    default_message = "a delegation credential's parent was not presented"
+
+
+class DelegationReparentedError(DelegationError):
+    code = "delegation_reparented"
+    status = 401
+    default_message = "a delegation credential is presented under another parent than the one it is bound to"
+
+
+class DelegationIssuerMismatchError(DelegationError):
+    code = "delegation_issuer_mismatch"
+    status = 401
+    default_message = "a delegation credential is not issued by the subject of its parent"
+
+
+class DelegationSignatureInvalidError(DelegationError):
+    code = "delegation_signature_invalid"
+    status = 401
+    default_message = "a credential of the delegation chain does not verify"
+
+
+class DelegationExpiredError(DelegationError):
+    code = "delegation_expired"
+    status = 401
+    default_message = "a credential of the delegation chain has expired"
+
+
+class DelegationNotYetValidError(DelegationError):
+    code = "delegation_not_yet_valid"
+    status = 401
+    default_message = "a credential of the delegation chain is not valid yet"
+
+
+class DelegationRevokedError(DelegationError):
+    code = "delegation_revoked"
+    status = 401
+    default_message = "a credential of the delegation chain has been revoked"
+
+
+class DelegationSuspendedError(DelegationError):
+    code = "delegation_suspended"
+    status = 401
+    default_message = "a credential of the delegation chain is suspended"
+
+
+class DelegationDepthExceededError(DelegationError):
+    code = "delegation_depth_exceeded"
+    status = 403
+    default_message = "the delegation chain is deeper than allowed"
+
+
+class DelegationCycleError(DelegationError):
+    code = "delegation_cycle"
+    status = 401
+    default_message = "the delegation chain delegates back to a party already in it"
+
+
+class DelegationHolderMismatchError(DelegationError):
+    code = "delegation_holder_mismatch"
+    status = 401
+    default_message = "the presentation is not signed by the last delegate of the chain"
+
+
+class DelegationListWidenedError(DelegationError):
+    code = "delegation_list_widened"
+    status = 401
+    default_message = "a delegation lists a value its parent does not grant"
+
+
+class DelegationLimitRaisedError(DelegationError):
+    code = "delegation_limit_raised"
+    status = 401
+    default_message = "a delegation raises a numeric limit above its parent's"
+
+
+class DelegationClaimChangedError(DelegationError):
+    code = "delegation_claim_changed"
+    status = 401
+    default_message = "a delegation changes a claim its parent fixed"
+
+
+class DelegationClaimAddedError(DelegationError):
+    code = "delegation_claim_added"
+    status = 401
+    default_message = "a delegation adds a claim its parent does not have"
+
+
+class DelegationValidityWidenedError(DelegationError):
+    code = "delegation_validity_widened"
+    status = 401
+    default_message = "a delegation is valid outside its parent's validity period"
+
+
+class DelegationDepthWidenedError(DelegationError):
+    code = "delegation_depth_widened"
+    status = 401
+    default_message = "a delegation allows deeper sub-delegation than its parent"
 
 
 # --- audit log -----------------------------------------------------------------------------

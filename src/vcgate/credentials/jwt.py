@@ -254,12 +254,14 @@ def issue_credential(
     credential_id: str | None = None,
     format: str = FORMAT_VC_JOSE,
     contexts: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
 ) -> str:
     """Sign a credential for ``subject`` and return it as a compact JWT.
 
     ``types`` are added after ``VerifiableCredential``; ``claims`` go into the credential
     subject next to its ``id``; times are POSIX seconds; ``status`` becomes
     ``credentialStatus``. ``format`` is ``"vc-jose"`` (VCDM 2.0, default) or ``"vc-jwt11"``.
+    ``extra`` adds top-level credential properties (such as ``delegation``, docs/delegation.md).
     """
     claims = dict(claims or {})
     if "id" in claims:
@@ -280,6 +282,7 @@ def issue_credential(
             body["validUntil"] = to_xsd_datetime(valid_until)
         if status is not None:
             body["credentialStatus"] = status
+        body.update({k: v for k, v in (extra or {}).items() if k not in body})
         return sign_jws(key, body, typ="vc+jwt", kid=kid)
     if format == FORMAT_VC_JWT11:
         vc: dict[str, Any] = {
@@ -289,6 +292,7 @@ def issue_credential(
         }
         if status is not None:
             vc["credentialStatus"] = status
+        vc.update({k: v for k, v in (extra or {}).items() if k not in vc})
         payload: dict[str, Any] = {
             "iss": issuer,
             "sub": subject,

@@ -29,6 +29,7 @@ from ..errors import (
 )
 from ..keys import ALGORITHMS
 from .jws import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, JWS, parse_jws
+from .delegation import assemble, link_error
 from .jwt import DEFAULT_CONTEXTS, read_credential
 from .models import VerifiedCredential, VerifiedPresentation
 from .presentation import read_presentation
@@ -206,9 +207,21 @@ class Verifier:
         elif max_age is not None:
             raise MalformedError("the presentation has no 'iat' to check its age against")
 
-        credentials = tuple(self.verify_credential(c) for c in pres.credentials)
+        credentials = []
+        for index, token in enumerate(pres.credentials):
+            try:
+                credentials.append(self.verify_credential(token))
+            except VCGateError as exc:
+                # A failing credential of a delegation chain is refused as such, naming its hop.
+                raise link_error(pres.credentials, index, exc) from exc
         if holder_binding:
+            # In a delegation chain only the leaf is the holder's; its ancestors are about the
+            # delegators (docs/delegation.md), and the chain's own checks bind them.
+            _, chains = assemble(credentials)
+            ancestors = {id(h) for c in chains for h in c.hops[:-1]}
             for cred in credentials:
+                if id(cred) in ancestors:
+                    continue
                 if cred.subject != holder:
                     raise HolderMismatchError(
                         f"the holder {holder[:80]} is not the subject of credential {str(cred.id)[:80]}"
@@ -222,7 +235,7 @@ class Verifier:
             nonce=pres.nonce,
             issued_at=pres.issued_at,
             expires_at=pres.expires_at,
-            credentials=credentials,
+            credentials=tuple(credentials),
             id=pres.id,
             payload=jws.payload,
         )
