@@ -33,8 +33,12 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from ..credentials.delegation import ChainCandidate, DelegationChain, assemble, check_window, is_link
 from ..credentials.models import VerifiedCredential
 from ..errors import (
+    DelegationError,
+    DelegationRevokedError,
+    DelegationSuspendedError,
     RevokedError,
     StatusUnavailableError,
     StatusUnsupportedError,
@@ -48,6 +52,7 @@ from .model import (
     NEEDS_MODEL,
     ClaimConstraint,
     Defaults,
+    DelegationSettings,
     PolicyDocument,
     RuleSpec,
     Template,
@@ -155,6 +160,8 @@ class PolicyDecision(NamedTuple):
     subject: str | None = None
     issuer: str | None = None
     credential: VerifiedCredential | None = None
+    #: The delegation chain that satisfied the rule (or came closest), if a chain was presented.
+    chain: DelegationChain | None = None
 
     def error(self) -> VCGateError | None:
         """The refusal as an exception (``None`` if allowed), for adapters that raise."""
@@ -175,6 +182,11 @@ class PolicyDecision(NamedTuple):
             "grants": {"headers": dict(self.grants.headers), "scopes": list(self.grants.scopes)},
             "subject": self.subject,
             "issuer": self.issuer,
+            **(
+                {"principal": self.chain.principal, "actors": list(self.chain.actors)}
+                if self.chain is not None
+                else {}
+            ),
         }
 
 
@@ -344,7 +356,8 @@ def _compile_header(name: str, template: Template, rule: str) -> tuple[str, int,
             return name, _H_CONST, only
         if only[0] == "claims":
             return name, _H_CLAIM, only[1:]
-        return name, _SINGLE_VARS[only[0]], None
+        if only[0] in _SINGLE_VARS:
+            return name, _SINGLE_VARS[only[0]], None
     return name, _H_TEMPLATE, tuple(parts)
 
 
@@ -375,9 +388,12 @@ class _Rule:
         "headers",
         "scopes",
         "allowed_message",
+        "delegation_allowed",
+        "delegation_max_depth",
+        "delegation_types",
     )
 
-    def __init__(self, spec: RuleSpec, defaults: Defaults) -> None:
+    def __init__(self, spec: RuleSpec, defaults: Defaults, delegation: DelegationSettings = DelegationSettings()) -> None:
         self.spec = spec
         self.name = spec.name
         self.allow = spec.allow
@@ -408,6 +424,10 @@ class _Rule:
         self.headers = tuple(_compile_header(name, t, spec.name) for name, t in spec.grants.headers)
         self.scopes = spec.grants.scopes
         self.allowed_message = f"allowed by rule '{spec.name}'"
+        own = req.delegation
+        self.delegation_allowed = delegation.allowed if own is None or own.allowed is None else own.allowed
+        self.delegation_max_depth = delegation.max_depth if own is None or own.max_depth is None else own.max_depth
+        self.delegation_types = delegation.types if own is None or own.types is None else own.types
 
     def path_ok(self, path: str) -> bool:
         if self.any_path or path in self.path_literals:
@@ -480,7 +500,7 @@ class Policy:
     def __init__(self, document: PolicyDocument) -> None:
         self.document = document
         self._trusted: dict[str, frozenset[str] | None] = {i.did: i.types for i in document.trusted_issuers}
-        self._rules = tuple(_Rule(spec, document.defaults) for spec in document.rules)
+        self._rules = tuple(_Rule(spec, document.defaults, document.delegation) for spec in document.rules)
         self._uses_hosts = any(r.hosts for r in self._rules)
         self._routes: dict[tuple[str, str], tuple[str | None, str, tuple[_Rule, ...]]] = {}
         self._limits_memo: dict[tuple[str, bool], tuple[Any, ...]] = {}  # bounded by the rule count
@@ -594,6 +614,9 @@ class Policy:
         """Decide one request. Never raises for a refusal: the decision says allow or deny.
 
         :param credentials: the verified credentials presented (``None`` or empty: none).
+            Delegation chains among them (root and ``DelegationCredential`` links) are
+            assembled and decided as one candidate on their narrowed claims; the decision's
+            ``chain`` is the chain that allowed or came closest (docs/delegation.md).
         :param now: POSIX seconds, for ``max_age`` and expiry (a session may outlive a credential).
         :param holder: the DID proven to present the credentials (presentation signer or the
             session key's DID); needed when a rule requires holder binding.
@@ -623,6 +646,9 @@ class Policy:
         model = request.model
         model_known = model is not None or request.body_available
         creds = credentials or ()
+        chains: dict[str, ChainCandidate] | None = None
+        if creds and any(is_link(c) for c in creds):
+            creds, chains = _chain_candidates(creds)
 
         pending: list[PolicyDecision | _Undecided] | None = None
         final: PolicyDecision | _Undecided | None = None
@@ -637,7 +663,7 @@ class Policy:
                     maybe = True
                 elif rule.models.match(model) is None:
                     continue
-            outcome = self._apply(rule, request, path, model, model_known, creds, now, holder, status_results)
+            outcome = self._apply(rule, request, path, model, model_known, creds, now, holder, status_results, chains)
             if not maybe:
                 final = outcome
                 break
@@ -663,6 +689,7 @@ class Policy:
         now: float,
         holder: str | None,
         status_results: Mapping[str, StatusOutcome | str] | None,
+        chains: Mapping[str, ChainCandidate] | None = None,
     ) -> PolicyDecision | _Undecided:
         name = rule.name
         if not rule.allow:
@@ -673,16 +700,16 @@ class Policy:
             return _deny("credential_required", f"rule '{name}' requires a credential and none was presented", name)
         undecided = False
         for index, cred in enumerate(creds):
-            notes = self._satisfies(rule, index, cred, model, model_known, now, holder, status_results)
+            notes = self._satisfies(rule, index, cred, model, model_known, now, holder, status_results, chains)
             if notes is None:
                 continue
             if notes is _NEEDS_MODEL:
                 undecided = True
                 continue
-            return self._allow(rule, cred, holder, model, notes)
+            return self._allow(rule, cred, holder, model, notes, _chain_of(chains, cred))
         if undecided:
             return _Undecided(name, (Reason("body_required", f"rule '{name}' needs the request's model to decide"),))
-        return self._explain_denial(rule, creds, model, model_known, now, holder, status_results)
+        return self._explain_denial(rule, creds, model, model_known, now, holder, status_results, chains)
 
     def _satisfies(
         self,
@@ -694,10 +721,18 @@ class Policy:
         now: float,
         holder: str | None,
         status_results: Mapping[str, StatusOutcome | str] | None,
+        chains: Mapping[str, ChainCandidate] | None = None,
     ) -> tuple[Reason, ...] | None:
         """The fast path: ``None`` if ``cred`` fails the rule, ``_NEEDS_MODEL`` if only the
         unknown model can tell, else the notes to attach to an allow (usually ``()``).
         Must agree with :meth:`_failures`, which explains a failure."""
+        chain_notes: tuple[Reason, ...] = ()
+        if chains is not None:
+            candidate = chains.get(cred.token)
+            if candidate is not None:
+                failed, chain_notes = _chain_failures(rule, index, candidate, now, status_results)
+                if failed:
+                    return None
         issuer = cred.issuer
         trusted = self._trusted.get(issuer, MISSING)
         if trusted is MISSING:
@@ -743,7 +778,7 @@ class Policy:
             for predicate in rule.model_predicates:
                 if not predicate(claims, model):
                     return None
-        return notes
+        return notes + chain_notes if chain_notes else notes
 
     def _failures(
         self,
@@ -755,11 +790,18 @@ class Policy:
         now: float,
         holder: str | None,
         status_results: Mapping[str, StatusOutcome | str] | None,
+        chains: Mapping[str, ChainCandidate] | None = None,
     ) -> tuple[list[tuple[int, Reason]], tuple[Reason, ...]]:
-        """Every way ``cred`` fails ``rule``, each with its stage; and any notes."""
+        """Every way ``cred`` fails ``rule``, each with its stage (in stage order); and any notes."""
         failures: list[tuple[int, Reason]] = []
         notes: tuple[Reason, ...] = ()
-        label = _label(index, cred)
+        candidate = chains.get(cred.token) if chains is not None else None
+        if candidate is not None:
+            failures, notes = _chain_failures(rule, index, candidate, now, status_results)
+            if candidate.chain is None:
+                return failures, notes  # a broken chain: nothing else about it can be trusted
+        label = _label(index, cred) if candidate is None else _chain_label(index, candidate)
+        holder_code = "holder_mismatch" if candidate is None else "delegation_holder_mismatch"
         issuer = cred.issuer
 
         def fail(stage: int, code: str, message: str) -> None:
@@ -784,9 +826,10 @@ class Policy:
             fail(_S_EXPIRED, "expired", "the credential has expired")
         if rule.holder_binding:
             if holder is None:
-                fail(_S_HOLDER, "holder_mismatch", "holder binding is required and no holder was proven")
+                fail(_S_HOLDER, holder_code, "holder binding is required and no holder was proven")
             elif cred.subject != holder:
-                fail(_S_HOLDER, "holder_mismatch", f"the holder {_short(holder, 80)} is not the credential's subject")
+                what = "the credential's subject" if candidate is None else "the chain's last delegate"
+                fail(_S_HOLDER, holder_code, f"the holder {_short(holder, 80)} is not {what}")
         if rule.max_age is not None:
             issued = _issued_at(cred)
             if issued is None:
@@ -817,6 +860,7 @@ class Policy:
             why = constraint.test(claims, model, model_known)
             if why is not None and why is not NEEDS_MODEL:
                 fail(_S_MODEL, "claim_mismatch", str(why))
+        failures.sort(key=lambda f: f[0])  # stable: within a stage, the order of the checks
         return failures, notes
 
     def _explain_denial(
@@ -828,13 +872,14 @@ class Policy:
         now: float,
         holder: str | None,
         status_results: Mapping[str, StatusOutcome | str] | None,
+        chains: Mapping[str, ChainCandidate] | None = None,
     ) -> PolicyDecision:
         """No credential satisfies ``rule``: collect every reason; the main one comes from the
         credential that got furthest through the checks."""
         best_stage, best, primary = -1, None, None
         reasons: list[Reason] = []
         for index, cred in enumerate(creds):
-            failures, notes = self._failures(rule, index, cred, model, model_known, now, holder, status_results)
+            failures, notes = self._failures(rule, index, cred, model, model_known, now, holder, status_results, chains)
             if not failures:  # cannot happen while _satisfies and _failures agree; never allow here
                 failures = [(0, Reason("policy_denied", f"{_label(index, cred)}: does not meet rule '{rule.name}'"))]
             reasons.extend(r for _, r in failures)
@@ -843,6 +888,7 @@ class Policy:
             if stage > best_stage:
                 best_stage, best, primary = stage, cred, reason
         assert primary is not None and best is not None
+        chain = _chain_of(chains, best)
         return PolicyDecision(
             False,
             DENIAL_CODES[primary.code].status,
@@ -851,9 +897,10 @@ class Policy:
             rule.name,
             tuple(reasons),
             _NO_GRANTS,
-            best.subject,
+            chain.principal if chain is not None else best.subject,
             best.issuer,
             best,
+            chain,
         )
 
     def _allow(
@@ -863,8 +910,10 @@ class Policy:
         holder: str | None,
         model: str | None,
         notes: tuple[Reason, ...],
+        chain: DelegationChain | None = None,
     ) -> PolicyDecision:
-        subject = cred.subject if cred is not None else None
+        # For a chain the subject is the principal (RFC 8693 `sub`); the caller is `holder`.
+        subject = chain.principal if chain is not None else cred.subject if cred is not None else None
         issuer = cred.issuer if cred is not None else None
         grants = _NO_GRANTS
         if rule.headers or rule.scopes:
@@ -884,7 +933,7 @@ class Policy:
                 elif kind == _H_MODEL:
                     value = model
                 else:
-                    value = _render_template(arg, subject, issuer, holder, model, cred)
+                    value = _render_template(arg, subject, issuer, holder, model, cred, chain)
                 if value is None:
                     continue  # no value (no such claim, no subject): the header is left out
                 if not (value.isascii() and value.isprintable()) or len(value) > _MAX_HEADER_VALUE:
@@ -903,10 +952,11 @@ class Policy:
                         subject,
                         issuer,
                         cred,
+                        chain,
                     )
                 headers[name] = value
             grants = Grants(headers, rule.scopes)
-        return PolicyDecision(True, 200, None, rule.allowed_message, rule.name, notes, grants, subject, issuer, cred)
+        return PolicyDecision(True, 200, None, rule.allowed_message, rule.name, notes, grants, subject, issuer, cred, chain)
 
 
 def _render_template(
@@ -916,6 +966,7 @@ def _render_template(
     holder: str | None,
     model: str | None,
     cred: VerifiedCredential | None,
+    chain: DelegationChain | None = None,
 ) -> str | None:
     pieces = []
     for part in parts:
@@ -925,12 +976,122 @@ def _render_template(
         var = part[0]
         if var == "claims":
             value = _render(lookup_claim(cred.claims, part[1:])) if cred is not None else None
+        elif var in _CHAIN_VARS:
+            value = _chain_var(var, chain, cred)
         else:
             value = {"subject": subject, "issuer": issuer, "holder": holder, "model": model}[var]
         if value is None:
             return None
         pieces.append(value)
     return "".join(pieces)
+
+
+# --- delegation chains (docs/delegation.md) -------------------------------------------------------
+
+_CHAIN_VARS = frozenset({"principal", "actors", "chain"})
+
+
+def _chain_var(var: str, chain: DelegationChain | None, cred: VerifiedCredential | None) -> str | None:
+    """``$principal`` / ``$actors`` / ``$chain``; a credential used directly is a chain of none."""
+    if chain is not None:
+        principal, actors = chain.principal, list(chain.actors)
+    elif cred is not None:
+        principal, actors = cred.subject, []
+    else:
+        return None
+    if var == "principal":
+        return principal
+    if principal is None:
+        return None
+    return _render(actors if var == "actors" else [principal, *actors])
+
+
+def _chain_candidates(creds: Sequence[VerifiedCredential]) -> tuple[tuple[VerifiedCredential, ...], dict[str, ChainCandidate]]:
+    """Standalone credentials and one view per chain (keyed by its token, the leaf's)."""
+    standalone, found = assemble(creds)
+    views = list(standalone)
+    chains: dict[str, ChainCandidate] = {}
+    for candidate in found:
+        view = candidate.chain.view() if candidate.chain is not None else candidate.hops[-1]
+        chains[view.token] = candidate
+        views.append(view)
+    return tuple(views), chains
+
+
+def _chain_of(chains: Mapping[str, ChainCandidate] | None, cred: VerifiedCredential | None) -> DelegationChain | None:
+    if chains is None or cred is None:
+        return None
+    candidate = chains.get(cred.token)
+    return candidate.chain if candidate is not None else None
+
+
+def _chain_label(index: int, candidate: ChainCandidate) -> str:
+    root, leaf = candidate.hops[0], candidate.hops[-1]
+    types = [t for t in root.types if t not in ("VerifiableCredential", "DelegationCredential")]
+    kind = types[-1] if types else "VerifiableCredential"
+    links = len(candidate.hops) - 1
+    return f"credential #{index + 1} (chain of {links} link{'s' if links != 1 else ''} from a {kind} of {_short(root.issuer)} to {_short(leaf.subject)})"
+
+
+def _chain_failures(
+    rule: _Rule,
+    index: int,
+    candidate: ChainCandidate,
+    now: float,
+    status_results: Mapping[str, StatusOutcome | str] | None,
+) -> tuple[list[tuple[int, Reason]], tuple[Reason, ...]]:
+    """What a chain owes a rule beyond what its view is checked for: that it holds at all,
+    that the rule accepts delegation of this root and this deep, and every hop's validity and
+    status. Each failure with its stage, and notes (fail-open status)."""
+    label = _chain_label(index, candidate)
+    failures: list[tuple[int, Reason]] = []
+    notes: tuple[Reason, ...] = ()
+
+    def fail(stage: int, code: str, message: str) -> None:
+        failures.append((stage, Reason(code, f"{label}: {message}")))
+
+    chain = candidate.chain
+    if chain is None:
+        assert candidate.error is not None
+        fail(_S_SCOPE, candidate.error.code, candidate.error.message)
+        return failures, notes
+    if not rule.delegation_allowed:
+        fail(_S_SCOPE, "delegation_not_allowed", f"rule '{rule.name}' does not accept delegated credentials")
+    elif rule.delegation_types is not None and rule.delegation_types.isdisjoint(chain.root.types):
+        fail(_S_SCOPE, "delegation_not_allowed",
+             f"the root's type may not be delegated here (delegable: {', '.join(sorted(rule.delegation_types))})")
+    if chain.depth > rule.delegation_max_depth:
+        fail(_S_SCOPE, "delegation_depth_exceeded",
+             f"hop {rule.delegation_max_depth + 1}: the chain has {chain.depth} links, rule '{rule.name}' allows "
+             f"{rule.delegation_max_depth}")
+    for hop, cred in enumerate(chain.hops):
+        try:
+            check_window(cred, hop, now)
+        except DelegationError as exc:
+            fail(_S_EXPIRED, exc.code, exc.message)
+    if rule.status != _OFF:
+        for hop, cred in enumerate(chain.hops):
+            if not cred.status:
+                continue
+            outcome = status_results.get(cred.token) if status_results is not None else None
+            if outcome == "ok":
+                continue
+            if outcome is not None and outcome not in _OUTCOMES:
+                raise ValueError(f"unknown status outcome {outcome!r}; use a StatusOutcome")
+            who = f"hop {hop} ({_short(cred.subject)})"
+            if outcome is None or outcome == "unavailable":
+                if rule.status == _FAIL_OPEN:
+                    notes += (Reason(StatusUnavailableError.code,
+                                     f"{label}: {who}: status could not be checked; accepted (status: fail-open)"),)
+                else:
+                    fail(_S_STATUS, StatusUnavailableError.code, f"{who}: its status cannot be established now (status: required)")
+            elif outcome == "revoked":
+                fail(_S_STATUS, DelegationRevokedError.code, f"{who}: revoked by its issuer")
+            elif outcome == "suspended":
+                fail(_S_STATUS, DelegationSuspendedError.code, f"{who}: suspended by its issuer")
+            else:
+                fail(_S_STATUS, StatusUnsupportedError.code, f"{who}: its status entry is of a type this gateway cannot check")
+    return failures, notes
 
 
 def _fail_open_note(index: int, cred: VerifiedCredential) -> Reason:

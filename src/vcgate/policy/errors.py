@@ -14,6 +14,7 @@ from __future__ import annotations
 from ..errors import (
     BodyRequiredError,
     ClaimMismatchError,
+    DelegationError,
     CredentialRequiredError,
     CredentialTooOldError,
     CredentialTypeMissingError,
@@ -77,5 +78,8 @@ DENIAL_CODES: dict[str, type[VCGateError]] = {
         SuspendedError,
         StatusUnavailableError,
         StatusUnsupportedError,
+        # Every delegation_* code (docs/delegation.md) can be a decision's code.
+        DelegationError,
+        *DelegationError.__subclasses__(),
     )
 }

@@ -36,6 +36,8 @@ __all__ = [
     "STATUS_MODES",
     "ClaimConstraint",
     "Defaults",
+    "DelegationRule",
+    "DelegationSettings",
     "GrantSpec",
     "Match",
     "PolicyDocument",
@@ -330,15 +332,16 @@ class ClaimConstraint:
 # --- grants -----------------------------------------------------------------------------------
 
 _VAR = re.compile(r"\$\$|\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*)|\$")
-_SIMPLE_VARS = ("subject", "issuer", "holder", "rule", "model")
-_CREDENTIAL_VARS = ("subject", "issuer", "holder", "claims")
+_SIMPLE_VARS = ("subject", "issuer", "holder", "rule", "model", "principal", "actors", "chain")
+_CREDENTIAL_VARS = ("subject", "issuer", "holder", "claims", "principal", "actors", "chain")
 
 
 @dataclass(frozen=True, slots=True)
 class Template:
     """A grant header value: literal text and ``$variables`` (``$subject``, ``$issuer``,
-    ``$holder``, ``$rule``, ``$model``, ``$claims.<path>``; ``${...}`` to delimit; ``$$``
-    for a literal ``$``). ``parts`` holds literal strings and variable tuples."""
+    ``$holder``, ``$rule``, ``$model``, ``$claims.<path>``, and for delegation chains
+    ``$principal``, ``$actors``, ``$chain``; ``${...}`` to delimit; ``$$`` for a literal
+    ``$``). ``parts`` holds literal strings and variable tuples."""
 
     text: str
     parts: tuple[str | tuple[str, ...], ...]
@@ -416,6 +419,28 @@ class Defaults:
     holder_binding: bool = True
 
 
+#: The most links a policy may allow (vcgate never walks a longer chain).
+MAX_DELEGATION_DEPTH = 8
+
+
+@dataclass(frozen=True, slots=True)
+class DelegationSettings:
+    """The top-level ``delegation:`` block (docs/delegation.md). Off unless the policy says so."""
+
+    allowed: bool = False
+    max_depth: int = 1
+    types: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DelegationRule:
+    """A rule's ``require.delegation``: each given key overrides the top level's."""
+
+    allowed: bool | None = None
+    max_depth: int | None = None
+    types: frozenset[str] | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """Which requests a rule applies to. ``None`` for a dimension means any."""
@@ -438,6 +463,7 @@ class Requirements:
     holder_binding: bool | None = None
     status: str | None = None
     max_age: int | None = None
+    delegation: DelegationRule | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,6 +499,7 @@ class PolicyDocument:
     #: Top-level ``limits:`` and ``prices:`` (policy/limits.py: LimitSpec, PriceSpec).
     limits: tuple[Any, ...] = ()
     prices: tuple[Any, ...] = ()
+    delegation: DelegationSettings = DelegationSettings()
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -640,12 +667,13 @@ class _Checker:
         return text
 
 
-_TOP_KEYS = ("version", "audience", "trusted_issuers", "defaults", "rules", "limits", "prices")
+_TOP_KEYS = ("version", "audience", "trusted_issuers", "defaults", "delegation", "rules", "limits", "prices")
 _ISSUER_KEYS = ("did", "types", "name")
 _DEFAULT_KEYS = ("status", "max_credential_age", "holder_binding")
 _RULE_KEYS = ("name", "description", "match", "allow", "public", "require", "grants", "limits")
 _MATCH_KEYS = ("methods", "paths", "hosts", "models")
-_REQUIRE_KEYS = ("types", "issuers", "claims", "holder_binding", "status", "max_age")
+_REQUIRE_KEYS = ("types", "issuers", "claims", "holder_binding", "status", "max_age", "delegation")
+_DELEGATION_KEYS = ("allowed", "max_depth", "types")
 _CONSTRAINT_KEYS = ("equals", "one_of", "glob", "min", "max", "contains")
 _GRANT_KEYS = ("headers", "scopes")
 _METHOD = re.compile(r"[A-Za-z]{1,20}")
@@ -690,12 +718,25 @@ def _document(c: _Checker, root: Node) -> PolicyDocument | None:
     trusted = {i.did for i in issuers} if issuers is not None else None
     limits, prices = _top_limits(c, top)
     rules = _rules(c, top["rules"][1], trusted) if "rules" in top else None
+    delegation = DelegationSettings()
+    if "delegation" in top:
+        spec = _delegation(c, top["delegation"][1], "delegation")
+        if spec is None:
+            return None
+        # Writing the block turns delegation on unless it says `allowed: false`.
+        delegation = DelegationSettings(
+            allowed=spec.allowed is not False,
+            max_depth=spec.max_depth if spec.max_depth is not None else 1,
+            types=spec.types,
+        )
     if version is None or audience is None or issuers is None or defaults is None or rules is None:
         return None
     if limits is None or prices is None:
         return None
     _check_priced(c, limits, rules, prices)
-    return PolicyDocument(c.source, version, audience, tuple(issuers), defaults, tuple(rules), limits, prices)
+    return PolicyDocument(
+        c.source, version, audience, tuple(issuers), defaults, tuple(rules), limits, prices, delegation=delegation
+    )
 
 
 # --- limits (the schema itself is in policy/limits.py) -------------------------------------
@@ -722,6 +763,36 @@ def _check_priced(c: _Checker, limits: tuple[Any, ...], rules: list[RuleSpec], p
     from .limits import check_priced
 
     check_priced(c, [*limits, *(spec for rule in rules for spec in rule.limits)], prices)
+
+
+def _delegation(c: _Checker, node: Node, field: str) -> DelegationRule | None:
+    """``delegation:`` (top level) or ``require.delegation:`` -- the same three keys."""
+    spec = c.mapping(node, field, _DELEGATION_KEYS)
+    if spec is None:
+        return None
+    ok = True
+    allowed = c.boolean(spec["allowed"][1], f"{field}.allowed") if "allowed" in spec else None
+    if "allowed" in spec and allowed is None:
+        ok = False
+    max_depth = None
+    if "max_depth" in spec:
+        dnode = spec["max_depth"][1]
+        good, value = c.scalar(dnode, f"{field}.max_depth")
+        if not good:
+            ok = False
+        elif type(value) is not int or not 1 <= value <= MAX_DELEGATION_DEPTH:
+            c.problem(dnode, f"{field}.max_depth", f"expected an integer from 1 to {MAX_DELEGATION_DEPTH}, found {value!r}")
+            ok = False
+        else:
+            max_depth = value
+    types = None
+    if "types" in spec:
+        values = c.strings(spec["types"][1], f"{field}.types")
+        if values is None:
+            ok = False
+        else:
+            types = frozenset(v for _, v in values)
+    return DelegationRule(allowed, max_depth, types) if ok else None
 
 
 def _audience(c: _Checker, node: Node) -> str | None:
@@ -1009,12 +1080,13 @@ def _require(c: _Checker, node: Node, field: str, trusted: set[str] | None) -> R
     binding = c.boolean(spec["holder_binding"][1], f"{field}.holder_binding") if "holder_binding" in spec else None
     status = c.status_mode(spec["status"][1], f"{field}.status") if "status" in spec else None
     max_age = c.duration(spec["max_age"][1], f"{field}.max_age") if "max_age" in spec else None
-    for key, value in (("holder_binding", binding), ("status", status), ("max_age", max_age)):
+    delegation = _delegation(c, spec["delegation"][1], f"{field}.delegation") if "delegation" in spec else None
+    for key, value in (("holder_binding", binding), ("status", status), ("max_age", max_age), ("delegation", delegation)):
         if key in spec and value is None:
             ok = False
     if not ok:
         return None
-    return Requirements(types, issuers, tuple(claims), binding, status, max_age)
+    return Requirements(types, issuers, tuple(claims), binding, status, max_age, delegation)
 
 
 def _literal(c: _Checker, node: Node, field: str) -> tuple[bool, Any]:
