@@ -44,6 +44,8 @@ def test_valid_chain_narrows_and_names_everyone(w: World, depth: int) -> None:
         act = act.get("act")
     assert act is None
     assert chain.valid_until == NOW + 3600
+    assert [did for did, _ in chain.links] == list(chain.parties)
+    assert chain.links[0][1] == ROOT_CLAIMS and chain.links[-1][1] == chain.claims
 
 
 def test_presentation_by_the_leaf_passes_holder_binding(w: World) -> None:

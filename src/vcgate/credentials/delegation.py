@@ -210,7 +210,8 @@ class DelegationChain:
     valid_from: float | None
     valid_until: float | None
     max_depth: int | None
-    restated: tuple[tuple[str, ...], ...] = field(default=())
+    #: The effective claims at each hop (root first): what each party in ``parties`` holds.
+    hop_claims: tuple[Mapping[str, Any], ...] = field(default=())
 
     @property
     def root(self) -> VerifiedCredential:
@@ -239,6 +240,12 @@ class DelegationChain:
     def parties(self) -> tuple[str, ...]:
         """The principal followed by the actors (``$chain`` in grant templates)."""
         return (str(self.principal), *self.actors)
+
+    @property
+    def links(self) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+        """``(DID, effective claims at that hop)`` per party, the principal first and the
+        caller last (the shape :class:`vcgate.policy.limits.Caller` takes as ``chain``)."""
+        return tuple(zip(self.parties, self.hop_claims))
 
     @property
     def act(self) -> dict[str, Any] | None:
@@ -289,7 +296,7 @@ def check_chain(
     claims: dict[str, Any] = dict(root.claims)
     valid_from, valid_until = root.valid_from, root.valid_until
     seen = {root.subject}
-    restated: list[tuple[str, ...]] = [()]
+    hop_claims: list[Mapping[str, Any]] = [claims]
     for hop in range(1, len(hops)):
         parent, link = hops[hop - 1], hops[hop]
         label = f"hop {hop} ({_short(link.issuer)} -> {_short(link.subject)})"
@@ -328,14 +335,14 @@ def check_chain(
             left = binding.max_depth
         allowance = left
         claims = narrow_claims(claims, link.claims, hop=hop)
-        restated.append(tuple(sorted(link.claims)))
+        hop_claims.append(claims)
     depth = len(hops) - 1
     if max_depth is not None and depth > max_depth:
         raise DelegationDepthExceededError(f"hop {max_depth + 1}: the chain has {depth} links, the policy allows {max_depth}", hop=max_depth + 1)
     if now is not None:
         for hop, cred in enumerate(hops):
             check_window(cred, hop, now, leeway)
-    return DelegationChain(tuple(hops), claims, valid_from, valid_until, allowance, tuple(restated))
+    return DelegationChain(tuple(hops), claims, valid_from, valid_until, allowance, tuple(hop_claims))
 
 
 def check_window(cred: VerifiedCredential, hop: int, now: float, leeway: float = 0.0) -> None:
