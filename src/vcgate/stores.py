@@ -716,15 +716,15 @@ class RedisCounterStore:
 
 
 _SESSION_PUT_LUA = """
-local now = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local max = tonumber(ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-redis.call('ZADD', KEYS[2], now + ttl, KEYS[1])
-local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
-if extra > 0 then
-  local old = redis.call('ZPOPMIN', KEYS[2], extra)
-  for i = 1, #old, 2 do redis.call('DEL', old[i]) end
+redis.call('LREM', KEYS[2], 0, KEYS[1])
+redis.call('LPUSH', KEYS[2], KEYS[1])
+local old = redis.call('LRANGE', KEYS[2], max, -1)
+if #old > 0 then
+  for i = 1, #old do redis.call('DEL', old[i]) end
+  redis.call('LTRIM', KEYS[2], 0, max - 1)
 end
 if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
 return 1
@@ -734,8 +734,8 @@ return 1
 class RedisSessionStore:
     """Session records every replica can read: ``GET`` per lookup, one script per ``put``.
 
-    Each holder has a sorted set of its live sessions (scored by expiry); a ``put`` beyond
-    ``max_per_holder`` deletes that holder's sessions closest to expiry, in the same script.
+    Each holder has a list of its newest sessions; a ``put`` beyond ``max_per_holder`` deletes
+    that holder's oldest sessions, in the same script.
     Values are capped at ``max_value_bytes``; Redis's ``maxmemory`` bounds the total (run it
     with ``maxmemory-policy noeviction``: see ``docs/limits.md``).
     """
@@ -747,14 +747,14 @@ class RedisSessionStore:
         prefix: str = "vcgate:session:",
         max_per_holder: int = 16,
         max_value_bytes: int = 256 * 1024,
-        clock: Clock = time.time,
     ) -> None:
         _check_client(client)
+        if max_per_holder < 1 or max_value_bytes < 1:
+            raise ValueError("max_per_holder and max_value_bytes must be positive")
         self._client = client
         self._prefix = prefix
         self.max_per_holder = max_per_holder
         self.max_value_bytes = max_value_bytes
-        self._clock = clock
         self._errors = _redis_errors()
         self._put = _script(client, _SESSION_PUT_LUA)
 
@@ -764,7 +764,7 @@ class RedisSessionStore:
             raise ValueError(f"a session value is bytes of at most {self.max_value_bytes} bytes")
         keys = [self._prefix + b64url_encode(_digest(key)), self._prefix + "holder:" + b64url_encode(_digest(holder))]
         try:
-            self._put(keys=keys, args=[value, ms, int(self._clock() * 1000), self.max_per_holder])
+            self._put(keys=keys, args=[value, ms, self.max_per_holder])
         except self._errors as exc:
             raise StoreUnavailableError(f"Redis session store: {type(exc).__name__}") from exc
 

@@ -185,3 +185,55 @@ def test_redis_restarted_empty_no_dpop_replay_accepted(redis_server, tmp_path): 
             gw.session.verify(authorization=f"DPoP {token}", dpop=fresh, htm="POST", htu=URL)
     finally:
         restarted.stop()
+
+
+def test_token_budget_two_replicas_streamed_and_json_never_exceeds(redis_server):  # noqa: F811
+    """Concurrent calls through two meters (replicas) on one Redis, answered by a fake OpenAI
+    upstream as JSON or as a stream, reconciled from the usage each reports."""
+    import json
+    import random
+
+    from tests.fake_openai import answer
+    from vcgate.errors import QuotaExceededError
+    from vcgate.policy.limits import CallEstimate, LimitPlan, LimitSpec, ResolvedLimit
+    from vcgate.usage import Meter, StreamUsage, rewrite_body, usage_from_json
+
+    budget = 20_000
+    spec = LimitSpec("monthly-tokens", "tokens", "$principal", None, budget, None, 30 * 86400, reserve=300)
+    meters = [Meter(store=store) for store in _replicas(redis_server)]
+    lock = threading.Lock()
+    committed: list[int] = []
+
+    def worker(index: int) -> None:
+        rng = random.Random(index)
+        meter = meters[index % 2]
+        for i in range(15):
+            raw = json.dumps({"model": "m", "stream": bool(i % 2),
+                              "messages": [{"role": "user", "content": "y" * rng.randint(10, 800)}]}).encode()
+            est = CallEstimate("m", len(raw), spec.reserve)
+            counter = Counter("monthly-tokens/2592000|did:key:zP", budget, spec.per, est.prompt_tokens + est.max_output)
+            plan = LimitPlan((ResolvedLimit(spec, "did:key:zP", budget, counter),))
+            try:
+                admission = meter.admit(plan)
+            except QuotaExceededError:
+                continue
+            sent, added = rewrite_body(raw, max_output=spec.reserve)
+            response, prompt, completion = answer(sent, rng=rng)
+            if i % 2:
+                reader = StreamUsage(strip_usage_chunk=added)
+                reader.feed(response)
+                usage = reader.usage
+            else:
+                usage = usage_from_json(response)
+            meter.settle(admission, usage)
+            with lock:
+                committed.append(prompt + completion)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    used = meters[0].store.peek([Counter("monthly-tokens/2592000|did:key:zP", budget, spec.per, 0)])[0].used
+    assert len(committed) < 8 * 15  # the budget refused some calls
+    assert used == sum(committed) <= budget

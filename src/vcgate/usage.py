@@ -1,0 +1,364 @@
+"""Usage accounting for limits and budgets (``docs/limits.md``): reserve when a call is
+admitted, reconcile with the ``usage`` the model server reports, release on failure.
+
+The pieces, each usable alone (no I/O here except through the injected counter store):
+
+* :func:`estimate_call` -- from the OpenAI request body: the model, an upper bound of the
+  prompt's tokens (its UTF-8 size) and the output it may generate (``max_completion_tokens``
+  or ``max_tokens`` times ``n``);
+* :func:`rewrite_body` -- the request body the upstream must get so the accounting holds: an
+  output cap when the client set none, and ``stream_options.include_usage`` on a stream;
+* :func:`usage_from_json` and :class:`StreamUsage` -- the ``usage`` of a JSON answer and of a
+  server-sent-events stream (dropping the usage-only chunk when the client did not ask for it);
+* :class:`Meter` -- reserve / settle / release on a :class:`~vcgate.stores.CounterStore`, the
+  429 ``quota_exceeded`` with ``Retry-After`` and the IETF ``RateLimit-Policy`` /
+  ``RateLimit`` header values, and Prometheus counters per limit name.
+
+The prompt bound is conservative on purpose: a BPE token covers at least one byte of text in
+the tokenizers in use, and the JSON around the messages outweighs the chat template's few
+tokens per message, so reserving the body's size in tokens never reserves too little for text.
+Images and audio parts are not bounded this way (see docs/limits.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import QuotaExceededError, VCGateError
+from .policy.limits import USD_UNIT, CallEstimate, LimitPlan, LimitSpec, ResolvedLimit, cost_units
+from .stores import CounterStore, Reservation
+from .strictjson import loads_strict
+
+__all__ = [
+    "MAX_EVENT_BYTES",
+    "Admission",
+    "LimitMetrics",
+    "Meter",
+    "StreamUsage",
+    "Usage",
+    "estimate_call",
+    "output_cap",
+    "rewrite_body",
+    "usage_from_json",
+]
+
+_MAX_TOKENS = 10**9
+_BODY_DEPTH = 128
+#: An SSE event larger than this is passed through unparsed (its usage, if any, is not read:
+#: the call is then charged its whole reservation).
+MAX_EVENT_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens a call used, as the model server reported them."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @classmethod
+    def from_mapping(cls, usage: Any) -> Usage | None:
+        """OpenAI ``usage`` (chat/completions: prompt/completion; Responses API: input/output)."""
+        if not isinstance(usage, Mapping):
+            return None
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+        completion = usage.get("completion_tokens", usage.get("output_tokens"))
+        if not (_count(prompt) and _count(completion)):
+            return None
+        return cls(prompt, completion)
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= _MAX_TOKENS
+
+
+# --- the request ------------------------------------------------------------------------------
+
+
+def _parse(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = loads_strict(body, max_depth=_BODY_DEPTH, what="the request body")
+    except VCGateError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _requested_output(data: Mapping[str, Any]) -> int | None:
+    """The output the request allows itself: ``max_completion_tokens`` (or ``max_tokens``) x ``n``."""
+    cap = data.get("max_completion_tokens", data.get("max_tokens", data.get("max_output_tokens")))
+    if not _count(cap):
+        return None
+    n = data.get("n", 1)
+    return cap * (n if _count(n) and n >= 1 else 1)
+
+
+def output_cap(specs: Sequence[LimitSpec]) -> int | None:
+    """The output tokens a request that sets none gets: the smallest ``reserve`` of the token
+    and cost limits that apply (``None`` if none applies)."""
+    reserves = [s.reserve for s in specs if s.kind != "requests"]
+    return min(reserves) if reserves else None
+
+
+def estimate_call(body: bytes | None, *, model: str | None = None, specs: Sequence[LimitSpec] = ()) -> CallEstimate:
+    """What a call may use, from its body (``None``: a headers-only gateway did not see it).
+
+    Without a body the prompt is unknown (0) and the output is the limits' :func:`output_cap`:
+    budgets there rely on the usage report (docs/limits.md).
+    """
+    cap = output_cap(specs)
+    if not body:
+        return CallEstimate(model, 0, cap)
+    data = _parse(body)
+    if data is None:
+        return CallEstimate(model, len(body), cap)
+    if model is None and isinstance(data.get("model"), str):
+        model = data["model"]
+    requested = _requested_output(data)
+    return CallEstimate(model, len(body), requested if requested is not None else cap)
+
+
+def rewrite_body(body: bytes, *, max_output: int | None) -> tuple[bytes, bool]:
+    """The body to send upstream, and whether ``include_usage`` was added (strip its chunk).
+
+    Adds ``max_tokens: max_output`` when the client set no output cap (``max_tokens`` is the
+    field every OpenAI-compatible server knows; a client that needs
+    ``max_completion_tokens`` sets it itself), and ``stream_options.include_usage: true`` on
+    a stream that did not ask for usage. An unparseable or unchanged body is returned as is.
+    """
+    data = _parse(body)
+    if data is None:
+        return body, False
+    changed = added = False
+    if max_output is not None and _requested_output(data) is None:
+        data["max_tokens"] = max_output
+        changed = True
+    if data.get("stream") is True:
+        options = data.get("stream_options")
+        if not isinstance(options, dict):
+            options = {}
+        if options.get("include_usage") is not True:
+            data["stream_options"] = {**options, "include_usage": True}
+            changed = added = True
+    if not changed:
+        return body, False
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode(), added
+
+
+# --- the response -----------------------------------------------------------------------------
+
+
+def usage_from_json(body: bytes) -> Usage | None:
+    """The ``usage`` of a JSON answer, or ``None`` if it has none (or is not JSON)."""
+    if b'"usage"' not in body:
+        return None
+    data = _parse(body)
+    return Usage.from_mapping(data.get("usage")) if data is not None else None
+
+
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+class StreamUsage:
+    """Reads ``usage`` out of an OpenAI server-sent-events stream as it passes through.
+
+    ``feed`` returns the bytes to send on (whole events; a partial one waits for its end),
+    ``close`` the rest. With ``strip_usage_chunk`` (the gate asked for usage the client did
+    not) the usage-only chunk (``choices: []``) is dropped, so the client sees the stream it
+    asked for. The last non-null ``usage`` seen is :attr:`usage`.
+    """
+
+    def __init__(self, *, strip_usage_chunk: bool = False) -> None:
+        self.strip = strip_usage_chunk
+        self.usage: Usage | None = None
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._buffer += chunk
+        out: list[bytes] = []
+        start = 0
+        buf = self._buffer
+        for m in _EVENT_END.finditer(buf):
+            event = buf[start : m.end()]
+            start = m.end()
+            if self._keep(event):
+                out.append(event)
+        rest = buf[start:]
+        if len(rest) > MAX_EVENT_BYTES:  # never hold an unbounded event: pass it on unread
+            out.append(rest)
+            rest = b""
+        self._buffer = rest
+        return b"".join(out)
+
+    def close(self) -> bytes:
+        rest, self._buffer = self._buffer, b""
+        return rest if not rest or self._keep(rest) else b""
+
+    def _keep(self, event: bytes) -> bool:
+        if b'"usage"' not in event:
+            return True
+        data_lines = [line[5:].lstrip() for line in event.splitlines() if line.startswith(b"data:")]
+        if not data_lines:
+            return True
+        data = _parse(b"\n".join(data_lines))
+        if data is None:
+            return True
+        usage = Usage.from_mapping(data.get("usage"))
+        if usage is None:
+            return True
+        self.usage = usage
+        return not (self.strip and data.get("choices") == [])
+
+
+# --- the meter ----------------------------------------------------------------------------------
+
+
+def _sf_string(text: str) -> str:
+    # Limit names are [A-Za-z0-9_.:-] (policy/limits.py), safe inside an sf-string as they are.
+    return '"' + text + '"'
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """An admitted call: its plan and the reservation to settle or release."""
+
+    plan: LimitPlan
+    reservation: Reservation
+
+    def headers(self) -> list[tuple[str, str]]:
+        """``RateLimit-Policy`` and ``RateLimit`` for the answer (IETF httpapi ratelimit draft)."""
+        return _ratelimit_headers(self.plan.limits, self.reservation)
+
+
+def _unit(spec: LimitSpec) -> str:
+    # The quota unit registry knows "request"; tokens and micro-USD are vcgate's own units.
+    return {"requests": "", "tokens": ';qu="tokens"', "usd": ';qu="usd-micros"'}[spec.kind]
+
+
+def _ratelimit_headers(limits: Sequence[ResolvedLimit], reservation: Reservation) -> list[tuple[str, str]]:
+    # One entry per limit name; a $chain limit reports the counter with the least room.
+    tightest: dict[str, tuple[int, ResolvedLimit, int]] = {}
+    for index, resolved in enumerate(limits):
+        state = reservation.states[index]
+        remaining = max(0, resolved.limit - state.used)
+        seen = tightest.get(resolved.name)
+        if seen is None or remaining < seen[0]:
+            tightest[resolved.name] = (remaining, resolved, index)
+    policy, current = [], []
+    for name, (remaining, resolved, index) in tightest.items():
+        reset = math.ceil(reservation.states[index].reset)
+        policy.append(f"{_sf_string(name)};q={resolved.limit};w={resolved.spec.per}{_unit(resolved.spec)}")
+        current.append(f"{_sf_string(name)};r={remaining};t={reset}")
+    if not policy:
+        return []
+    return [("RateLimit-Policy", ", ".join(policy)), ("RateLimit", ", ".join(current))]
+
+
+class LimitMetrics:
+    """Prometheus counters per limit name (never per subject: bounded label cardinality).
+
+    ``vcgate_limit_calls_total{limit, outcome}`` (admitted, refused) and
+    ``vcgate_limit_used_total{limit, unit}`` (units committed: requests, tokens, usd_micros).
+    """
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter as PromCounter
+
+        self.calls = PromCounter("vcgate_limit_calls_total", "Calls checked against each limit",
+                                 ["limit", "outcome"], registry=registry)
+        self.used = PromCounter("vcgate_limit_used_total", "Units committed on each limit",
+                                ["limit", "unit"], registry=registry)
+
+    def admitted(self, plan: LimitPlan) -> None:
+        for name in {r.name for r in plan.limits}:
+            self.calls.labels(name, "admitted").inc()
+
+    def refused(self, name: str) -> None:
+        self.calls.labels(name, "refused").inc()
+
+    def committed(self, plan: LimitPlan, used: Sequence[int]) -> None:
+        seen: set[str] = set()
+        for resolved, value in zip(plan.limits, used):
+            if resolved.name in seen:  # a $chain limit's hops count the same units once
+                continue
+            seen.add(resolved.name)
+            unit = {"requests": "requests", "tokens": "tokens", "usd": "usd_micros"}[resolved.spec.kind]
+            self.used.labels(resolved.name, unit).inc(value)
+
+
+class Meter:
+    """Admits calls against their limits on a counter store and settles what they used.
+
+    ``admit`` raises :class:`~vcgate.errors.QuotaExceededError` (429) with the headers to
+    answer with in ``error.headers``; a store that cannot answer raises
+    :class:`~vcgate.errors.StoreUnavailableError` (503) -- never an unchecked admit.
+    ``settle`` commits the reported usage (without one, the reservation stays charged: a call
+    whose usage is unknown costs what it was allowed to cost); ``release`` returns a failed or
+    cancelled call's tokens and cost (its request stays counted).
+    """
+
+    def __init__(self, *, store: CounterStore, metrics: LimitMetrics | None = None,
+                 on_usage: Callable[[Admission, Sequence[int]], None] | None = None) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.on_usage = on_usage
+
+    def admit(self, plan: LimitPlan) -> Admission | None:
+        """Reserve the plan's counters; ``None`` for an empty plan (no limit applies)."""
+        if not plan:
+            return None
+        reservation = self.store.reserve(plan.counters)
+        if not reservation.admitted:
+            raise self._refusal(plan, reservation)
+        if self.metrics is not None:
+            self.metrics.admitted(plan)
+        return Admission(plan, reservation)
+
+    def _refusal(self, plan: LimitPlan, reservation: Reservation) -> QuotaExceededError:
+        index = reservation.blocked or 0
+        resolved = plan.limits[index]
+        state = reservation.states[index]
+        counter = resolved.counter
+        scale = USD_UNIT if resolved.spec.kind == "usd" else 1
+        unit = "USD" if resolved.spec.kind == "usd" else resolved.spec.kind
+        retry = max(1, math.ceil(state.reset))
+        if counter.amount > counter.limit:
+            message = (f"limit '{resolved.name}': this call alone needs {counter.amount / scale:g} {unit}, "
+                       f"more than the limit of {counter.limit / scale:g}")
+        else:
+            message = (f"limit '{resolved.name}' is exhausted: {state.used / scale:g} of {counter.limit / scale:g} "
+                       f"{unit} used; this call needs {counter.amount / scale:g}; the window resets in {retry}s")
+        error = QuotaExceededError(message, limit=resolved.name, retry_after=retry)
+        error.headers = [("Retry-After", str(retry)), *_ratelimit_headers(plan.limits, reservation)]  # type: ignore[attr-defined]
+        if self.metrics is not None:
+            self.metrics.refused(resolved.name)
+        return error
+
+    def settle(self, admission: Admission | None, usage: Usage | None) -> list[int] | None:
+        """Commit what the call used; returns the units counted per counter (for the audit)."""
+        if admission is None:
+            return None
+        if usage is None:
+            used = [r.counter.amount for r in admission.plan.limits]
+        else:
+            used = [cost_units(r, usage.prompt_tokens, usage.completion_tokens) for r in admission.plan.limits]
+        self._commit(admission, used)
+        return used
+
+    def release(self, admission: Admission | None) -> None:
+        """The call failed or was cancelled: give back its tokens and cost."""
+        if admission is None:
+            return
+        self._commit(admission, [1 if r.spec.kind == "requests" else 0 for r in admission.plan.limits])
+
+    def _commit(self, admission: Admission, used: list[int]) -> None:
+        self.store.commit(admission.reservation, used)
+        if self.metrics is not None:
+            self.metrics.committed(admission.plan, used)
+        if self.on_usage is not None:
+            self.on_usage(admission, used)
+
