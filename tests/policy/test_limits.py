@@ -40,7 +40,7 @@ def policy(limits: str = ISSUE_LIMITS, rule: str = RULE) -> Policy:
     return Policy.from_yaml(header() + rule + limits, source="p.yaml")
 
 
-def decide(p: Policy, **claims):
+def decide(p: Policy, **claims):  # noqa: D103
     c = cred(claims={"limits": {"rpm": 60, "tokens_per_month": 1_000_000}} | claims)
     d = p.decide(RequestFacts("POST", "/v1/chat/completions", model="gpt-4o", body_available=True), [c], now=NOW, holder=HOLDER)
     assert d.allow, d
@@ -129,7 +129,8 @@ def test_rule_limits_follow_top_level_and_public_rules_get_only_their_own():
 def test_chain_counts_every_hop_and_a_delegate_only_narrows():
     p = policy("limits:\n  - {name: chain-tokens, key: $chain, tokens: $claims.limits.tokens, per: 30d}\n")
     d = decide(p)
-    chain = (("did:key:zP", {"limits": {"tokens": 1000}}), ("did:key:zO", {}), ("did:key:zA", {"limits": {"tokens": 5000}}))
+    chain = (("did:key:zP", {"limits": {"tokens": 1000, "tokens_per_month": 7}}), ("did:key:zO", {}),
+             ("did:key:zA", {"limits": {"tokens": 5000}}))
     plan = plan_limits(p.limits_for(d), p.prices, Caller.from_decision(d, chain=chain), CallEstimate(prompt_tokens=1, max_output=1))
     assert [(r.key, r.limit) for r in plan.limits] == [
         ("did:key:zP", 1000),
@@ -139,7 +140,8 @@ def test_chain_counts_every_hop_and_a_delegate_only_narrows():
     principal = plan_limits(
         policy().limits_for(d)[1:2], (), Caller.from_decision(d, chain=chain), CallEstimate(prompt_tokens=1, max_output=1)
     )
-    assert principal.limits[0].key == "did:key:zP"  # $principal is the chain's first DID
+    # $principal is the chain's first DID, and its number is the principal's own.
+    assert (principal.limits[0].key, principal.limits[0].limit) == ("did:key:zP", 7)
 
 
 def test_chain_without_any_number_is_refused():
@@ -266,3 +268,40 @@ def test_explain_names_an_unresolvable_limit(tmp_path, issuer, holder):
     path.write_text(policy_text(issuer) + CLI_LIMITS.replace(", default: 30", ""))
     _, text = explain(path, token(issuer, holder), "POST", "/v1/chat/completions", "gpt-4o", None, now=NOW)
     assert "refused: limit_unresolved: limit 'agent-rpm' needs claim limits.rpm" in text
+
+
+def test_real_delegation_chain_counts_every_hop_and_blocks_siblings():
+    """A signed chain (user -> agent -> sub-agent) decided by the engine: its use counts on
+    the user, the agent and the sub-agent in one reservation; the user's exhausted budget
+    then blocks another delegate of the same user."""
+    from tests.chains import World
+    from tests.policy.test_delegation import decide as decide_chain
+    from tests.policy.test_delegation import policy_text as delegation_policy
+    from vcgate.stores import MemoryCounterStore
+    from vcgate.usage import Meter
+    from vcgate.errors import QuotaExceededError
+
+    w = World()
+    p = Policy.from_yaml(delegation_policy(w.org.did) + "limits:\n"
+                         "  - {name: chain-rpm, key: $chain, requests: $claims.limits.rpm, per: 1m}\n")
+    meter = Meter(store=MemoryCounterStore())
+
+    def plan(depth: int):
+        d = decide_chain(w, w.chain(depth))
+        assert d.allow, d
+        return plan_limits(p.limits_for(d), p.prices, Caller.from_decision(d), CallEstimate("llama-3"))
+
+    deep = plan(2)
+    assert [(r.key, r.limit) for r in deep.limits] == [
+        (w.user.did, 100), (f"{w.user.did} > {w.agent.did}", 100), (f"{w.user.did} > {w.agent.did} > {w.sub.did}", 50),
+    ]
+    for _ in range(50):
+        meter.admit(plan(2))
+    with pytest.raises(QuotaExceededError, match="chain-rpm"):
+        meter.admit(plan(2))  # the sub-agent's own 50 are used
+    for _ in range(50):
+        meter.admit(plan(1))  # the agent itself still has room: 50 of its 100 were the sub-agent's
+    with pytest.raises(QuotaExceededError):
+        meter.admit(plan(1))  # now the user's 100 are used: every delegate of the user is blocked
+    states = meter.store.peek(deep.counters)
+    assert [s.used for s in states] == [100, 100, 50]

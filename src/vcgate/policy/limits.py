@@ -127,14 +127,23 @@ class Caller:
         cls, decision: Any, *, holder: str | None = None, principal: str | None = None,
         chain: Sequence[tuple[str, Mapping[str, Any]]] = (),
     ) -> Caller:
-        """From an allowing :class:`~vcgate.policy.PolicyDecision` (and a delegation result)."""
+        """From an allowing :class:`~vcgate.policy.PolicyDecision`. A decision made through a
+        delegation chain (``decision.chain``) brings its principal and its links (each party's
+        effective claims); ``principal`` / ``chain`` given here take precedence."""
         cred = decision.credential
         ident = None
         if cred is not None:
             ident = cred.id or "sha256:" + _sha256(cred.token)
+        claims: Mapping[str, Any] = cred.claims if cred is not None else {}
+        delegation = getattr(decision, "chain", None)
+        if delegation is not None:
+            principal = principal or delegation.principal
+            chain = chain or delegation.links
+        if chain:
+            claims = chain[-1][1]  # the caller's claims as narrowed by every hop above it
         return cls(
             subject=decision.subject, issuer=decision.issuer, credential=ident, holder=holder,
-            claims=cred.claims if cred is not None else {}, principal=principal, chain=tuple(chain),
+            claims=claims, principal=principal, chain=tuple(chain),
         )
 
 
@@ -481,7 +490,9 @@ def plan_limits(
         if not key:
             raise LimitUnresolvedError(f"limit '{spec.name}' counts by {spec.key}, which this call has no value for",
                                        limit=spec.name)
-        limit = _number_from(spec, caller.claims)
+        # A principal's budget is the principal's number; every other key reads the caller's.
+        claims = caller.chain[0][1] if spec.key == "$principal" and caller.chain else caller.claims
+        limit = _number_from(spec, claims)
         if limit is None:
             raise _missing(spec)
         out.append(ResolvedLimit(spec, key, limit, Counter(f"{counter_name}|{key}", limit, spec.per, amount), price))
