@@ -153,3 +153,42 @@ def test_vcgate_issues_and_presents_npm_verifies(node, parties):
     wrong = node("verify", {"token": vcgate_present(parties, vcgate_issue(parties, now), now, nonce="other"),
                             "issuerJwk": parties["issuer"].public_key.jwk(), "nonce": NONCE, "now": now, "requireKb": True})
     assert not wrong["ok"]
+
+
+# --- Token Status List with npm @sd-jwt/jwt-status-list ------------------------------------------
+
+
+def test_npm_status_list_token_is_read_by_vcgate(node, parties):
+    from vcgate.status.tokenlist import TokenStatusListMethod
+
+    now = int(time.time())
+    uri = "https://issuer.example/statuslists/1"
+    statuses = [0] * 64
+    statuses[5], statuses[9] = 1, 2
+    jwt = node("statuslist", {"issuerJwk": private_jwk(parties["issuer"]), "kid": parties["kid"], "bits": 2,
+                              "statuses": statuses, "payload": {"iss": parties["did"], "sub": uri, "iat": now}})["jwt"]
+    verifier = Verifier(clock=lambda: now)
+    method = TokenStatusListMethod(verifier=verifier, fetch=lambda url: jwt.encode())
+    sd_jwt = issue_sd_jwt_vc(parties["issuer"], issuer=parties["did"], kid=parties["kid"], vct=VCT, claims=CLAIMS,
+                             valid_from=now - 60, holder_key=parties["holder"].public_key,
+                             status={"status_list": {"idx": 5, "uri": uri}})
+    cred = verifier.verify_credential(sd_jwt)
+    codes = {}
+    for idx in (0, 5, 9):
+        try:
+            method.check(cred, {"type": "TokenStatusList", "idx": idx, "uri": uri})
+            codes[idx] = "valid"
+        except VCGateError as exc:
+            codes[idx] = exc.code
+    assert codes == {0: "valid", 5: "revoked", 9: "suspended"}
+
+
+def test_vcgate_status_list_token_is_read_by_npm(node, parties):
+    from vcgate.status.tokenlist import TokenStatusList
+
+    lst = TokenStatusList.create("https://issuer.example/statuslists/2")
+    revoked, kept = lst.allocate(), lst.allocate()
+    lst.set(revoked)
+    jwt = lst.to_token(parties["issuer"], issuer=parties["did"], kid=parties["kid"], issued_at=time.time())
+    assert node("status", {"jwt": jwt, "idx": revoked}) == {"status": 1}
+    assert node("status", {"jwt": jwt, "idx": kept}) == {"status": 0}

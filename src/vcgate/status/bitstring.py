@@ -40,7 +40,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,7 @@ __all__ = [
     "parse_entry",
     "encode_bitstring",
     "decode_encoded_list",
+    "inflate_bounded",
     "get_status",
     "MIN_ENTRIES",
     "DEFAULT_LENGTH",
@@ -173,17 +174,27 @@ def decode_encoded_list(value: Any, *, max_bytes: int, multibase: bool = True) -
         raise _invalid("the status list's encodedList is not valid base64url") from exc
     if not compressed.startswith(_GZIP_MAGIC):
         raise _invalid("the status list's encodedList is not GZIP-compressed")
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # GZIP wrapper only
+    return inflate_bounded(compressed, max_bytes=max_bytes, wbits=16 + zlib.MAX_WBITS, what="GZIP")
+
+
+def inflate_bounded(compressed: bytes, *, max_bytes: int, wbits: int, what: str) -> bytes:
+    """Inflate one complete stream (``wbits``: GZIP or ZLIB wrapper) into at most ``max_bytes``.
+
+    ``decompressobj(...).decompress(data, max_length)`` never produces more than
+    ``max_bytes + 1`` bytes, so a bomb costs one bounded buffer. Shared by the Bitstring and the
+    Token Status List. Raises ``StatusListInvalidError``.
+    """
+    inflater = zlib.decompressobj(wbits=wbits)
     try:
         bits = inflater.decompress(compressed, max_bytes + 1)
     except zlib.error as exc:
-        raise _invalid("the status list's GZIP data is corrupt") from exc
+        raise _invalid(f"the status list's {what} data is corrupt") from exc
     if len(bits) > max_bytes:
         raise _invalid(f"the status list decompresses to more than {max_bytes} bytes", limit=max_bytes)
     if not inflater.eof:
-        raise _invalid("the status list's GZIP data is truncated")
+        raise _invalid(f"the status list's {what} data is truncated")
     if inflater.unused_data:
-        raise _invalid("the status list's GZIP data has trailing bytes or several members")
+        raise _invalid(f"the status list's {what} data has trailing bytes or several members")
     if not bits:
         raise _invalid("the status list is empty")
     return bits
@@ -624,6 +635,7 @@ class _List:
     expires_at: float  # refetch after this
     hard_until: float  # never use after this (the list credential's validUntil)
     valid_from: float | None
+    size: int = 1  # bits per status (Token Status List: 1, 2, 4 or 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -664,6 +676,8 @@ class BitstringStatusMethod:
     """
 
     types: tuple[str, ...] = (ENTRY_TYPE, ENTRY_TYPE_2021)
+    #: What the default fetcher asks for (a subclass for another list format changes it).
+    accept: str = "application/vc+jwt, application/jwt;q=0.9, */*;q=0.1"
 
     def __init__(
         self,
@@ -699,7 +713,7 @@ class BitstringStatusMethod:
             self._owned_fetcher = SafeFetcher(
                 timeout=timeout,
                 max_bytes=max_list_bytes,
-                accept="application/vc+jwt, application/jwt;q=0.9, */*;q=0.1",
+                accept=self.accept,
                 label="status list host",
                 document="status list",
             )
@@ -901,19 +915,28 @@ class BitstringStatusMethod:
             raise _invalid(f"the status list is larger than {self.max_list_bytes} bytes", limit=self.max_list_bytes)
         return bytes(body)
 
-    def _verify(self, body: bytes) -> VerifiedCredential:
+    @staticmethod
+    def _token_text(body: bytes) -> str:
         token = body.strip()
         if token.startswith(b"{"):
             raise _invalid(
-                "the status list is a JSON document; vcgate accepts status list credentials secured as "
-                "JWTs (vc+jwt or VC-JWT), not embedded proofs"
+                "the status list is a JSON document; vcgate accepts status lists secured as "
+                "JWTs (vc+jwt, VC-JWT or statuslist+jwt), not embedded proofs"
             )
         try:
-            text = token.decode("ascii")
+            return token.decode("ascii")
         except UnicodeDecodeError as exc:
             raise _invalid("the status list is not a compact JWT") from exc
+
+    def _verify(self, body: bytes) -> VerifiedCredential:
+        text = self._token_text(body)
+        return self._mapped(lambda: self._verifier.verify_credential(text))
+
+    @staticmethod
+    def _mapped(verify: Callable[[], Any]) -> Any:
+        """Run a list token's verification; map its errors to the status codes."""
         try:
-            return self._verifier.verify_credential(text)
+            return verify()
         except ForbiddenAddressError as exc:
             raise _invalid(f"the status list's issuer key cannot be fetched: {exc.message}", cause=exc.code) from exc
         except DIDResolutionError as exc:
@@ -924,7 +947,22 @@ class BitstringStatusMethod:
             raise _invalid(f"the status list credential is not valid: {exc.message}", cause=exc.code) from exc
 
     def _load(self, url: str, now: float, previous: _List | None) -> _List:
-        vc = self._verify(self._download(url))
+        fresh = self._decode(url, now, self._download(url))
+        if (
+            previous is not None
+            and previous.valid_from is not None
+            and fresh.valid_from is not None
+            and fresh.valid_from < previous.valid_from
+            and now < previous.hard_until
+        ):
+            # An older copy (a lagging CDN edge, a replay): the newer list already seen stays
+            # authoritative; look again soon.
+            return replace(previous, expires_at=min(now + self.min_ttl, previous.hard_until))
+        return fresh
+
+    def _decode(self, url: str, now: float, body: bytes) -> _List:
+        """Verify and decode a downloaded list credential (a subclass decodes its own format)."""
+        vc = self._verify(body)
         family = next((f for f, t in _LIST_CREDENTIAL_TYPES.items() if t in vc.types), None)
         if family is None:
             raise _invalid(f"the credential at the status list URL is neither a {LIST_CREDENTIAL_TYPE} nor a "
@@ -951,7 +989,7 @@ class BitstringStatusMethod:
             ttl = hint / 1000.0
         ttl = min(max(ttl, self.min_ttl), self.max_ttl)
         hard_until = vc.valid_until if vc.valid_until is not None else math.inf
-        fresh = _List(
+        return _List(
             url=url,
             issuer=vc.issuer,
             family=family,
@@ -962,24 +1000,3 @@ class BitstringStatusMethod:
             hard_until=hard_until,
             valid_from=vc.valid_from,
         )
-        if (
-            previous is not None
-            and previous.valid_from is not None
-            and fresh.valid_from is not None
-            and fresh.valid_from < previous.valid_from
-            and now < previous.hard_until
-        ):
-            # An older copy (a lagging CDN edge, a replay): the newer list already seen stays
-            # authoritative; look again soon.
-            return _List(
-                url=previous.url,
-                issuer=previous.issuer,
-                family=previous.family,
-                purposes=previous.purposes,
-                bits=previous.bits,
-                fetched_at=previous.fetched_at,
-                expires_at=min(now + self.min_ttl, previous.hard_until),
-                hard_until=previous.hard_until,
-                valid_from=previous.valid_from,
-            )
-        return fresh
