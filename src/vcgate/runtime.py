@@ -170,11 +170,15 @@ class GateConfig:
         if self.status_lists:
             from .fetch import SafeFetcher
             from .status.bitstring import BitstringStatusMethod
+            from .status.tokenlist import TokenStatusListMethod
 
             fetcher = SafeFetcher(
                 allow_networks=self.allow_networks, verify=verify, label="status list host", document="status list"
             )
             methods.append(BitstringStatusMethod(verifier=verifier, fetch=fetcher.fetch))
+            methods.append(TokenStatusListMethod(
+                verifier=verifier, fetch=lambda url: fetcher.fetch(url, accept=TokenStatusListMethod.accept)
+            ))
         if methods:
             from .status import StatusChecker
 

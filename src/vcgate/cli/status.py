@@ -569,11 +569,15 @@ def check_status(
     if fetch_lists:
         from ..fetch import SafeFetcher
         from ..status.bitstring import BitstringStatusMethod
+        from ..status.tokenlist import TokenStatusListMethod
 
         fetcher = SafeFetcher(
             allow_networks=network.allow_networks, verify=network.verify, label="status list host", document="status list"
         )
         methods.append(BitstringStatusMethod(verifier=verifier, fetch=fetcher.fetch))
+        methods.append(TokenStatusListMethod(
+            verifier=verifier, fetch=lambda url: fetcher.fetch(url, accept=TokenStatusListMethod.accept)
+        ))
     if rpc is not None:
         from ..status.registry import DirectRegistryStatus
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..credentials import FORMAT_VC_JOSE, FORMAT_VC_JWT11, create_presentation
+from ..credentials.dcql import parse_dcql, select
+from ..credentials.sdjwt import holder_view, is_sd_jwt, present_sd_jwt
 from ..did import did_key_from_public_key, public_key_from_did_key
 from ..keys import PrivateKey, read_key_file
 from ..session import create_proof
@@ -32,6 +34,12 @@ Clock = Callable[[], float]
 PASSPHRASE_ENV = "VCGATE_PASSPHRASE"
 
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+#: An SD-JWT as issued: the issuer-signed JWT, then Disclosures, each followed by "~".
+_SD_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+~(?:[A-Za-z0-9_-]+~)*")
+
+
+def _is_credential(text: str) -> bool:
+    return bool(_COMPACT_JWS.fullmatch(text) or _SD_JWT.fullmatch(text))
 
 
 # --- the holder -----------------------------------------------------------------------------
@@ -52,10 +60,13 @@ class Holder:
     :param did: the holder's DID (default: the ``did:key`` of ``key``).
     :param kid: the verification method that names ``key`` (default for ``did:key`` and
         ``did:jwk``: their only one; required for other methods).
-    :param credentials: compact credential JWTs issued to ``did``.
+    :param credentials: compact credential JWTs issued to ``did``, and SD-JWT VCs bound to
+        ``key`` (``<JWT>~<Disclosure>~...~``, as ``vcgate issue --format sd-jwt`` prints them).
     :param clock: POSIX seconds; tests pass a fixed clock.
     :param presentation_format: ``"vc-jose"`` (VCDM 2.0 ``vp+jwt``) or ``"vc-jwt11"``.
     :param presentation_lifetime: seconds a presentation stays valid (its ``exp``).
+    :param disclose: claim paths of an SD-JWT VC to disclose when the verifier asks for none
+        (no DCQL query): ``[["org"]]``; ``None`` discloses every claim.
     """
 
     def __init__(
@@ -68,6 +79,7 @@ class Holder:
         clock: Clock = time.time,
         presentation_format: str = FORMAT_VC_JOSE,
         presentation_lifetime: float = 300.0,
+        disclose: Sequence[Sequence[str | int | None]] | None = None,
     ) -> None:
         if not isinstance(key, PrivateKey):
             raise TypeError("key must be a vcgate.keys.PrivateKey")
@@ -75,8 +87,8 @@ class Holder:
             raise TypeError("credentials is a sequence of JWTs, not one string")
         creds = tuple(credentials)
         for c in creds:
-            if not isinstance(c, str) or not _COMPACT_JWS.fullmatch(c):
-                raise ValueError("each credential must be a compact JWT")
+            if not isinstance(c, str) or not _is_credential(c):
+                raise ValueError("each credential must be a compact JWT or an SD-JWT VC")
         if presentation_format not in (FORMAT_VC_JOSE, FORMAT_VC_JWT11):
             raise ValueError(f"presentation_format must be {FORMAT_VC_JOSE!r} or {FORMAT_VC_JWT11!r}")
         if did is None:
@@ -90,6 +102,7 @@ class Holder:
         self.clock = clock
         self.presentation_format = presentation_format
         self.presentation_lifetime = presentation_lifetime
+        self.disclose = None if disclose is None else tuple(tuple(p) for p in disclose)
 
     def __repr__(self) -> str:
         return f"Holder(did={self.did!r}, credentials={len(self.credentials)})"
@@ -117,7 +130,7 @@ class Holder:
         jwts: list[str] = []
         for item in credentials:
             text = os.fspath(item)
-            if isinstance(item, str) and _COMPACT_JWS.fullmatch(item.strip()) and not os.path.exists(item):
+            if isinstance(item, str) and _is_credential(item.strip()) and not os.path.exists(item):
                 jwts.append(item.strip())
                 continue
             try:
@@ -125,20 +138,38 @@ class Holder:
                     content = fh.read(1 << 20).strip()
             except OSError as exc:
                 raise ValueError(f"credential {text[:200]!r} is neither a JWT nor a readable file") from exc
-            if not _COMPACT_JWS.fullmatch(content):
-                raise ValueError(f"{text[:200]} does not hold a compact credential JWT")
+            if not _is_credential(content):
+                raise ValueError(f"{text[:200]} does not hold a compact credential JWT or an SD-JWT VC")
             jwts.append(content)
         return cls(key, credentials=jwts, **options)
 
     # --- signing ------------------------------------------------------------------------
 
-    def present(self, *, audience: str, nonce: str | None) -> str:
-        """A presentation of all credentials for ``audience`` carrying ``nonce``."""
+    def present(self, *, audience: str, nonce: str | None, dcql: Any = None) -> str:
+        """A presentation for ``audience`` carrying ``nonce``.
+
+        With SD-JWT VCs: the one that answers the ``dcql`` query (OpenID4VP DCQL, a parsed JSON
+        object), disclosing exactly the claims it asks for, with a KB-JWT; without a query, the
+        first SD-JWT VC disclosing :attr:`disclose`. Otherwise a VP JWT of the JWT credentials.
+        """
+        sd_jwts = [c for c in self.credentials if is_sd_jwt(c)]
+        jwts = [c for c in self.credentials if not is_sd_jwt(c)]
+        chosen: tuple[str, Any] | None = None
+        if dcql is not None and sd_jwts:
+            views = [(c, *holder_view(c)) for c in sd_jwts]
+            matches = select(parse_dcql(dcql), views)
+            if matches:
+                chosen = next(iter(matches.values()))
+        elif sd_jwts and not jwts:
+            chosen = (sd_jwts[0], self.disclose)
+        if chosen is not None:
+            return present_sd_jwt(chosen[0], disclose=chosen[1], holder_key=self.key, audience=audience,
+                                  nonce=nonce, issued_at=self.clock())
         return create_presentation(
             self.key,
             holder=self.did,
             kid=self.kid,
-            credentials=self.credentials,
+            credentials=jwts,
             audience=audience,
             nonce=nonce,
             issued_at=self.clock(),

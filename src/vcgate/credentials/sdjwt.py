@@ -76,6 +76,7 @@ __all__ = [
     "holder_id_of_jwk",
     "disclosable_paths",
     "is_sd_jwt",
+    "holder_view",
     "verify_sd_jwt",
     "verify_sd_jwt_vc",
     "verify_sd_jwt_presentation",
@@ -396,6 +397,20 @@ def present_sd_jwt(
         kid=None,
     )
     return presented + kb
+
+
+def holder_view(sd_jwt: str, *, limits: SDJWTLimits = SDJWTLimits()) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """``((vct,), claims)`` of the holder's own SD-JWT VC with every Disclosure applied.
+
+    Not verified (the holder got it from its issuer); for choosing what to disclose, e.g. with
+    :func:`vcgate.credentials.dcql.select`.
+    """
+    parsed = parse_sd_jwt(sd_jwt, limits=limits, max_bytes=max(len(sd_jwt), 1))
+    payload = parse_jws(parsed.jwt, algorithms=_ANY_ALG, max_bytes=len(parsed.jwt)).payload
+    table = {disclosure_digest(d): _decode_disclosure(d, limits, 32) for d in parsed.disclosures}
+    processed = _process(payload, table, limits)
+    vct = processed.get("vct")
+    return ((vct,) if isinstance(vct, str) else ()), {k: v for k, v in processed.items() if k not in _REGISTERED}
 
 
 # The holder reads its own credential, which it got from its issuer; it does not verify it.

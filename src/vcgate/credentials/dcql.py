@@ -1,0 +1,203 @@
+"""DCQL (OpenID4VP 1.0, section 6): say which claims a verifier needs; find them in a credential.
+
+A verifier (the gate's challenge) builds a query with :func:`dcql_query`; a holder
+(:class:`vcgate.client.Holder`, ``vcgate present --dcql``) reads it with :func:`parse_dcql` and
+calls :func:`select` to learn which of its SD-JWT VCs answers and exactly which claim paths to
+disclose -- nothing else. Pure functions over JSON; no I/O.
+
+Supported: ``credentials`` entries of ``format`` ``dc+sd-jwt`` with ``meta.vct_values``,
+``claims`` (``path`` of strings, non-negative integers and ``null`` for every array element,
+optional ``values``, ``id``) and ``claim_sets`` (the first satisfiable set wins, as the
+specification asks). ``credential_sets`` is read and validated but a holder answers each
+requested credential it can; vcgate's own queries never use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import MalformedError
+
+__all__ = ["ClaimQuery", "CredentialQuery", "DCQLQuery", "dcql_query", "parse_dcql", "select", "claim_values"]
+
+FORMAT = "dc+sd-jwt"
+_MAX_CREDENTIALS = 16
+_MAX_CLAIMS = 64
+_MAX_PATH = 16
+_MAX_VALUES = 64
+
+PathElement = str | int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimQuery:
+    path: tuple[PathElement, ...]
+    values: tuple[Any, ...] | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialQuery:
+    id: str
+    format: str
+    vct_values: tuple[str, ...] | None
+    claims: tuple[ClaimQuery, ...]
+    claim_sets: tuple[tuple[str, ...], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DCQLQuery:
+    credentials: tuple[CredentialQuery, ...]
+    credential_sets: tuple[Mapping[str, Any], ...] | None = None
+
+
+def dcql_query(
+    *,
+    vct_values: Iterable[str] | None,
+    claims: Iterable[Sequence[PathElement] | Mapping[str, Any]],
+    id: str = "vcgate",
+) -> dict[str, Any]:
+    """A DCQL query (JSON) for one SD-JWT VC of one of ``vct_values`` disclosing ``claims``.
+
+    ``claims`` are paths (``["org"]``, ``["address", "country"]``) or ready claim queries
+    (``{"path": [...], "values": [...]}``).
+    """
+    entry: dict[str, Any] = {"id": id, "format": FORMAT}
+    vcts = list(vct_values or ())
+    if vcts:
+        entry["meta"] = {"vct_values": vcts}
+    items = [dict(c) if isinstance(c, Mapping) else {"path": list(c)} for c in claims]
+    if items:
+        entry["claims"] = items
+    query = {"credentials": [entry]}
+    parse_dcql(query)  # what vcgate sends must be what it accepts
+    return query
+
+
+def _path(value: Any) -> tuple[PathElement, ...]:
+    if not isinstance(value, list) or not value or len(value) > _MAX_PATH:
+        raise MalformedError(f"a DCQL claim path is a non-empty array of at most {_MAX_PATH} elements")
+    for element in value:
+        if element is not None and not isinstance(element, str) and not (
+            isinstance(element, int) and not isinstance(element, bool) and element >= 0
+        ):
+            raise MalformedError("a DCQL claim path element is a string, a non-negative integer or null")
+    return tuple(value)
+
+
+def _claim(value: Any) -> ClaimQuery:
+    if not isinstance(value, dict):
+        raise MalformedError("a DCQL claims entry is an object")
+    values = value.get("values")
+    if values is not None:
+        if not isinstance(values, list) or not values or len(values) > _MAX_VALUES or any(
+            not isinstance(v, (str, int, bool)) for v in values
+        ):
+            raise MalformedError("DCQL 'values' is a non-empty array of strings, integers or booleans")
+        values = tuple(values)
+    cid = value.get("id")
+    if cid is not None and not isinstance(cid, str):
+        raise MalformedError("a DCQL claim 'id' is a string")
+    return ClaimQuery(_path(value.get("path")), values, cid)
+
+
+def _credential(value: Any) -> CredentialQuery:
+    if not isinstance(value, dict):
+        raise MalformedError("a DCQL credential query is an object")
+    cid, fmt = value.get("id"), value.get("format")
+    if not isinstance(cid, str) or not cid or not isinstance(fmt, str):
+        raise MalformedError("a DCQL credential query needs an 'id' and a 'format'")
+    meta = value.get("meta", {})
+    if not isinstance(meta, dict):
+        raise MalformedError("DCQL 'meta' is an object")
+    vcts = meta.get("vct_values")
+    if vcts is not None and (not isinstance(vcts, list) or not all(isinstance(v, str) for v in vcts)):
+        raise MalformedError("DCQL 'meta.vct_values' is an array of strings")
+    raw_claims = value.get("claims", [])
+    if not isinstance(raw_claims, list) or len(raw_claims) > _MAX_CLAIMS:
+        raise MalformedError(f"DCQL 'claims' is an array of at most {_MAX_CLAIMS} entries")
+    claims = tuple(_claim(c) for c in raw_claims)
+    sets = value.get("claim_sets")
+    if sets is not None:
+        ids = {c.id for c in claims}
+        if not isinstance(sets, list) or not sets or not all(
+            isinstance(s, list) and all(isinstance(i, str) and i in ids for i in s) for s in sets
+        ):
+            raise MalformedError("DCQL 'claim_sets' lists arrays of claim ids defined in 'claims'")
+        sets = tuple(tuple(s) for s in sets)
+    return CredentialQuery(cid, fmt, tuple(vcts) if vcts is not None else None, claims, sets)
+
+
+def parse_dcql(query: Any) -> DCQLQuery:
+    """Validate a DCQL query (a parsed JSON object); raise ``MalformedError``."""
+    if not isinstance(query, dict):
+        raise MalformedError("a DCQL query is a JSON object")
+    creds = query.get("credentials")
+    if not isinstance(creds, list) or not creds or len(creds) > _MAX_CREDENTIALS:
+        raise MalformedError(f"DCQL 'credentials' is a non-empty array of at most {_MAX_CREDENTIALS} queries")
+    parsed = tuple(_credential(c) for c in creds)
+    if len({c.id for c in parsed}) != len(parsed):
+        raise MalformedError("DCQL credential query ids must be unique")
+    sets = query.get("credential_sets")
+    if sets is not None and (not isinstance(sets, list) or not all(isinstance(s, dict) for s in sets)):
+        raise MalformedError("DCQL 'credential_sets' is an array of objects")
+    return DCQLQuery(parsed, tuple(sets) if sets is not None else None)
+
+
+def claim_values(claims: Any, path: Sequence[PathElement]) -> list[Any]:
+    """Every value ``path`` selects in ``claims`` (OpenID4VP 7: ``null`` = each array element)."""
+    current = [claims]
+    for element in path:
+        nxt: list[Any] = []
+        for node in current:
+            if element is None:
+                if isinstance(node, list):
+                    nxt.extend(node)
+            elif isinstance(element, str):
+                if isinstance(node, dict) and element in node:
+                    nxt.append(node[element])
+            elif isinstance(node, list) and element < len(node):
+                nxt.append(node[element])
+        current = nxt
+        if not current:
+            return []
+    return current
+
+
+def _satisfied(claims: Mapping[str, Any], claim: ClaimQuery) -> bool:
+    found = claim_values(claims, claim.path)
+    if not found:
+        return False
+    return claim.values is None or any(v in claim.values and type(v) in (str, int, bool) for v in found)
+
+
+def select(query: DCQLQuery, credentials: Iterable[tuple[str, Sequence[str], Mapping[str, Any]]]) -> dict[str, tuple[Any, list[tuple[PathElement, ...]]]]:
+    """Match ``credentials`` (``(handle, types, all claims)``, e.g. the holder's SD-JWT VCs
+    with every Disclosure applied) against ``query``.
+
+    Returns ``{credential query id: (handle, claim paths to disclose)}`` for each query some
+    credential satisfies: the first credential of a matching ``vct`` holding every requested
+    claim (or the first satisfiable ``claim_sets`` option). A query without ``claims`` asks for
+    no selectively disclosable claim at all.
+    """
+    pool = list(credentials)
+    out: dict[str, tuple[Any, list[tuple[PathElement, ...]]]] = {}
+    for cq in query.credentials:
+        if cq.format != FORMAT:
+            continue
+        for handle, types, claims in pool:
+            if cq.vct_values is not None and not set(cq.vct_values).intersection(types):
+                continue
+            options: list[tuple[ClaimQuery, ...]]
+            if cq.claim_sets:
+                by_id = {c.id: c for c in cq.claims}
+                options = [tuple(by_id[i] for i in s) for s in cq.claim_sets]
+            else:
+                options = [cq.claims]
+            chosen = next((opt for opt in options if all(_satisfied(claims, c) for c in opt)), None)
+            if chosen is not None:
+                out[cq.id] = (handle, [c.path for c in chosen])
+                break
+    return out
