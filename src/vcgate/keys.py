@@ -11,14 +11,17 @@ ES256     P-256       ``{"kty": "EC", "crv": "P-256"}``
 ES256K    secp256k1   ``{"kty": "EC", "crv": "secp256k1"}``
 ========  ==========  ===========================
 
-Signing and verifying use pyjwt's algorithm objects (which wrap pyca/cryptography and convert
-ECDSA signatures between DER and the JOSE ``r||s`` form).
+Key handling and signing use pyca/cryptography (through pyjwt's algorithm objects, which convert
+ECDSA signatures between DER and the JOSE ``r||s`` form); verification uses the fastest
+well-kept backend per curve, chosen in :mod:`vcgate.signatures` (libsodium for Ed25519,
+libsecp256k1 for secp256k1, OpenSSL for P-256).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import os
@@ -27,24 +30,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 from jwt.exceptions import InvalidKeyError
 
+from . import signatures
 from .errors import (
     AlgorithmNotAllowedError,
     KeyFileError,
     MalformedError,
     PassphraseError,
-    SignatureInvalidError,
     UnsupportedKeyError,
     VCGateError,
 )
+from .signatures import Check
 
 __all__ = [
     "ALGORITHMS",
@@ -72,12 +75,6 @@ _JWT_ALGS: dict[str, Any] = {
     "ES256": ECAlgorithm(ECAlgorithm.SHA256),
     "ES256K": ECAlgorithm(ECAlgorithm.SHA256),
 }
-
-# Verification calls pyca/cryptography directly (pyjwt's algorithm objects build a curve
-# object, a hash object and an ECDSA object per call). ES256 and ES256K are both 256-bit
-# curves: a JOSE signature is r || s, 32 bytes each (RFC 7518 3.4), nothing else.
-_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
-_EC_SIG_BYTES = 64
 
 PublicCryptoKey = Union[ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey]
 PrivateCryptoKey = Union[ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey]
@@ -220,35 +217,29 @@ class PublicKey:
         canonical = json.dumps({k: jwk[k] for k in members}, separators=(",", ":"), sort_keys=True)
         return b64url_encode(hashlib.sha256(canonical.encode()).digest())
 
+    @functools.cached_property
+    def _check(self) -> Check:
+        """This key's verifier from the backend :mod:`vcgate.signatures` picks for its curve."""
+        key = self.key
+        if getattr(key, "verify", None) is None:  # built from a private key: check with its public half
+            key = key.public_key()  # type: ignore[union-attr]
+        return signatures.prepare(_CURVE_OF_ALG[self.alg], key)
+
     def verify(self, alg: str, message: bytes, signature: bytes) -> None:
         """Check a JOSE signature; raise ``SignatureInvalidError`` unless it verifies.
 
         ``alg`` must be this key's own algorithm: an ES256 signature is never checked with a
-        secp256k1 key, whatever the token says.
+        secp256k1 key, whatever the token says. The backend is chosen per curve in
+        :mod:`vcgate.signatures` (libsodium, libsecp256k1, OpenSSL).
         """
-        curve = _CURVE_OF_ALG[self.alg]
-        if _CURVE_OF_ALG.get(alg) != curve:
+        if _CURVE_OF_ALG.get(alg) != _CURVE_OF_ALG[self.alg]:
             raise AlgorithmNotAllowedError(f"algorithm {alg} does not fit a {self.curve} key")
-        key = self.key
-        if getattr(key, "verify", None) is None:  # built from a private key: check with its public half
-            key = key.public_key()  # type: ignore[union-attr]
-        try:
-            if curve == "Ed25519":
-                # As pyjwt did: text is taken as its UTF-8 bytes.
-                if isinstance(message, str):
-                    message = message.encode("utf-8")
-                if isinstance(signature, str):
-                    signature = signature.encode("utf-8")
-                key.verify(signature, message)  # type: ignore[call-arg]
-            else:
-                if len(signature) != _EC_SIG_BYTES:
-                    raise SignatureInvalidError()
-                der = encode_dss_signature(
-                    int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-                )
-                key.verify(der, message, _ECDSA_SHA256)  # type: ignore[call-arg]
-        except InvalidSignature:
-            raise SignatureInvalidError() from None
+        # As pyjwt did: text is taken as its UTF-8 bytes.
+        if isinstance(message, str):
+            message = message.encode("utf-8")
+        if isinstance(signature, str):
+            signature = signature.encode("utf-8")
+        self._check(message, signature)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PublicKey) and self.alg == other.alg and self.raw() == other.raw()
