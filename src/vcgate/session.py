@@ -36,7 +36,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from .credentials.jws import JWS, parse_jws, sign_jws
+from .credentials.jws import JWS, JWSParser, sign_jws
 from .errors import VCGateError
 from .keys import ALGORITHMS, PrivateKey, PublicKey, b64url_encode
 from .session_errors import (
@@ -363,6 +363,7 @@ class TokenVerifier:
         self._clock = clock
         self._leeway = leeway
         self._max_bytes = max_bytes
+        self._jws = JWSParser(algorithms=self._algorithms, max_bytes=max_bytes, max_depth=8)
         self._cache = _BoundedCache(cache_size)
 
     def verify(self, token: str) -> AccessToken:
@@ -386,7 +387,7 @@ class TokenVerifier:
 
     def _verify_uncached(self, token: str) -> AccessToken:
         try:
-            jws = parse_jws(token, algorithms=self._algorithms, max_bytes=self._max_bytes, max_depth=8)
+            jws = self._jws.parse(token)
         except VCGateError as exc:
             raise TokenInvalidError(f"access token: {exc.message}", reason=exc.code) from exc
         if not _typ_is(jws.typ, ACCESS_TOKEN_TYP):
@@ -548,6 +549,7 @@ class DPoPVerifier:
         self._leeway = leeway
         self.nonce_ttl = nonce_ttl
         self._max_bytes = max_bytes
+        self._jws = JWSParser(algorithms=self.algorithms, max_bytes=max_bytes, max_depth=4, allow_headers=("jwk",))
         # Header segment -> (key, thumbprint): a client sends the same header bytes on every
         # call, so the JWK import and the thumbprint are done once per client.
         self._keys = _BoundedCache(key_cache_size)
@@ -631,10 +633,10 @@ class DPoPVerifier:
         if "," in value:
             raise DPoPInvalidError("exactly one DPoP proof is allowed", reason="multiple_headers")
         try:
-            jws = parse_jws(value, algorithms=self.algorithms, max_bytes=self._max_bytes, max_depth=4, allow_headers=("jwk",))
+            jws = self._jws.parse(value)
         except VCGateError as exc:
             raise DPoPInvalidError(f"DPoP proof: {exc.message}", reason=exc.code) from exc
-        h64 = value[: value.index(".")]  # parse_jws found three segments
+        h64 = value[: value.index(".")]  # the parser found three segments
         # A known header segment passed the type check below before (the key cache is filled
         # only after it, and its outcome is a pure function of these bytes).
         known: tuple[PublicKey, str] | None = self._keys.get(h64)

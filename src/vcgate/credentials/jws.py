@@ -11,7 +11,6 @@ with the token proves nothing about who signed it.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -29,7 +28,7 @@ from ..errors import (
 from ..keys import PrivateKey, PublicKey, b64url_decode
 from ..strictjson import DEFAULT_MAX_DEPTH, loads_strict
 
-__all__ = ["JWS", "parse_jws", "sign_jws", "loads_strict", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH"]
+__all__ = ["JWS", "JWSParser", "parse_jws", "sign_jws", "loads_strict", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH"]
 
 DEFAULT_MAX_BYTES = 64 * 1024
 
@@ -43,26 +42,6 @@ def _decode_header(h64: bytes) -> Mapping[str, Any]:
     if not isinstance(header, dict):
         raise MalformedError("the JOSE header must be a JSON object")
     return MappingProxyType(header)
-
-
-# Headers repeat: every credential of an issuer, every proof of a client carries the same
-# bytes. Decoding is a pure function of them, so a bounded memo saves the base64 and JSON work
-# on the hot path; the result is read-only so no caller can change what another one sees.
-# Errors are not cached, and large headers bypass the memo so it stays small (<~1 MiB).
-_decode_header_memo = functools.lru_cache(maxsize=1024)(_decode_header)
-_MEMO_MAX_HEADER = 1024
-
-
-# (header bytes, algorithms, allow_headers) -> the header, for headers that passed every
-# header check of parse_jws with those arguments: the checks are a pure function of the three
-# (only immutable, hashable argument types are memoised). Bounded like the decode memo.
-_vetted: dict[tuple[bytes, Any, Any], Mapping[str, Any]] = {}
-_VETTED_MAX = 1024
-_HASHABLE = (frozenset, tuple, str)
-
-
-def _header(h64: bytes) -> Mapping[str, Any]:
-    return _decode_header_memo(h64) if len(h64) <= _MEMO_MAX_HEADER else _decode_header(h64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,19 +71,8 @@ class JWS:
         key.verify(self.header["alg"], self.signing_input, self.signature)
 
 
-def parse_jws(
-    token: str | bytes,
-    *,
-    algorithms: Collection[str],
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_depth: int = DEFAULT_MAX_DEPTH,
-    allow_headers: Collection[str] = (),
-) -> JWS:
-    """Split, decode and vet a compact JWS whose payload is a JSON object.
-
-    ``algorithms`` is the caller's explicit allow-list. ``allow_headers`` lets a caller accept
-    a key-carrying header it handles itself (DPoP proofs carry ``jwk``).
-    """
+def _split(token: str | bytes, max_bytes: int) -> tuple[bytes, bytes, bytes, bytes]:
+    """The token's bytes and its three segments, under the size cap."""
     if isinstance(token, str):
         if len(token) > max_bytes:
             raise TokenTooLargeError(f"token larger than {max_bytes} bytes")
@@ -122,30 +90,20 @@ def parse_jws(
     if len(parts) != 3:
         raise MalformedError("a compact JWS has exactly three parts")
     h64, p64, s64 = parts
-    vet_key = None
-    if len(h64) <= _MEMO_MAX_HEADER and type(algorithms) in _HASHABLE and type(allow_headers) in _HASHABLE:
-        vet_key = (h64, algorithms, allow_headers)
-        try:
-            header = _vetted.get(vet_key)
-        except TypeError:  # a tuple holding something unhashable: no memo
-            vet_key = header = None
-        if header is not None:
-            # This header passed every check below with these arguments before; only the
-            # signature part is left to check.
-            if not s64:
-                raise MalformedError("empty JWS signature")
-            return _finish(header, raw, h64, p64, s64, max_depth)
     if not h64:
         raise MalformedError("empty JWS header")
-    header = _header(h64)
+    return raw, h64, p64, s64
+
+
+def _vet_header(h64: bytes, algorithms: Collection[str], allow_headers: Collection[str]) -> Mapping[str, Any]:
+    """Decode the header and apply every header rule; the result is read-only."""
+    header = _decode_header(h64)
     alg = header.get("alg")
     if not isinstance(alg, str):
         raise MalformedError("the JOSE header has no 'alg'")
     if alg not in algorithms:
         # Covers "none" in every spelling and every HMAC algorithm: a public key is not a secret.
         raise AlgorithmNotAllowedError(f"algorithm {alg[:20]!r} is not allowed")
-    if not s64:
-        raise MalformedError("empty JWS signature")
     if "crit" in header:
         crit = header["crit"]
         if not isinstance(crit, list) or not crit or not all(isinstance(c, str) for c in crit):
@@ -162,18 +120,82 @@ def parse_jws(
     typ = header.get("typ")
     if typ is not None and not isinstance(typ, str):
         raise MalformedError("'typ' must be a string")
-    if vet_key is not None:
-        if len(_vetted) >= _VETTED_MAX:
-            _vetted.clear()
-        _vetted[vet_key] = header
-    return _finish(header, raw, h64, p64, s64, max_depth)
+    return header
 
 
 def _finish(header: Mapping[str, Any], raw: bytes, h64: bytes, p64: bytes, s64: bytes, max_depth: int) -> JWS:
+    # Checked after the header, so that an "alg": "none" token (empty signature) is refused
+    # as algorithm_not_allowed.
+    if not s64:
+        raise MalformedError("empty JWS signature")
     payload = loads_strict(b64url_decode(p64), max_depth=max_depth, what="JWS payload")
     if not isinstance(payload, dict):
         raise MalformedError("the JWS payload must be a JSON object")
     return JWS(header, payload, raw[: len(h64) + 1 + len(p64)], b64url_decode(s64))
+
+
+def parse_jws(
+    token: str | bytes,
+    *,
+    algorithms: Collection[str],
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    allow_headers: Collection[str] = (),
+) -> JWS:
+    """Split, decode and vet a compact JWS whose payload is a JSON object.
+
+    ``algorithms`` is the caller's explicit allow-list. ``allow_headers`` lets a caller accept
+    a key-carrying header it handles itself (DPoP proofs carry ``jwk``). Keeps no state; a
+    verifier that parses many tokens holds a :class:`JWSParser`, which remembers headers.
+    """
+    raw, h64, p64, s64 = _split(token, max_bytes)
+    return _finish(_vet_header(h64, algorithms, allow_headers), raw, h64, p64, s64, max_depth)
+
+
+class JWSParser:
+    """:func:`parse_jws` with fixed arguments and a memo of the headers that passed its checks.
+
+    Headers repeat: every credential of an issuer, every proof of a client carries the same
+    header bytes, and the header checks are a pure function of them (the allow-lists are fixed
+    per parser). The memo saves the base64, JSON and rule work on the hot path. It belongs to
+    the instance (each verifier owns one), holds only headers that passed -- never an error --
+    and only headers of up to 1 KiB; it is emptied when full, so it stays under ~1 MiB.
+    The memoised header is read-only, so no caller can change what another one sees.
+    """
+
+    _MEMO_MAX_HEADER = 1024
+
+    def __init__(
+        self,
+        *,
+        algorithms: Collection[str],
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        allow_headers: Collection[str] = (),
+        memo_size: int = 1024,
+    ) -> None:
+        self.algorithms = frozenset(algorithms)
+        self.max_bytes = max_bytes
+        self.max_depth = max_depth
+        self.allow_headers = frozenset(allow_headers)
+        self._memo_size = memo_size
+        self._vetted: dict[bytes, Mapping[str, Any]] = {}
+
+    def parse(self, token: str | bytes) -> JWS:
+        """Like :func:`parse_jws`; raises the same errors."""
+        raw, h64, p64, s64 = _split(token, self.max_bytes)
+        header = self._vetted.get(h64)
+        if header is None:
+            header = _vet_header(h64, self.algorithms, self.allow_headers)
+            if len(h64) <= self._MEMO_MAX_HEADER and self._memo_size:
+                if len(self._vetted) >= self._memo_size:
+                    self._vetted.clear()
+                self._vetted[h64] = header
+        return _finish(header, raw, h64, p64, s64, self.max_depth)
+
+    def clear(self) -> None:
+        """Forget every memoised header."""
+        self._vetted.clear()
 
 
 def sign_jws(key: PrivateKey, payload: dict[str, Any], *, typ: str | None, kid: str | None, **header: Any) -> str:

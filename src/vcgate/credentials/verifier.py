@@ -28,7 +28,7 @@ from ..errors import (
     VCGateError,
 )
 from ..keys import ALGORITHMS
-from .jws import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, JWS, parse_jws
+from .jws import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, JWS, JWSParser
 from .delegation import assemble, link_error
 from .jwt import DEFAULT_CONTEXTS, read_credential
 from .models import VerifiedCredential, VerifiedPresentation
@@ -78,11 +78,12 @@ class Verifier:
         self.max_credentials = max_credentials
         self.contexts = frozenset(contexts)
         self.sd_jwt = sd_jwt
+        self._jws = JWSParser(algorithms=self.algorithms, max_bytes=max_token_bytes, max_depth=max_depth)
 
     # --- shared pieces --------------------------------------------------------------------
 
     def _parse(self, token: Any) -> JWS:
-        return parse_jws(token, algorithms=self.algorithms, max_bytes=self.max_token_bytes, max_depth=self.max_depth)
+        return self._jws.parse(token)
 
     def _verify_signer(self, jws: JWS, signer: str, purpose: str) -> VerificationMethod:
         """Find the key ``signer`` authorises for ``purpose`` and check the signature with it."""
