@@ -104,16 +104,20 @@ def output_cap(specs: Sequence[LimitSpec]) -> int | None:
     return min(reserves) if reserves else None
 
 
-def estimate_call(body: bytes | None, *, model: str | None = None, specs: Sequence[LimitSpec] = ()) -> CallEstimate:
+def estimate_call(
+    body: bytes | None, *, model: str | None = None, specs: Sequence[LimitSpec] = (), data: Any = None
+) -> CallEstimate:
     """What a call may use, from its body (``None``: a headers-only gateway did not see it).
 
+    ``data`` is the body already parsed, when the caller has it (the gate reads ``model``).
     Without a body the prompt is unknown (0) and the output is the limits' :func:`output_cap`:
     budgets there rely on the usage report (docs/limits.md).
     """
     cap = output_cap(specs)
     if not body:
         return CallEstimate(model, 0, cap)
-    data = _parse(body)
+    if not isinstance(data, dict):
+        data = _parse(body)
     if data is None:
         return CallEstimate(model, len(body), cap)
     if model is None and isinstance(data.get("model"), str):
@@ -122,15 +126,16 @@ def estimate_call(body: bytes | None, *, model: str | None = None, specs: Sequen
     return CallEstimate(model, len(body), requested if requested is not None else cap)
 
 
-def rewrite_body(body: bytes, *, max_output: int | None) -> tuple[bytes, bool]:
+def rewrite_body(body: bytes, *, max_output: int | None, data: Any = None) -> tuple[bytes, bool]:
     """The body to send upstream, and whether ``include_usage`` was added (strip its chunk).
 
     Adds ``max_tokens: max_output`` when the client set no output cap (``max_tokens`` is the
     field every OpenAI-compatible server knows; a client that needs
     ``max_completion_tokens`` sets it itself), and ``stream_options.include_usage: true`` on
     a stream that did not ask for usage. An unparseable or unchanged body is returned as is.
+    ``data``: the body already parsed (it is not modified).
     """
-    data = _parse(body)
+    data = dict(data) if isinstance(data, dict) else _parse(body)
     if data is None:
         return body, False
     changed = added = False
@@ -356,7 +361,9 @@ class Meter:
         self._commit(admission, [1 if r.spec.kind == "requests" else 0 for r in admission.plan.limits])
 
     def _commit(self, admission: Admission, used: list[int]) -> None:
-        self.store.commit(admission.reservation, used)
+        # A call that used exactly what it reserved (every request-only plan) needs no round trip.
+        if any(u != r.counter.amount for u, r in zip(used, admission.plan.limits)):
+            self.store.commit(admission.reservation, used)
         if self.metrics is not None:
             self.metrics.committed(admission.plan, used)
         if self.on_usage is not None:
