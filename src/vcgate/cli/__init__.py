@@ -17,6 +17,7 @@ resolvers) and the root ``cli`` group are in :mod:`vcgate.cli.base`:
 * ``key``          - ``vcgate key new|import|show``
 * ``did``          - ``vcgate did resolve``
 * ``credentials``  - ``vcgate issue``, ``vcgate present``, ``vcgate verify``
+* ``delegation``   - ``vcgate delegate``
 * ``status``       - ``vcgate revoke``, ``unrevoke``, ``status``, ``status-list ...``
 * ``chain``        - ``vcgate chain dev``, ``vcgate registry deploy``
 * ``policy``       - ``vcgate policy check|explain|nginx-snippet`` (bodies in ``policy_report``)
@@ -37,7 +38,7 @@ from typing import NoReturn
 import click
 
 from ..errors import VCGateError
-from . import audit, chain, credentials, did, key, policy, serve, status  # noqa: F401  (register the command groups)
+from . import audit, chain, credentials, delegation, did, key, policy, serve, status  # noqa: F401  (register the command groups)
 from .base import DEBUG_ENV, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, to_cli_error, cli
 
 __all__ = ["cli", "main"]

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ..credentials import FORMAT_VC_JOSE, Verifier, create_presentation, issue_credential
+from ..credentials.delegation import chain_ancestors, chain_tokens
 from ..credentials.jws import JWS, parse_jws
 from ..credentials.jwt import DEFAULT_CONTEXTS, VC_JOSE_TYPS, VP_JOSE_TYPS, read_credential, to_xsd_datetime
 from ..credentials.models import VerifiedCredential, VerifiedPresentation
@@ -189,6 +190,13 @@ def _check_uri(value: str | None) -> None:
     metavar="NAME|0xHEX",
     help="--status onchain: the list within the namespace (a name is hashed with keccak-256).",
 )
+@click.option(
+    "--max-delegation-depth",
+    type=click.IntRange(0, 8),
+    default=None,
+    metavar="N",
+    help="How many delegation links may follow this credential (docs/delegation.md) [default: the policy decides].",
+)
 def issue(
     key_file: Path,
     subject: DID,
@@ -206,6 +214,7 @@ def issue(
     registry: str | None,
     eth_key: Path | None,
     revocation_list: str,
+    max_delegation_depth: int | None,
 ) -> None:
     """Issue a credential and print it as a JWT.
 
@@ -260,6 +269,7 @@ def issue(
         ),
         credential_id=cid,
         format=fmt,
+        extra={"delegation": {"maxDepth": max_delegation_depth}} if max_delegation_depth is not None else None,
     )
     click.echo(token)
 
@@ -284,12 +294,15 @@ def present(key_file: Path, aud: str, nonce: str, fmt: str, lifetime: int, crede
     """Sign a presentation of credentials as the holder; print it as a JWT.
 
     Each CREDENTIAL is a file, '-' for stdin (one or more JWTs), or a JWT itself. The holder
-    is the key's DID; it should be the subject of each credential.
+    is the key's DID; it should be the subject of each credential -- or, for a delegation
+    chain (a root credential and its delegation credentials, see 'vcgate delegate'), of the
+    chain's last delegation. A chain is presented whole, root first.
 
     \b
     Examples:
       vcgate present --key agent.key --aud https://api.example.com --nonce "$NONCE" cred.jwt
       vcgate issue ... | vcgate present --key agent.key --aud https://api --nonce n1 -
+      vcgate present --key subagent.key --aud https://api.example.com --nonce "$NONCE" subagent.chain
     """
     if credentials.count("-") > 1:
         raise click.BadParameter("'-' (stdin) can be given once", param_hint="CREDENTIAL")
@@ -300,8 +313,10 @@ def present(key_file: Path, aud: str, nonce: str, fmt: str, lifetime: int, crede
     # and warn about a presentation that holder binding will refuse.
     claims = [read_credential(parse_jws(t, algorithms=ALGORITHMS), contexts=DEFAULT_CONTEXTS) for t in tokens]
     loaded = load_key(key_file)
-    for cred in claims:
-        if cred.subject != loaded.did:
+    # A delegation chain travels whole, root first: only its last delegate is the holder.
+    ancestors = chain_ancestors(tokens)
+    for token, cred in zip(tokens, claims):
+        if cred.subject != loaded.did and token not in ancestors:
             about = str(cred.subject)[:60]
             warn(f"credential {cred.id or '(no id)'} is about {about}, not the holder {loaded.did[:60]}")
     kid = signing_kid(loaded.did, loaded.key.public_key, "authentication", make_resolver("default"))
@@ -309,7 +324,7 @@ def present(key_file: Path, aud: str, nonce: str, fmt: str, lifetime: int, crede
         loaded.key,
         holder=loaded.did,
         kid=kid,
-        credentials=tokens,
+        credentials=chain_tokens(tokens),
         audience=aud,
         nonce=nonce,
         issued_at=time.time(),

@@ -37,7 +37,13 @@ def policy_check(file: Path) -> None:
 
 @policy_group.command("explain")
 @click.option("--policy", "policy_file", required=True, type=EXISTING_FILE, help="The policy file.")
-@click.option("--credential", required=True, metavar="FILE|-", help="The credential JWT (a file, '-' or the JWT).")
+@click.option("--credential", default=None, metavar="FILE|-", help="The credential JWT (a file, '-' or the JWT).")
+@click.option(
+    "--presentation",
+    default=None,
+    metavar="FILE|-",
+    help="Instead of --credential: a presentation JWT; its signer is the holder and each delegation chain in it is shown hop by hop.",
+)
 @click.option("--method", required=True, metavar="M", help="The request's HTTP method.")
 @click.option("--path", "req_path", required=True, metavar="P", help="The request's raw path (e.g. /v1/chat/completions).")
 @click.option("--model", default=None, metavar="X", help="The OpenAI 'model' field of the request body.")
@@ -56,7 +62,8 @@ def policy_check(file: Path) -> None:
               "[env: VCGATE_REDIS_URL]")
 def policy_explain(
     policy_file: Path,
-    credential: str,
+    credential: str | None,
+    presentation: str | None,
     method: str,
     req_path: str,
     model: str | None,
@@ -67,18 +74,24 @@ def policy_explain(
     as_json: bool,
     redis_url: str | None,
 ) -> None:
-    """Verify a credential and print the decision for one request: the rule that decided it and
-    every reason. Exit 0 allowed, 1 refused.
+    """Verify a credential (or a presentation) and print the decision for one request: the rule
+    that decided it, every reason, and for a delegation chain every hop and why it holds or
+    fails. Exit 0 allowed, 1 refused (the code is on the decision line).
 
     \b
     Examples:
       vcgate policy explain --policy examples/policy.yaml --credential agent.vc.jwt \\
           --method POST --path /v1/chat/completions --model llama-3-70b
       vcgate policy explain --policy policy.yaml --credential - --method GET --path /v1/models --no-body
+      vcgate policy explain --policy policy.yaml --presentation vp.jwt \
+          --method POST --path /v1/chat/completions --model llama-3-70b
     """
     from .policy_report import explain
 
-    token = read_one_token(credential, "credential", "--credential")
+    if (credential is None) == (presentation is None):
+        raise click.UsageError("give exactly one of --credential and --presentation")
+    token = read_one_token(credential, "credential", "--credential") if credential is not None else None
+    vp = read_one_token(presentation, "presentation", "--presentation") if presentation is not None else None
     store = None
     if redis_url:
         from ..stores import RedisCounterStore, redis_client
@@ -97,6 +110,7 @@ def policy_explain(
             assume_status=assume_status,
             as_json=as_json,
             counter_store=store,
+            presentation_token=vp,
         )
     )
 

@@ -13,9 +13,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..credentials.delegation import ChainCandidate, assemble, check_window, is_link
+from ..credentials.models import VerifiedCredential
 from ..credentials.verifier import Verifier
 from ..did.resolver import Resolver
-from ..errors import VCGateError
+from ..errors import DelegationError, VCGateError
 from ..policy.engine import Policy, PolicyDecision, RequestFacts, StatusOutcome
 from ..policy.errors import PolicyError
 from ..policy.model import RuleSpec
@@ -88,6 +90,22 @@ def _shadowed(policy: Policy) -> list[str]:
     return warnings
 
 
+def _delegation_warnings(policy: Policy) -> list[str]:
+    """A rule that accepts chains without holder binding: whoever holds the root can use it."""
+    out = []
+    d = policy.document.delegation
+    for rule in policy.rules:
+        own = rule.require.delegation
+        allowed = d.allowed if own is None or own.allowed is None else own.allowed
+        binding = policy.defaults.holder_binding if rule.require.holder_binding is None else rule.require.holder_binding
+        if allowed and rule.allow and not rule.public and not binding:
+            out.append(
+                f"warning: rule '{rule.name}' accepts delegation chains without holder binding: a delegate holding "
+                "its delegator's credential could present it alone (docs/delegation.md)"
+            )
+    return out
+
+
 def check(path: str | os.PathLike[str]) -> tuple[int, str]:
     """``vcgate policy check FILE``: validate, summarise, warn about unreachable rules."""
     try:
@@ -106,9 +124,16 @@ def check(path: str | os.PathLike[str]) -> tuple[int, str]:
     for issuer in doc.trusted_issuers:
         types = ", ".join(sorted(issuer.types)) if issuer.types is not None else "any type"
         lines.append(f"  {issuer.did} ({types})")
+    d = doc.delegation
+    if d.allowed:
+        kinds = ", ".join(sorted(d.types)) if d.types is not None else "any type"
+        lines.append(f"delegation: allowed, at most {d.max_depth} link{'s' if d.max_depth != 1 else ''}, roots of {kinds}")
+    else:
+        lines.append("delegation: off (no delegation chain counts)")
     lines.append("rules (first match decides; no match: denied):")
     for i, rule in enumerate(doc.rules, 1):
         lines.append(f"  {i}. {_rule_summary(rule)}")
+    lines.extend(_delegation_warnings(policy))
     lines.extend(_limit_lines(policy))
     lines.extend(_shadowed(policy))
     body_rules = [r.name for r in doc.rules if r.needs_body]
@@ -205,9 +230,82 @@ def _format_decision(decision: PolicyDecision, request: RequestFacts, assumption
     return "\n".join(lines)
 
 
+# --- delegation chains (docs/delegation.md) ------------------------------------------------------
+
+
+def _hop_report(candidate: ChainCandidate, now: float, status_results: dict[str, StatusOutcome]) -> list[dict[str, Any]]:
+    """Each hop of a chain, and whether it holds: the chain's own error names its hop; a hop
+    after it is not checked; otherwise each hop's validity and (assumed) status."""
+    offset = 1 if is_link(candidate.hops[0]) else 0  # the root was not presented
+    failed_at = None
+    if candidate.error is not None:
+        failed_at = candidate.error.details.get("hop", len(candidate.hops) - 1 + offset)
+    out = []
+    for index, cred in enumerate(candidate.hops):
+        hop = index + offset
+        entry: dict[str, Any] = {
+            "hop": hop,
+            "issuer": cred.issuer,
+            "subject": cred.subject,
+            "types": [t for t in cred.types if t != "VerifiableCredential"],
+            "restates": sorted(cred.claims) if hop else [],
+        }
+        why: tuple[str, str] | None = None
+        if failed_at is not None and hop > failed_at:
+            entry["checked"] = False
+            out.append(entry)
+            continue
+        if failed_at == hop and candidate.error is not None:
+            why = (candidate.error.code, candidate.error.message)
+        if why is None:
+            try:
+                check_window(cred, hop, now)
+            except DelegationError as exc:
+                why = (exc.code, exc.message)
+        if why is None and cred.status:
+            outcome = status_results.get(cred.token, StatusOutcome.UNAVAILABLE)
+            if outcome in (StatusOutcome.REVOKED, StatusOutcome.SUSPENDED):
+                why = (f"delegation_{outcome.value}", f"hop {hop}: {outcome.value} (assumed)")
+            elif outcome is not StatusOutcome.OK:
+                why = (f"status_{outcome.value}", f"hop {hop}: status {outcome.value} (assumed)")
+        entry["holds"] = why is None
+        if why is not None:
+            entry["code"], entry["message"] = why
+        out.append(entry)
+    return out
+
+
+def _chain_lines(chains: list[tuple[ChainCandidate, list[dict[str, Any]]]]) -> list[str]:
+    lines = []
+    for candidate, hops in chains:
+        chain = candidate.chain
+        if chain is not None:
+            links = f"{chain.depth} link{'s' if chain.depth != 1 else ''}"
+            lines.append(f"chain: {links}, principal {chain.principal}, acting: {' > '.join(chain.actors)}")
+        else:
+            assert candidate.error is not None
+            lines.append(f"chain: does not hold ({candidate.error.code})")
+        for h in hops:
+            head = f"  hop {h['hop']}: "
+            if h["hop"] == 0:
+                head += f"{', '.join(h['types']) or 'VerifiableCredential'} from {h['issuer']} to {h['subject']}"
+            else:
+                head += f"{h['issuer']} -> {h['subject']}"
+            if h.get("checked") is False:
+                lines.append(head + ": not checked (an earlier hop fails)")
+            elif h["holds"]:
+                what = "root" if h["hop"] == 0 else ("restates " + ", ".join(h["restates"]) if h["restates"] else "inherits all")
+                lines.append(f"{head}: holds ({what})")
+            else:
+                lines.append(f"{head}: fails: {h['code']}: {h['message']}")
+        if chain is not None:
+            lines.append("effective claims: " + json.dumps(chain.claims, sort_keys=True, separators=(",", ":")))
+    return lines
+
+
 def explain(
     policy_path: str | os.PathLike[str],
-    credential_token: str,
+    credential_token: str | None,
     method: str,
     path: str,
     model: str | None = None,
@@ -221,8 +319,14 @@ def explain(
     as_json: bool = False,
     clock: Callable[[], float] = time.time,
     counter_store: Any = None,
+    presentation_token: str | None = None,
 ) -> tuple[int, str]:
-    """``vcgate policy explain``: verify one credential and show how the policy decides a request.
+    """``vcgate policy explain``: verify one credential (or a presentation) and show how the
+    policy decides a request.
+
+    With ``presentation_token`` instead of ``credential_token``, the presentation's signature
+    and every credential in it are verified (audience and nonce are not checked), its signer
+    is the holder, and each delegation chain in it is shown hop by hop (docs/delegation.md).
 
     The credential is verified (signature, issuer key, validity) with a local resolver
     (did:key, did:jwk) unless ``resolver`` is given. Without a presentation, the holder is
@@ -243,29 +347,39 @@ def explain(
         return EXIT_REFUSED, f"error: usage: unknown status outcome {assume_status!r} (use {known})"
     at = clock() if now is None else now
     verifier = Verifier(resolver=resolver if resolver is not None else Resolver.local(), clock=lambda: at)
+    assumptions = []
+    credentials: list[VerifiedCredential]
     try:
-        credential = verifier.verify_credential(credential_token.strip())
+        if presentation_token is not None:
+            pres = verifier.verify_presentation(presentation_token.strip(), audience=None, nonce=None, holder_binding=False)
+            credentials = list(pres.credentials)
+            if holder is None:
+                holder = pres.holder
+                assumptions.append(f"presented by {holder} (the presentation's signer; its audience and nonce are not checked)")
+        else:
+            credentials = [verifier.verify_credential((credential_token or "").strip())]
     except VCGateError as exc:
         return EXIT_REFUSED, f"error: {exc.code}: {exc.message}"
-    assumptions = []
     if holder is None:
-        holder = credential.subject
+        holder = credentials[0].subject
         assumptions.append("presented by its subject (no presentation here to prove the holder)")
-    else:
+    elif not assumptions:
         assumptions.append(f"presented by {holder}")
-    status_results = None
-    if credential.status:
-        status_results = {credential.token: outcome}
+    status_results = {c.token: outcome for c in credentials if c.status}
+    if status_results:
         assumptions.append(f"status {outcome.value} (status is not checked by explain)")
     request = RequestFacts(method=method, path=path, host=host, model=model, body_available=body_available)
-    decision = policy.decide(request, [credential], now=at, holder=holder, status_results=status_results)
+    decision = policy.decide(request, credentials, now=at, holder=holder, status_results=status_results or None)
+    chains = [(c, _hop_report(c, at, status_results)) for c in assemble(credentials)[1]]
     code = EXIT_OK if decision.allow else EXIT_REFUSED
     if as_json:
         body = decision.to_dict()
         body["assumed"] = assumptions
+        if chains:
+            body["chains"] = [{"holds": c.chain is not None, "hops": hops} for c, hops in chains]
         return code, json.dumps(body, indent=2)
     try:
         counters = _counter_lines(policy, decision, model, counter_store)
     except VCGateError as exc:
         counters = [f"counters: {exc.code}: {exc.message}"]
-    return code, "\n".join([_format_decision(decision, request, assumptions), *counters])
+    return code, "\n".join([_format_decision(decision, request, assumptions), *_chain_lines(chains), *counters])

@@ -637,11 +637,38 @@ def issue_delegation(
 
 
 def chain_tokens(values: Iterable[str]) -> tuple[str, ...]:
-    """Order a chain's tokens root first (as a presentation should carry them)."""
+    """Put the tokens of each chain among ``values`` root first, right before its links (as a
+    presentation carries them); other tokens keep their place. Nothing is verified."""
     tokens = list(values)
-    hops = [_unverified(t) for t in tokens]
+    try:
+        hops = [_unverified(t) for t in tokens]
+    except VCGateError:
+        return tuple(tokens)  # not all credentials vcgate reads (an SD-JWT): leave the order
     _, chains = assemble(hops)
-    if len(chains) != 1:
-        return tuple(tokens)
-    return tuple(h.token for h in chains[0].hops)
+    leaves = {c.hops[-1].token: c for c in chains}
+    in_chains = {h.token for c in chains for h in c.hops}
+    placed: set[str] = set()
+    out: list[str] = []
+    for token in tokens:
+        if token in leaves:
+            group = [h.token for h in leaves[token].hops]
+        elif token in in_chains:
+            continue  # placed with its chain's leaf
+        else:
+            group = [token]
+        for t in group:
+            if t not in placed:
+                placed.add(t)
+                out.append(t)
+    return tuple(out)
+
+
+def chain_ancestors(tokens: Iterable[str]) -> frozenset[str]:
+    """The tokens that are the parent of another presented token (read without verifying)."""
+    try:
+        hops = [_unverified(t) for t in tokens]
+    except VCGateError:
+        return frozenset()
+    _, chains = assemble(hops)
+    return frozenset(h.token for c in chains for h in c.hops[:-1])
 
