@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..credentials import FORMAT_VC_JOSE, FORMAT_VC_JWT11, create_presentation
 from ..credentials.dcql import parse_dcql, select
 from ..credentials.sdjwt import holder_view, is_sd_jwt, present_sd_jwt
+from ..credentials.delegation import chain_ancestors, chain_tokens, issue_delegation
 from ..did import did_key_from_public_key, public_key_from_did_key
 from ..keys import PrivateKey, read_key_file
 from ..session import create_proof
@@ -62,6 +63,8 @@ class Holder:
         ``did:jwk``: their only one; required for other methods).
     :param credentials: compact credential JWTs issued to ``did``, and SD-JWT VCs bound to
         ``key`` (``<JWT>~<Disclosure>~...~``, as ``vcgate issue --format sd-jwt`` prints them).
+        A delegation chain (a root credential and its delegation credentials, root first, as
+        :meth:`delegate` returns it; any order is put right once here) ends in a delegation to ``did``.
     :param clock: POSIX seconds; tests pass a fixed clock.
     :param presentation_format: ``"vc-jose"`` (VCDM 2.0 ``vp+jwt``) or ``"vc-jwt11"``.
     :param presentation_lifetime: seconds a presentation stays valid (its ``exp``).
@@ -98,7 +101,7 @@ class Holder:
         self.key = key
         self.did = did
         self.kid = kid if kid is not None else _default_kid(did)
-        self.credentials = creds
+        self.credentials = chain_tokens(creds)
         self.clock = clock
         self.presentation_format = presentation_format
         self.presentation_lifetime = presentation_lifetime
@@ -150,7 +153,8 @@ class Holder:
 
         With SD-JWT VCs: the one that answers the ``dcql`` query (OpenID4VP DCQL, a parsed JSON
         object), disclosing exactly the claims it asks for, with a KB-JWT; without a query, the
-        first SD-JWT VC disclosing :attr:`disclose`. Otherwise a VP JWT of the JWT credentials.
+        first SD-JWT VC disclosing :attr:`disclose`. Otherwise a VP JWT of the JWT credentials; a delegation chain among them is presented
+        whole, root first (docs/delegation.md).
         """
         sd_jwts = [c for c in self.credentials if is_sd_jwt(c)]
         jwts = [c for c in self.credentials if not is_sd_jwt(c)]
@@ -176,6 +180,46 @@ class Holder:
             lifetime=self.presentation_lifetime,
             format=self.presentation_format,
         )
+
+    def delegate(
+        self,
+        *,
+        subject: str,
+        claims: Mapping[str, Any] | None = None,
+        valid_for: float = 3600.0,
+        max_depth: int | None = None,
+        status: Mapping[str, Any] | None = None,
+    ) -> tuple[str, ...]:
+        """Delegate part of what this holder holds to ``subject`` (a sub-agent's DID).
+
+        ``claims`` restate the capabilities passed on, narrower or equal (the rest is
+        inherited); ``valid_for`` seconds from now, clamped to this holder's own credential;
+        ``max_depth`` limits further delegation; ``status`` a ``credentialStatus`` entry of
+        the holder's own status list, to be able to revoke it. Returns the sub-agent's chain
+        (root first, the new delegation last): give it to ``Holder(sub_key, credentials=...)``.
+        Raises a ``delegation_*`` :class:`~vcgate.errors.VCGateError` for a delegation that
+        would widen anything, before signing it.
+        """
+        ancestors = chain_ancestors(self.credentials)
+        own = [t for t in self.credentials if t not in ancestors]
+        if len(own) != 1:
+            raise ValueError(
+                f"this holder holds {len(own)} credentials (or chains); delegate from a Holder of exactly one"
+            )
+        hops = [*(t for t in self.credentials if t in ancestors), *own]
+        now = self.clock()
+        link = issue_delegation(
+            self.key,
+            kid=self.kid,
+            chain=hops,
+            subject=subject,
+            claims=claims,
+            valid_from=float(int(now)),
+            valid_until=float(int(now + valid_for)),
+            max_depth=max_depth,
+            status=status,
+        )
+        return (*hops, link)
 
     def proof(self, *, htm: str, htu: str, access_token: str | None = None, nonce: str | None = None) -> str:
         """A DPoP proof for one request (``htu`` loses its query and fragment)."""

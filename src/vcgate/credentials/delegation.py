@@ -640,11 +640,7 @@ def chain_tokens(values: Iterable[str]) -> tuple[str, ...]:
     """Put the tokens of each chain among ``values`` root first, right before its links (as a
     presentation carries them); other tokens keep their place. Nothing is verified."""
     tokens = list(values)
-    try:
-        hops = [_unverified(t) for t in tokens]
-    except VCGateError:
-        return tuple(tokens)  # not all credentials vcgate reads (an SD-JWT): leave the order
-    _, chains = assemble(hops)
+    _, chains = assemble(_readable(tokens))
     leaves = {c.hops[-1].token: c for c in chains}
     in_chains = {h.token for c in chains for h in c.hops}
     placed: set[str] = set()
@@ -665,10 +661,17 @@ def chain_tokens(values: Iterable[str]) -> tuple[str, ...]:
 
 def chain_ancestors(tokens: Iterable[str]) -> frozenset[str]:
     """The tokens that are the parent of another presented token (read without verifying)."""
-    try:
-        hops = [_unverified(t) for t in tokens]
-    except VCGateError:
-        return frozenset()
-    _, chains = assemble(hops)
+    _, chains = assemble(_readable(tokens))
     return frozenset(h.token for c in chains for h in c.hops[:-1])
+
+
+def _readable(tokens: Iterable[str]) -> list[VerifiedCredential]:
+    """The tokens read as JWT credentials without verifying; others (an SD-JWT) left out."""
+    out = []
+    for token in tokens:
+        try:
+            out.append(_unverified(token))
+        except VCGateError:
+            continue
+    return out
 
