@@ -651,7 +651,8 @@ def chain_tokens(values: Iterable[str]) -> tuple[str, ...]:
         elif token in in_chains:
             continue  # placed with its chain's leaf
         else:
-            group = [token]
+            out.append(token)
+            continue
         for t in group:
             if t not in placed:
                 placed.add(t)
