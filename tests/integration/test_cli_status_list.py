@@ -185,7 +185,7 @@ def test_issued_entries_point_at_distinct_random_indices(world: World, revocatio
         assert entry["id"] == f"{world.url('/lists/1')}#{entry['statusListIndex']}"
         assert 0 <= int(entry["statusListIndex"]) < 131072
     assert e1["statusListIndex"] != e2["statusListIndex"]
-    assert show(revocation["state"]) == {"url": world.url("/lists/1"), "purpose": "revocation", "length": 131072,
+    assert show(revocation["state"]) == {"url": world.url("/lists/1"), "format": "bitstring", "purpose": "revocation", "length": 131072,
                                          "allocated": 2, "free": 131070, "set": 0}
 
 

@@ -58,7 +58,9 @@ _MAX_INPUT_BYTES = 1024 * 1024
 # Latest instant an XML Schema dateTime with a four-digit year can carry.
 MAX_TIMESTAMP = 253402300799
 _MAX_DURATION = 100 * 366 * 86400
-_JWS_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+")
+_JWS_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+"
+                        # an SD-JWT (VC, or presentation with a KB-JWT): Disclosures after '~'
+                        r"(?:~(?:[A-Za-z0-9_-]+~)*(?:[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+)?)?")
 
 
 # --- errors and output ----------------------------------------------------------------------

@@ -16,7 +16,9 @@ from ..credentials import FORMAT_VC_JOSE, Verifier, create_presentation, issue_c
 from ..credentials.delegation import chain_ancestors, chain_tokens
 from ..credentials.jws import JWS, parse_jws
 from ..credentials.jwt import DEFAULT_CONTEXTS, VC_JOSE_TYPS, VP_JOSE_TYPS, read_credential, to_xsd_datetime
+from ..credentials.dcql import parse_dcql, select
 from ..credentials.models import VerifiedCredential, VerifiedPresentation
+from ..credentials.sdjwt import holder_view, is_sd_jwt, issue_sd_jwt_vc, present_sd_jwt
 from ..did import DID, Resolver
 from ..errors import TypeMismatchError, VCGateError
 from ..keys import ALGORITHMS
@@ -43,6 +45,9 @@ from .base import (
     warn,
 )
 from .status import StatusOptions, build_status_entry, check_status
+
+SD_JWT = "sd-jwt"
+
 
 def token_kind(jws: JWS) -> str:
     """``"presentation"`` or ``"credential"``, from a parsed but unverified token."""
@@ -149,9 +154,17 @@ def _check_uri(value: str | None) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(FORMATS),
+    type=click.Choice([*FORMATS, SD_JWT]),
     default=FORMAT_VC_JOSE,
-    help="VC-JOSE (VCDM 2.0) or VC-JWT (VCDM 1.1).",
+    help="VC-JOSE (VCDM 2.0), VC-JWT (VCDM 1.1), or SD-JWT VC (dc+sd-jwt: one --type is its vct; "
+    "the holder is bound by cnf to --subject's authentication key; see docs/sd-jwt.md).",
+)
+@click.option(
+    "--disclosable",
+    metavar="CLAIM,...",
+    default=None,
+    help="--format sd-jwt: the claims to make selectively disclosable (paths: org, address.country, "
+    "roles[]) [default: every claim; vct, iss, validity, cnf and status never are].",
 )
 @click.option("--id", "credential_id", metavar="URI", help="Credential id [default: a fresh urn:uuid].")
 @click.option(
@@ -205,6 +218,7 @@ def issue(
     valid_from: float | None,
     valid_for: int | None,
     fmt: str,
+    disclosable: str | None,
     credential_id: str | None,
     issuer: DID | None,
     resolver: str,
@@ -231,9 +245,17 @@ def issue(
           --status onchain --rpc http://127.0.0.1:8545 --registry 0x5FbD... --eth-key issuer-eth.key
       vcgate issue --key issuer.key --subject "$AGENT" --type ModelAccessCredential \\
           --status bitstring --status-list status-1.json --valid-for 30d > cred.jwt
+      vcgate issue --format sd-jwt --key issuer.key --subject "$AGENT" --type ModelAccessCredential \\
+          --claims '{"models": ["gpt-4o"], "org": "acme", "email": "ada@acme.example"}' > cred.sd-jwt
     """
     if any(not t.strip() for t in types):
         raise click.BadParameter("a type must not be empty", param_hint="--type")
+    if disclosable is not None and fmt != SD_JWT:
+        raise click.BadParameter("--disclosable is for --format sd-jwt", param_hint="--disclosable")
+    if fmt == SD_JWT and max_delegation_depth is not None:
+        raise click.BadParameter("delegation chains are VC-JOSE credentials (docs/sd-jwt.md)", param_hint="--format")
+    if fmt == SD_JWT and len(types) != 1:
+        raise click.BadParameter("--format sd-jwt takes exactly one --type: it becomes the vct", param_hint="--type")
     _check_status_options(status_method)
     _check_uri(credential_id)
     subject_claims = read_claims(claims)
@@ -255,6 +277,22 @@ def issue(
         )
     kid = signing_kid(issuer_did, loaded.key.public_key, "assertionMethod", make_resolver(resolver))
     cid = credential_id or f"urn:uuid:{uuid.uuid4()}"
+    status_options = StatusOptions(status_method, rpc, registry, eth_key, revocation_list, status_list)
+    if fmt == SD_JWT:
+        holder_methods = make_resolver(resolver).resolve(subject).methods_for("authentication")
+        if not holder_methods:
+            raise click.BadParameter(f"{subject[:60]} has no authentication key to bind", param_hint="--subject")
+        try:
+            token = issue_sd_jwt_vc(
+                loaded.key, issuer=issuer_did, kid=kid, vct=types[0], claims=subject_claims, valid_from=start,
+                valid_until=until, holder_kid=holder_methods[0].id, credential_id=cid,
+                status=build_status_entry(status_options, issuer_key=loaded.key, sd_jwt=True),
+                disclosable=None if disclosable is None else [c.strip() for c in disclosable.split(",") if c.strip()],
+            )
+        except VCGateError as exc:
+            raise click.BadParameter(exc.message, param_hint="--claims/--disclosable") from None
+        click.echo(token)
+        return
     token = issue_credential(
         loaded.key,
         issuer=issuer_did,
@@ -264,9 +302,7 @@ def issue(
         claims=subject_claims,
         valid_from=start,
         valid_until=until,
-        status=build_status_entry(
-            StatusOptions(status_method, rpc, registry, eth_key, revocation_list, status_list), issuer_key=loaded.key
-        ),
+        status=build_status_entry(status_options, issuer_key=loaded.key),
         credential_id=cid,
         format=fmt,
         extra={"delegation": {"maxDepth": max_delegation_depth}} if max_delegation_depth is not None else None,
@@ -289,26 +325,41 @@ def issue(
     help="vp+jwt (VCDM 2.0) or VP-JWT (VCDM 1.1).",
 )
 @click.option("--lifetime", type=DURATION, default="5m", help="How long the presentation stays valid.")
+@click.option("--disclose", metavar="CLAIM,...", default=None,
+              help="SD-JWT VC: disclose exactly these claims (paths: org, address.country, roles[]) [default: all].")
+@click.option("--dcql", metavar="JSON|@FILE", default=None,
+              help="SD-JWT VC: disclose exactly what this DCQL query (OpenID4VP) asks for; @- reads stdin.")
 @click.argument("credentials", nargs=-1, required=True, metavar="CREDENTIAL...")
-def present(key_file: Path, aud: str, nonce: str, fmt: str, lifetime: int, credentials: tuple[str, ...]) -> None:
+def present(key_file: Path, aud: str, nonce: str, fmt: str, lifetime: int, disclose: str | None, dcql: str | None,
+            credentials: tuple[str, ...]) -> None:
     """Sign a presentation of credentials as the holder; print it as a JWT.
 
     Each CREDENTIAL is a file, '-' for stdin (one or more JWTs), or a JWT itself. The holder
     is the key's DID; it should be the subject of each credential -- or, for a delegation
     chain (a root credential and its delegation credentials, see 'vcgate delegate'), of the
-    chain's last delegation. A chain is presented whole, root first.
+    chain's last delegation. A chain is presented whole, root first. An SD-JWT VC is presented
+    alone, with the Disclosures --disclose or --dcql ask for and a Key Binding JWT (aud,
+    nonce) signed with the key: the output is <JWT>~<Disclosure>~...~<KB-JWT>.
 
     \b
     Examples:
       vcgate present --key agent.key --aud https://api.example.com --nonce "$NONCE" cred.jwt
       vcgate issue ... | vcgate present --key agent.key --aud https://api --nonce n1 -
       vcgate present --key subagent.key --aud https://api.example.com --nonce "$NONCE" subagent.chain
+      vcgate present --key agent.key --aud https://api --nonce n1 --disclose models cred.sd-jwt
+      vcgate present --key agent.key --aud https://api --nonce n1 \\
+          --dcql '{"credentials":[{"id":"a","format":"dc+sd-jwt","claims":[{"path":["org"]}]}]}' cred.sd-jwt
     """
-    if credentials.count("-") > 1:
+    if credentials.count("-") > 1 or (dcql == "@-" and "-" in credentials):
         raise click.BadParameter("'-' (stdin) can be given once", param_hint="CREDENTIAL")
     tokens = [t for source in credentials for t in read_tokens(source, "credential", "CREDENTIAL")]
     if not tokens:
         raise click.UsageError("no credential to present")
+    if any(is_sd_jwt(t) for t in tokens):
+        _present_sd_jwt(key_file, aud, nonce, tokens, disclose, dcql)
+        return
+    if disclose is not None or dcql is not None:
+        raise click.BadParameter("--disclose and --dcql are for SD-JWT VCs", param_hint="--disclose/--dcql")
     # A look without verifying, before asking for the passphrase: catch a wrong file early,
     # and warn about a presentation that holder binding will refuse.
     claims = [read_credential(parse_jws(t, algorithms=ALGORITHMS), contexts=DEFAULT_CONTEXTS) for t in tokens]
@@ -332,6 +383,29 @@ def present(key_file: Path, aud: str, nonce: str, fmt: str, lifetime: int, crede
         format=fmt,
     )
     click.echo(token)
+
+
+def _present_sd_jwt(key_file: Path, aud: str, nonce: str, tokens: list[str], disclose: str | None,
+                    dcql: str | None) -> None:
+    if len(tokens) != 1:
+        raise click.BadParameter("an SD-JWT VC is presented alone: give one CREDENTIAL", param_hint="CREDENTIAL")
+    if disclose is not None and dcql is not None:
+        raise click.BadParameter("give --disclose or --dcql, not both", param_hint="--disclose/--dcql")
+    paths: list[tuple[Any, ...]] | None = None
+    if disclose is not None:
+        paths = [tuple(None if p == "[]" else p for p in c.strip().replace("[]", ".[]").split(".") if p)
+                 for c in disclose.split(",") if c.strip()]
+    elif dcql is not None:
+        try:
+            matches = select(parse_dcql(read_claims(dcql)), [(tokens[0], *holder_view(tokens[0]))])
+        except VCGateError as exc:
+            raise click.BadParameter(exc.message, param_hint="--dcql") from None
+        if not matches:
+            raise click.UsageError("the credential does not have what the DCQL query asks for")
+        paths = next(iter(matches.values()))[1]
+    loaded = load_key(key_file)
+    click.echo(present_sd_jwt(tokens[0], disclose=paths, holder_key=loaded.key, audience=aud, nonce=nonce,
+                              issued_at=time.time()))
 
 
 # --- verify -------------------------------------------------------------------------------------
@@ -459,7 +533,10 @@ def _verify_token(
 ) -> dict[str, Any]:
     """Verify ``token`` as whatever it is; return the summary (with ``kind``) or raise."""
     verifier = Verifier(resolver=resolver)
-    kind = token_kind(parse_jws(token, algorithms=verifier.algorithms))
+    if is_sd_jwt(token):  # an SD-JWT VC as issued ends in '~'; a presentation in its KB-JWT
+        kind = "credential" if token.endswith("~") else "presentation"
+    else:
+        kind = token_kind(parse_jws(token, algorithms=verifier.algorithms))
     if kind == "credential":
         if aud is not None or nonce is not None:
             raise TypeMismatchError("--aud/--nonce expect a presentation, and this token is a credential")

@@ -46,6 +46,8 @@ from ..credentials import Verifier
 from ..credentials.jws import parse_jws
 from ..credentials.jwt import DEFAULT_CONTEXTS, read_credential
 from ..credentials.models import VerifiedCredential
+from ..credentials.sdjwt import TOKEN_STATUS_ENTRY_TYPE, is_sd_jwt
+from ..credentials.sdjwt import status_entries as sd_jwt_status_entries
 from ..errors import ChainError, RevokedError, UnsupportedKeyError
 from ..keys import ALGORITHMS, PrivateKey, PublicKey, read_key_header
 
@@ -123,15 +125,36 @@ def onchain_status_entry(
     return status_entry(client.address, chain.chain_id(), namespace, list_id, secrets.token_bytes(32))
 
 
-def bitstring_status_entry(state: Path | None) -> dict[str, Any]:
-    """Allocate a random index in the status list kept in ``state``; return its entry."""
+def list_class(state: Path) -> type:
+    """``TokenStatusList`` for a state file made with ``--format token``, else ``StatusList``."""
     from ..status.bitstring import StatusList
+    from ..status.tokenlist import TokenStatusList
 
+    try:
+        head = state.read_bytes()[:1 << 22]
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {state}: {exc.strerror}", param_hint="--status-list") from None
+    return TokenStatusList if b'"statusListFormat": "token"' in head else StatusList
+
+
+def bitstring_status_entry(state: Path | None, *, token: bool = False) -> dict[str, Any]:
+    """Allocate a random index in the status list kept in ``state``; return its entry.
+
+    ``token``: the credential is an SD-JWT VC, whose ``status`` claim points into a Token
+    Status List (``status-list create --format token``); a JWT credential needs a Bitstring list.
+    """
     if state is None:
         raise click.BadParameter(
             f"--status bitstring needs --status-list STATE (or {STATUS_LIST_ENV})", param_hint="--status-list"
         )
-    with StatusList.edit(state) as lst:
+    cls = list_class(state)
+    if (cls.__name__ == "TokenStatusList") != token:
+        raise click.BadParameter(
+            "an SD-JWT VC needs a Token Status List ('vcgate status-list create --format token')" if token else
+            "a Token Status List is for SD-JWT VCs (--format sd-jwt); give a Bitstring list's state file",
+            param_hint="--status-list",
+        )
+    with cls.edit(state) as lst:
         index = lst.allocate()
         return lst.entry(index)
 
@@ -141,6 +164,12 @@ def bitstring_status_entry(state: Path | None) -> dict[str, Any]:
 
 def _status_entries(token: str) -> list[dict[str, Any]]:
     """A credential's status entries, read but not verified (the list or the chain is the judge)."""
+    if is_sd_jwt(token):
+        payload = parse_jws(token.split("~", 1)[0], algorithms=ALGORITHMS).payload
+        entries = [dict(e) for e in sd_jwt_status_entries(payload.get("status"))]
+        if not entries:
+            raise click.UsageError("the SD-JWT VC has no status claim")
+        return entries
     claims = read_credential(parse_jws(token, algorithms=ALGORITHMS), contexts=DEFAULT_CONTEXTS)
     if not claims.status:
         raise click.UsageError("the credential has no credentialStatus")
@@ -165,39 +194,49 @@ def _publish(lst: Any, key_file: Path | None, publish: Path | None, valid_for: i
     loaded = load_key(key_file)
     kid = signing_kid(loaded.did, loaded.key.public_key, "assertionMethod", make_resolver("local"))
     now = float(int(time.time()))
-    token = lst.to_credential(
-        loaded.key, issuer=loaded.did, kid=kid, valid_from=now, valid_until=None if valid_for is None else now + valid_for
-    )
+    token = _signed_list(lst, loaded, kid, now, valid_for)
     publish.write_text(token + "\n")
     return token
+
+
+def _signed_list(lst: Any, loaded: Any, kid: str, now: float, valid_for: int | None) -> str:
+    """The list as its format publishes it: a Status List Token or a list credential."""
+    until = None if valid_for is None else now + valid_for
+    if hasattr(lst, "to_token"):
+        return lst.to_token(loaded.key, issuer=loaded.did, kid=kid, issued_at=now, valid_until=until)
+    return lst.to_credential(loaded.key, issuer=loaded.did, kid=kid, valid_from=now, valid_until=until)
 
 
 def _change_bitstring(
     value: bool, entries: list[dict[str, Any]], state: Path | None, key_file: Path | None,
     publish: Path | None, valid_for: int | None,
 ) -> list[dict[str, Any]]:
-    from ..status.bitstring import StatusList, parse_entry
+    from ..status.bitstring import parse_entry
 
     if state is None:
         raise click.BadParameter(f"give the list's state file: --status-list (or {STATUS_LIST_ENV})", param_hint="--status-list")
     _need_publish_target(key_file, publish)  # before taking the lock or asking for a passphrase
     results = []
-    with StatusList.edit(state) as lst:
+    with list_class(state).edit(state) as lst:
         for raw in entries:
-            entry = parse_entry(raw)
-            if entry.list_url != lst.url:
+            if raw.get("type") == TOKEN_STATUS_ENTRY_TYPE:
+                list_url, index = raw.get("uri"), raw.get("idx")
+            else:
+                entry = parse_entry(raw)
+                list_url, index = entry.list_url, entry.index
+            if list_url != lst.url:
                 raise click.BadParameter(
-                    f"the credential's list is {entry.list_url}, the state file is for {lst.url}", param_hint="--status-list"
+                    f"the credential's list is {list_url}, the state file is for {lst.url}", param_hint="--status-list"
                 )
             try:
-                lst.set(entry.index, value)
+                lst.set(index, value)
             except (ValueError, IndexError) as exc:
                 # Same URL, other state (recreated with --force, a copy from elsewhere): refuse
                 # rather than flip a bit this state never handed out.
                 raise click.BadParameter(
                     f"{exc}; is {state} the state file this credential was issued from?", param_hint="--status-list"
                 ) from None
-            results.append({"list": lst.url, "purpose": lst.purpose, "index": entry.index})
+            results.append({"list": lst.url, "purpose": lst.purpose, "index": index})
         _publish(lst, key_file, publish, valid_for)
     return results
 
@@ -239,7 +278,7 @@ def _change(value: bool, opts: dict[str, Any]) -> None:
     if credential is not None:
         entries = _status_entries(read_one_token(credential, "credential", "CREDENTIAL"))
         onchain = [e for e in entries if e.get("type") == ONCHAIN_TYPE]
-        bitstring = [e for e in entries if e.get("type") in BITSTRING_TYPES]
+        bitstring = [e for e in entries if e.get("type") in (*BITSTRING_TYPES, TOKEN_STATUS_ENTRY_TYPE)]
         if not onchain and not bitstring:
             raise click.UsageError("the credential has no status entry vcgate can change")
         results = []
@@ -391,7 +430,8 @@ def status(credential: str, rpc: str | None, as_json: bool) -> None:
 
 @cli.group("status-list")
 def status_list_group() -> None:
-    """W3C Bitstring Status Lists kept by an issuer (off-chain revocation or suspension).
+    """Status lists kept by an issuer (off-chain revocation or suspension): W3C Bitstring
+    Status Lists for JWT credentials, IETF Token Status Lists (--format token) for SD-JWT VCs.
 
     The issuer keeps a state file (allocated indices and bits), issues credentials that point
     at random indices of it, and serves the signed list credential at the list's https URL;
@@ -405,6 +445,9 @@ def status_list_group() -> None:
       vcgate status-list publish --status-list status-1.json --key issuer.key --out www/status/1
       vcgate revoke --status-list status-1.json --key issuer.key --publish www/status/1 cred.jwt
       vcgate status-list show status-1.json
+      vcgate status-list create --format token --url https://issuer.example/statuslists/1 --out tsl-1.json
+      vcgate issue --format sd-jwt --key issuer.key --subject "$AGENT" --type ModelAccessCredential \\
+          --status bitstring --status-list tsl-1.json > cred.sd-jwt
     """
 
 
@@ -415,7 +458,10 @@ def status_list_group() -> None:
 @click.option("--purpose", type=click.Choice(["revocation", "suspension"]), default="revocation", help="statusPurpose.")
 @click.option("--length", type=int, default=131072, help="Entries (131072 to 8388608, a multiple of 8).")
 @click.option("--force", is_flag=True, help="Overwrite an existing state file.")
-def status_list_create(url: str, out: Path, purpose: str, length: int, force: bool) -> None:
+@click.option("--format", "fmt", type=click.Choice(["bitstring", "token"]), default="bitstring", show_default=True,
+              help="'bitstring': W3C Bitstring Status List (for JWT credentials); 'token': IETF Token Status "
+              "List, a statuslist+jwt (for SD-JWT VCs).")
+def status_list_create(url: str, out: Path, purpose: str, length: int, force: bool, fmt: str) -> None:
     """Create an empty status list state file.
 
     --url is where 'vcgate status-list publish' output must be served: every credential issued
@@ -426,19 +472,21 @@ def status_list_create(url: str, out: Path, purpose: str, length: int, force: bo
     Examples:
       vcgate status-list create --url https://issuer.example/status/1 --out status-1.json
       vcgate status-list create --url https://issuer.example/status/s1 --purpose suspension --out susp-1.json
+      vcgate status-list create --format token --url https://issuer.example/statuslists/1 --out tsl-1.json
     """
     from ..status.bitstring import StatusList
+    from ..status.tokenlist import TokenStatusList
 
     if out.exists() and not force:
         raise click.BadParameter(f"{out} exists; pass --force to replace it", param_hint="--out")
     if not out.parent.is_dir():
         raise click.BadParameter(f"directory {out.parent} does not exist", param_hint="--out")
     try:
-        lst = StatusList.create(url, purpose=purpose, length=length)
+        lst = (TokenStatusList if fmt == "token" else StatusList).create(url, purpose=purpose, length=length)
     except (ValueError, TypeError) as exc:
         raise click.BadParameter(str(exc)) from None
     lst.save(out)
-    info(f"wrote {out}: {lst.length} entries, {purpose}, published at {url}")
+    info(f"wrote {out}: {fmt} list, {lst.length} entries, {purpose}, published at {url}")
 
 
 @status_list_group.command("publish")
@@ -449,19 +497,19 @@ def status_list_create(url: str, out: Path, purpose: str, length: int, force: bo
               help="Write the list credential here [default: stdout].")
 @click.option("--valid-for", type=DURATION, default=None, help="Validity of the list credential [default: no expiry].")
 def status_list_publish(status_list: Path, key_file: Path, out: Path | None, valid_for: int | None) -> None:
-    """Sign the current list as a BitstringStatusListCredential (vc+jwt) to serve at its URL.
+    """Sign the current list as a BitstringStatusListCredential (vc+jwt) -- or, for a
+    '--format token' list, a Status List Token (statuslist+jwt) -- to serve at its URL.
 
     Publish once after 'status-list create' (before the first credential is checked);
     'vcgate revoke --publish' and 'unrevoke --publish' re-sign it after each change. Serve it
-    as application/vc+jwt; the signer must be the key the credentials were issued with.
+    as application/vc+jwt (a token list as application/statuslist+jwt); the signer must be
+    the key the credentials were issued with.
 
     \b
     Examples:
       vcgate status-list publish --status-list status-1.json --key issuer.key --out www/status/1
     """
-    from ..status.bitstring import StatusList
-
-    lst = StatusList.load(status_list)
+    lst = list_class(status_list).load(status_list)
     if out is not None:
         _publish(lst, key_file, out, valid_for)
         info(f"wrote {out}; serve it at {lst.url}")
@@ -469,8 +517,7 @@ def status_list_publish(status_list: Path, key_file: Path, out: Path | None, val
     loaded = load_key(key_file)
     kid = signing_kid(loaded.did, loaded.key.public_key, "assertionMethod", make_resolver("local"))
     now = float(int(time.time()))
-    click.echo(lst.to_credential(loaded.key, issuer=loaded.did, kid=kid, valid_from=now,
-                                 valid_until=None if valid_for is None else now + valid_for))
+    click.echo(_signed_list(lst, loaded, kid, now, valid_for))
 
 
 @status_list_group.command("show")
@@ -484,10 +531,9 @@ def status_list_show(state: Path, as_json: bool) -> None:
       vcgate status-list show status-1.json
       vcgate status-list show --json status-1.json | jq .free
     """
-    from ..status.bitstring import StatusList
-
-    lst = StatusList.load(state)
-    summary = {"url": lst.url, "purpose": lst.purpose, "length": lst.length,
+    lst = list_class(state).load(state)
+    summary = {"url": lst.url, "format": "token" if hasattr(lst, "to_token") else "bitstring",
+               "purpose": lst.purpose, "length": lst.length,
                "allocated": lst.allocated_count, "free": lst.free_count, "set": sum(bin(b).count("1") for b in lst.bits)}
     if as_json:
         echo_json(summary)
@@ -511,12 +557,15 @@ class StatusOptions:
     status_list: Path | None = None
 
 
-def build_status_entry(options: StatusOptions, *, issuer_key: PrivateKey) -> dict[str, Any] | None:
-    """The ``credentialStatus`` of a new credential, or None for a credential without one."""
+def build_status_entry(options: StatusOptions, *, issuer_key: PrivateKey, sd_jwt: bool = False) -> dict[str, Any] | None:
+    """The ``credentialStatus`` of a new credential (an SD-JWT VC's ``status`` claim with
+    ``sd_jwt``), or None for a credential without one."""
     if options.method is None:
         return None
     if options.method == "bitstring":
-        return bitstring_status_entry(options.status_list)
+        return bitstring_status_entry(options.status_list, token=sd_jwt)
+    if sd_jwt:
+        raise click.BadParameter("an SD-JWT VC takes --status bitstring with a Token Status List", param_hint="--status")
     if options.method == "onchain":
         return onchain_status_entry(
             rpc=options.rpc,

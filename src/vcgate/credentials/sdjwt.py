@@ -77,6 +77,7 @@ __all__ = [
     "disclosable_paths",
     "is_sd_jwt",
     "holder_view",
+    "status_entries",
     "verify_sd_jwt",
     "verify_sd_jwt_vc",
     "verify_sd_jwt_presentation",
@@ -90,7 +91,9 @@ TYP_KB_JWT = "kb+jwt"
 SD_ALG = "sha-256"
 #: Claims the SD-JWT VC draft forbids to be selectively disclosable (plus ``iat``, which vcgate
 #: keeps visible because policies check the credential's age against it).
-NEVER_DISCLOSABLE = frozenset({"iss", "vct", "vct#integrity", "nbf", "exp", "iat", "cnf", "status", "_sd", "_sd_alg", "..."})
+NEVER_DISCLOSABLE = frozenset(
+    {"iss", "vct", "vct#integrity", "nbf", "exp", "iat", "cnf", "status", "jti", "_sd", "_sd_alg", "..."}
+)
 #: JWT claims that are not credential claims (the rest of the processed payload is).
 _REGISTERED = frozenset({"iss", "vct", "vct#integrity", "nbf", "exp", "iat", "cnf", "status", "jti"})
 #: The ``type`` vcgate gives a Token Status List reference (``status.status_list``) so that
@@ -282,6 +285,7 @@ def issue_sd_jwt_vc(
     decoys: int | None = None,
     issued_at: float | None = None,
     typ: str = TYP_SD_JWT_VC,
+    credential_id: str | None = None,
 ) -> str:
     """Sign an SD-JWT VC and return ``<JWT>~<D1>~...~<Dn>~`` (every Disclosure).
 
@@ -309,6 +313,8 @@ def issue_sd_jwt_vc(
     }
     if valid_until is not None:
         payload["exp"] = int(valid_until)
+    if credential_id is not None:
+        payload["jti"] = credential_id
     if holder_kid is not None:
         payload["cnf"] = {"kid": holder_kid}
     elif holder_key is not None:
@@ -518,7 +524,8 @@ def _holder_of_cnf(cnf: Any, verifier: Verifier) -> tuple[str, PublicKey, str]:
     raise MalformedError("'cnf' must carry a 'jwk' or a DID URL 'kid'")
 
 
-def _status_entries(value: Any) -> tuple[Mapping[str, Any], ...]:
+def status_entries(value: Any) -> tuple[Mapping[str, Any], ...]:
+    """An SD-JWT VC's ``status`` claim as status entries (``type`` per mechanism)."""
     if value is None:
         return ()
     if not isinstance(value, dict) or not value:
@@ -635,7 +642,7 @@ def verify_sd_jwt_vc(
         claims={k: v for k, v in processed.items() if k not in _REGISTERED},
         valid_from=valid_from,
         valid_until=valid_until,
-        status=_status_entries(processed.get("status")),
+        status=status_entries(processed.get("status")),
         id=jti if isinstance(jti, str) else None,
         kid=issuer_kid,
         issuer_key=issuer_key,
