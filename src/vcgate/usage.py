@@ -36,7 +36,7 @@ from .strictjson import loads_strict
 
 __all__ = [
     "MAX_EVENT_BYTES",
-    "Admission",
+    "Charge",
     "LimitMetrics",
     "Meter",
     "StreamUsage",
@@ -228,8 +228,8 @@ def _sf_string(text: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Admission:
-    """An admitted call: its plan and the reservation to settle or release."""
+class Charge:
+    """An admitted call's charge against its limits: its plan and the reservation to settle or release."""
 
     plan: LimitPlan
     reservation: Reservation
@@ -307,12 +307,12 @@ class Meter:
     """
 
     def __init__(self, *, store: CounterStore, metrics: LimitMetrics | None = None,
-                 on_usage: Callable[[Admission, Sequence[int]], None] | None = None) -> None:
+                 on_usage: Callable[[Charge, Sequence[int]], None] | None = None) -> None:
         self.store = store
         self.metrics = metrics
         self.on_usage = on_usage
 
-    def admit(self, plan: LimitPlan) -> Admission | None:
+    def admit(self, plan: LimitPlan) -> Charge | None:
         """Reserve the plan's counters; ``None`` for an empty plan (no limit applies)."""
         if not plan:
             return None
@@ -321,7 +321,7 @@ class Meter:
             raise self._refusal(plan, reservation)
         if self.metrics is not None:
             self.metrics.admitted(plan)
-        return Admission(plan, reservation)
+        return Charge(plan, reservation)
 
     def _refusal(self, plan: LimitPlan, reservation: Reservation) -> QuotaExceededError:
         index = reservation.blocked or 0
@@ -343,7 +343,7 @@ class Meter:
             self.metrics.refused(resolved.name)
         return error
 
-    def settle(self, admission: Admission | None, usage: Usage | None) -> list[int] | None:
+    def settle(self, admission: Charge | None, usage: Usage | None) -> list[int] | None:
         """Commit what the call used; returns the units counted per counter (for the audit)."""
         if admission is None:
             return None
@@ -354,13 +354,13 @@ class Meter:
         self._commit(admission, used)
         return used
 
-    def release(self, admission: Admission | None) -> None:
+    def release(self, admission: Charge | None) -> None:
         """The call failed or was cancelled: give back its tokens and cost."""
         if admission is None:
             return
         self._commit(admission, [1 if r.spec.kind == "requests" else 0 for r in admission.plan.limits])
 
-    def _commit(self, admission: Admission, used: list[int]) -> None:
+    def _commit(self, admission: Charge, used: list[int]) -> None:
         # A call that used exactly what it reserved (every request-only plan) needs no round trip.
         if any(u != r.counter.amount for u, r in zip(used, admission.plan.limits)):
             self.store.commit(admission.reservation, used)
