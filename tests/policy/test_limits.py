@@ -305,3 +305,9 @@ def test_real_delegation_chain_counts_every_hop_and_blocks_siblings():
         meter.admit(plan(1))  # now the user's 100 are used: every delegate of the user is blocked
     states = meter.store.peek(deep.counters)
     assert [s.used for s in states] == [100, 100, 50]
+
+
+def test_limits_need_body_only_for_token_and_cost_limits():
+    assert policy().limits_need_body
+    assert not policy("limits:\n  - {name: r, key: $subject, requests: 1, per: 1m}\n").limits_need_body
+    assert not policy("").has_limits and not policy("").limits_need_body

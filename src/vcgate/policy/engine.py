@@ -576,6 +576,12 @@ class Policy:
     def has_limits(self) -> bool:
         return bool(self.document.limits) or any(r.limits for r in self.document.rules)
 
+    @property
+    def limits_need_body(self) -> bool:
+        """Some token or cost limit reads the request body (its ``max_tokens`` and model)."""
+        specs = (*self.document.limits, *(s for r in self.document.rules for s in r.limits))
+        return any(s.needs_body for s in specs)
+
     def limits_for(self, decision: PolicyDecision) -> tuple[Any, ...]:
         """The limits an allowing ``decision`` puts on its call: the top-level ones (when a
         credential decided it) then its rule's own, as :class:`~vcgate.policy.limits.LimitSpec`."""
