@@ -37,6 +37,8 @@ __all__ = [
     "SdAlgUnsupportedError",
     "KeyBindingRequiredError",
     "KeyBindingInvalidError",
+    "ProofInvalidError",
+    "DataModelError",
     "RevokedError",
     "SuspendedError",
     "StatusUnavailableError",
@@ -286,6 +288,20 @@ class KeyBindingInvalidError(VCGateError):
     code = "key_binding_invalid"
     status = 401
     default_message = "the Key Binding JWT is malformed or its sd_hash does not cover this presentation"
+class ProofInvalidError(MalformedError):
+    """A Data Integrity proof is missing, malformed, or of an unsupported cryptosuite."""
+
+    code = "proof_invalid"
+    status = 400
+    default_message = "the Data Integrity proof is malformed or of an unsupported cryptosuite"
+
+
+class DataModelError(MalformedError):
+    """A W3C VCDM 2.0 data-model rule is broken; ``details["rule"]`` names the rule."""
+
+    code = "data_model_invalid"
+    status = 400
+    default_message = "the credential or presentation breaks a VC Data Model 2.0 rule"
 
 
 # --- credential status (revocation, suspension) -----------------------------------------

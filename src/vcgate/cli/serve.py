@@ -14,8 +14,8 @@ from .base import EXISTING_FILE, CLIError, cli, info, warn
 
 
 @cli.command("serve")
-@click.option("--policy", "policy_file", required=True, type=EXISTING_FILE, envvar="VCGATE_POLICY",
-              help="The policy file (reloaded when it changes). [env: VCGATE_POLICY]")
+@click.option("--policy", "policy_file", default=None, type=EXISTING_FILE, envvar="VCGATE_POLICY",
+              help="The policy file (reloaded when it changes); required unless --vc-api. [env: VCGATE_POLICY]")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Keep it reachable only by the gateway.")
 @click.option("--port", default=8181, show_default=True, type=click.IntRange(0, 65535),
@@ -47,6 +47,21 @@ from .base import EXISTING_FILE, CLIError, cli, info, warn
               help="Worker threads of the HTTP server (and of the gRPC server).")
 @click.option("--envoy-prefix", default="/envoy", show_default=True,
               help="The ext_authz HTTP path_prefix configured in Envoy.")
+@click.option("--vc-api", is_flag=True, envvar="VCGATE_VC_API",
+              help="Also serve the W3C VC-API (issue, verify, DID resolution, status lists); see "
+                   "docs/conformance.md. [env: VCGATE_VC_API]")
+@click.option("--issuer-key", type=EXISTING_FILE, default=None, envvar="VCGATE_ISSUER_KEY",
+              help="With --vc-api: the key file credentials are issued with (its did:key is the issuer). "
+                   "[env: VCGATE_ISSUER_KEY]")
+@click.option("--vc-api-profile", default=None, envvar="VCGATE_VC_API_PROFILE",
+              type=click.Choice(["vc-jose", "eddsa-rdfc-2022", "eddsa-jcs-2022", "ecdsa-rdfc-2019", "ecdsa-jcs-2019"]),
+              help="With --vc-api: how /credentials/issue secures credentials (default: the first Data Integrity "
+                   "suite fitting the key); /<profile>/credentials/issue picks per request. [env: VCGATE_VC_API_PROFILE]")
+@click.option("--tls-cert", type=EXISTING_FILE, default=None, envvar="VCGATE_TLS_CERT",
+              help="With --vc-api and --tls-key: serve HTTPS (the W3C suites fetch status lists over https). "
+                   "[env: VCGATE_TLS_CERT]")
+@click.option("--tls-key", type=EXISTING_FILE, default=None, envvar="VCGATE_TLS_KEY",
+              help="The TLS private key (PEM) for --tls-cert. [env: VCGATE_TLS_KEY]")
 def serve(
     policy_file: Path,
     host: str,
@@ -65,6 +80,11 @@ def serve(
     ca_bundle: Path | None,
     threads: int,
     envoy_prefix: str,
+    vc_api: bool,
+    issuer_key: Path | None,
+    vc_api_profile: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
 ) -> None:
     """Run the auth service that NGINX, Envoy and Traefik ask about each request.
 
@@ -81,12 +101,17 @@ def serve(
       /.well-known/oauth-protected-resource  RFC 9728 metadata
       /metrics  /healthz  /readyz          Prometheus metrics, liveness, readiness
     With --grpc-port: envoy.service.auth.v3.Authorization/Check.
+    With --vc-api (W3C VC-API; --policy then optional):
+      POST [/<profile>]/credentials/issue, /credentials/verify, /presentations/verify
+      GET /1.0/identifiers/<did>           did:key resolution
+      GET /status-lists/<n>                the issuer's BitstringStatusListCredentials
 
     \b
     Examples:
       vcgate serve --policy policy.yaml --key-file gateway.key
       vcgate serve --policy policy.yaml --port 8181 --grpc-port 9191 --redis redis://127.0.0.1:6379/0
       vcgate serve --policy policy.yaml --rpc http://127.0.0.1:8545 --registry 0x5FbD... --audit-log audit.jsonl
+      vcgate serve --vc-api --issuer-key issuer.key --port 40443 --tls-cert cert.pem --tls-key key.pem
 
     Configuration snippets for each gateway: docs/plugins/.
     """
@@ -100,6 +125,12 @@ def serve(
 
     if (rpc_url is None) != (registry is None):
         raise click.UsageError("--rpc and --registry go together")
+    vcapi = _vcapi_service(vc_api, issuer_key, vc_api_profile, tls_cert, tls_key)
+    if policy_file is None:
+        if vcapi is None:
+            raise click.UsageError("--policy is required (or serve only the VC-API with --vc-api)")
+        _run_vcapi(vcapi, host=host, port=port, tls=(tls_cert, tls_key))
+        return
     config = GateConfig(
         policy=str(policy_file),
         key_file=str(key_file) if key_file else None,
@@ -123,9 +154,68 @@ def serve(
     try:
         service = AuthService(runtime.gate, mirror=runtime.mirror)
         app = create_app(service, envoy_prefix=envoy_prefix)
+        if vcapi is not None:
+            from .server.vcapi import create_blueprint
+
+            app.register_blueprint(create_blueprint(vcapi))
         _run(app, service, host=host, port=port, grpc_port=grpc_port, threads=threads)
     finally:
         runtime.close()
+
+
+def _vcapi_service(
+    vc_api: bool, issuer_key: Path | None, profile: str | None, tls_cert: Path | None, tls_key: Path | None
+) -> Any:
+    """The VC-API service when --vc-api is given (None otherwise); checks its options."""
+    if not vc_api:
+        if issuer_key or profile or tls_cert or tls_key:
+            raise click.UsageError("--issuer-key, --vc-api-profile, --tls-cert and --tls-key go with --vc-api")
+        return None
+    if issuer_key is None:
+        raise click.UsageError("--vc-api needs --issuer-key (env VCGATE_ISSUER_KEY)")
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    try:
+        from .server.vcapi import VCAPIService
+    except ImportError as exc:
+        raise CLIError("io_error", f"--vc-api needs the conformance extra: pip install 'vcgate[conformance]' ({exc})") from exc
+    from .cli import load_key
+
+    loaded = load_key(issuer_key)
+    try:
+        return VCAPIService(issuer_key=loaded.key, default_profile=profile)
+    except ValueError as exc:
+        raise click.UsageError(f"--vc-api-profile: {exc}") from exc
+
+
+def _run_vcapi(service: Any, *, host: str, port: int, tls: tuple[Path | None, Path | None]) -> None:
+    import logging
+
+    from .server.vcapi import create_vcapi_app, serve_tls
+
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+
+    app = create_vcapi_app(service)
+    cert, key = tls
+    scheme = "https" if cert else "http"
+
+    def ready(bound: int) -> None:
+        info(f"vcgate serve: VC-API on {scheme}://{host}:{bound} (issuer {service.issuer}, "
+             f"profiles {', '.join(service.profiles)}, default {service.default_profile})")
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(SystemExit(0)))
+    try:
+        if cert is not None and key is not None:
+            serve_tls(app, host=host, port=port, cert=str(cert), key=str(key), on_ready=ready)
+        else:
+            from waitress.server import create_server
+
+            server = create_server(app, host=host, port=port, threads=4, ident="vcgate")
+            ready(server.effective_port)
+            server.run()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    info("vcgate serve: stopped")
 
 
 def _passphrase() -> str | None:

@@ -22,6 +22,7 @@ __all__ = [
     "CONTEXT_V2",
     "DEFAULT_CONTEXTS",
     "issue_credential",
+    "issue_document",
     "to_xsd_datetime",
     "parse_datetime",
 ]
@@ -91,16 +92,28 @@ def as_types(value: Any, required: str) -> tuple[str, ...]:
     return tuple(types)
 
 
-def check_contexts(value: Any, base: str, allowed: Collection[str]) -> None:
+def check_contexts(value: Any, base: str, allowed: Collection[str], *, allow_unpinned: bool = False) -> bool:
+    """Check ``@context``; return whether every entry is a pinned URL.
+
+    ``allow_unpinned`` accepts inline contexts and unknown URLs (reported by a False result)
+    instead of refusing them: only for conformance verification, never for authorisation.
+    """
     if not isinstance(value, list) or not value:
         raise MalformedError("'@context' must be a non-empty list")
     if value[0] != base:
         raise ContextNotAllowedError(f"the first '@context' must be {base}")
+    pinned = True
     for ctx in value:
-        if not isinstance(ctx, str):
-            raise ContextNotAllowedError("inline JSON-LD contexts are refused")
-        if ctx not in allowed:
+        if isinstance(ctx, str) and ctx in allowed:
+            continue
+        if not allow_unpinned:
+            if not isinstance(ctx, str):
+                raise ContextNotAllowedError("inline JSON-LD contexts are refused")
             raise ContextNotAllowedError(f"JSON-LD context {ctx[:100]!r} is not pinned as known")
+        if not isinstance(ctx, str | dict):
+            raise MalformedError("a '@context' entry must be a URL or an object")
+        pinned = False
+    return pinned
 
 
 # Internal and short-lived, so not frozen: a frozen dataclass's __init__ costs ~0.1 us per
@@ -118,6 +131,7 @@ class CredentialClaims:
     valid_until: float | None
     status: tuple[Mapping[str, Any], ...]
     id: str | None
+    contexts_pinned: bool = True
 
 
 def _subject(value: Any) -> dict[str, Any]:
@@ -149,7 +163,7 @@ def _earliest(*values: float | None) -> float | None:
     return min(present) if present else None
 
 
-def read_credential(jws: JWS, *, contexts: Collection[str]) -> CredentialClaims:
+def read_credential(jws: JWS, *, contexts: Collection[str], allow_unpinned: bool = False) -> CredentialClaims:
     """Read a credential JWT's claims in either format; refuse inconsistent ones."""
     payload = jws.payload
     typ = jws.typ
@@ -157,18 +171,18 @@ def read_credential(jws: JWS, *, contexts: Collection[str]) -> CredentialClaims:
     if typ in VC_JOSE_TYPS:
         if vc is not None:
             raise MalformedError("a vc+jwt credential is the payload itself; it has no 'vc' claim")
-        return _read_vcdm2(payload, contexts)
+        return _read_vcdm2(payload, contexts, allow_unpinned)
     if typ is None or typ in JWT11_TYPS:
         if isinstance(vc, dict):
-            return _read_vcdm11(payload, vc, contexts)
+            return _read_vcdm11(payload, vc, contexts, allow_unpinned)
         if vc is None and typ is None and "@context" in payload:
-            return _read_vcdm2(payload, contexts)
+            return _read_vcdm2(payload, contexts, allow_unpinned)
         raise MalformedError("not a credential: no 'vc' claim")
     raise TypeMismatchError(f"a token of type {typ[:40]!r} is not a credential")
 
 
-def _read_vcdm2(payload: Mapping[str, Any], contexts: Collection[str]) -> CredentialClaims:
-    check_contexts(payload.get("@context"), CONTEXT_V2, contexts)
+def _read_vcdm2(payload: Mapping[str, Any], contexts: Collection[str], allow_unpinned: bool = False) -> CredentialClaims:
+    pinned = check_contexts(payload.get("@context"), CONTEXT_V2, contexts, allow_unpinned=allow_unpinned)
     types = as_types(payload.get("type"), "VerifiableCredential")
     issuer = as_id(payload.get("issuer"), "'issuer'")
     subject = _subject(payload.get("credentialSubject"))
@@ -198,11 +212,14 @@ def _read_vcdm2(payload: Mapping[str, Any], contexts: Collection[str]) -> Creden
         valid_until=valid_until,
         status=_status(payload.get("credentialStatus")),
         id=cid if isinstance(cid, str) else None,
+        contexts_pinned=pinned,
     )
 
 
-def _read_vcdm11(payload: Mapping[str, Any], vc: Mapping[str, Any], contexts: Collection[str]) -> CredentialClaims:
-    check_contexts(vc.get("@context"), CONTEXT_V1, contexts)
+def _read_vcdm11(
+    payload: Mapping[str, Any], vc: Mapping[str, Any], contexts: Collection[str], allow_unpinned: bool = False
+) -> CredentialClaims:
+    pinned = check_contexts(vc.get("@context"), CONTEXT_V1, contexts, allow_unpinned=allow_unpinned)
     types = as_types(vc.get("type"), "VerifiableCredential")
     iss = payload.get("iss")
     if not isinstance(iss, str):
@@ -237,7 +254,13 @@ def _read_vcdm11(payload: Mapping[str, Any], vc: Mapping[str, Any], contexts: Co
         valid_until=valid_until,
         status=_status(vc.get("credentialStatus")),
         id=jti if isinstance(jti, str) else (vc.get("id") if isinstance(vc.get("id"), str) else None),
+        contexts_pinned=pinned,
     )
+
+
+def issue_document(key: PrivateKey, credential: Mapping[str, Any], *, kid: str) -> str:
+    """Sign a complete VCDM 2.0 credential document as a ``vc+jwt`` (the document is the payload)."""
+    return sign_jws(key, dict(credential), typ="vc+jwt", kid=kid)
 
 
 def issue_credential(

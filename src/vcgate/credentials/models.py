@@ -41,6 +41,10 @@ class VerifiedCredential:
     issuer_key: PublicKey
     payload: Mapping[str, Any]
     token: str
+    #: False when a ``@context`` is inline or not pinned (only with
+    #: ``Verifier(allow_unpinned_contexts=True)``): an inline context can remap terms, so the
+    #: gate must not authorise on such a credential.
+    contexts_pinned: bool = True
 
     def has_type(self, type_: str) -> bool:
         return type_ in self.types

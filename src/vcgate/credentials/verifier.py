@@ -51,6 +51,9 @@ class Verifier:
     :param leeway: seconds of clock skew tolerated on every time check.
     :param contexts: JSON-LD context URLs accepted (see ``DEFAULT_CONTEXTS``).
     :param sd_jwt: caps for SD-JWT VCs (Disclosures, digests, the KB-JWT's age).
+    :param allow_unpinned_contexts: accept credentials with inline or other contexts and mark
+        them ``contexts_pinned=False`` instead of refusing them (conformance testing, the
+        VC-API verifier); never for a verifier that authorises.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class Verifier:
         max_credentials: int = 16,
         contexts: Collection[str] = DEFAULT_CONTEXTS,
         sd_jwt: SDJWTLimits = SDJWTLimits(),
+        allow_unpinned_contexts: bool = False,
     ) -> None:
         unknown = set(algorithms) - set(ALGORITHMS)
         if unknown:
@@ -79,6 +83,7 @@ class Verifier:
         self.contexts = frozenset(contexts)
         self.sd_jwt = sd_jwt
         self._jws = JWSParser(algorithms=self.algorithms, max_bytes=max_token_bytes, max_depth=max_depth)
+        self.allow_unpinned_contexts = allow_unpinned_contexts
 
     # --- shared pieces --------------------------------------------------------------------
 
@@ -134,7 +139,7 @@ class Verifier:
         if is_sd_jwt(token):
             return verify_sd_jwt_vc(self, token, limits=self.sd_jwt)[0]
         jws = self._parse(token)
-        claims = read_credential(jws, contexts=self.contexts)
+        claims = read_credential(jws, contexts=self.contexts, allow_unpinned=self.allow_unpinned_contexts)
         vm = self._verify_signer(jws, claims.issuer, "assertionMethod")
         self._check_window(claims.valid_from, claims.valid_until, "credential")
         return VerifiedCredential(
@@ -151,6 +156,7 @@ class Verifier:
             issuer_key=vm.public_key,
             payload=jws.payload,
             token=token if isinstance(token, str) else token.decode("ascii"),
+            contexts_pinned=claims.contexts_pinned,
         )
 
     # --- presentations --------------------------------------------------------------------
