@@ -17,7 +17,7 @@ import base58
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from vcgate.did import DIDDocument, Resolver
+from vcgate.did import DID, DIDDocument, Resolver
 from vcgate.did.key import KeyMethod, did_key_from_public_key, public_key_from_did_key
 from vcgate.errors import InvalidDIDError, UntrustedKeyError
 from vcgate.keys import PrivateKey, PublicKey, b64url_decode
@@ -111,7 +111,7 @@ def test_resolve_authorises_fingerprint(did: str, alg: str, entry: dict[str, Any
         assert method.public_key == _expected_key(alg, vm)
         assert resolver.verification_method(vm_id, purpose) is method
         assert [m.id for m in doc.methods_for(purpose, alg)] == [vm_id]
-    # the did:key document names no keyAgreement key: Ed25519/ECDSA keys are for signing here
+    # keyAgreement holds at most the derived X25519 key, which never verifies a signature
     assert doc.methods_for("keyAgreement") == []
     with pytest.raises(UntrustedKeyError):
         doc.method_for(vm_id, "keyAgreement")
@@ -275,3 +275,61 @@ def test_vector_jwk_x_matches_base58_for_ed25519() -> None:
     entry = _load("ed25519-x25519.json")["did:key:z6MkwYMhwTvsq376YBAcJHy3vyRWzBgn5vKfVqqDCgm7XVKU"]
     x = b64url_decode(entry["verificationKeyPair"]["publicKeyJwk"]["x"])
     assert public_key_from_did_key("did:key:z6MkwYMhwTvsq376YBAcJHy3vyRWzBgn5vKfVqqDCgm7XVKU").raw() == x
+
+
+# --- X25519 keyAgreement and the DID Resolution binding ---------------------------------------
+
+from vcgate.did.key import resolve_did_key, x25519_from_ed25519  # noqa: E402
+
+
+@pytest.mark.parametrize("did", list(_load("ed25519-x25519.json")))
+def test_ed25519_document_lists_vector_x25519_key(did: str) -> None:
+    """The X25519 key derived from the Ed25519 key is the vector's, listed for keyAgreement."""
+    entry = _load("ed25519-x25519.json")[did]
+    expected_fragment = entry["keyAgreementKeyPair"]["id"].split("#")[-1]
+    doc = KeyMethod().resolve(DID(did))
+    (agreement,) = doc["keyAgreement"]
+    assert agreement == f"{did}#{expected_fragment}"
+    pair = entry["keyAgreementKeyPair"]
+    expected = (
+        base58.b58decode(pair["publicKeyBase58"]) if "publicKeyBase58" in pair else b64url_decode(pair["publicKeyJwk"]["x"])
+    )
+    assert x25519_from_ed25519(public_key_from_did_key(did).raw()) == expected
+    # parsed, it is not a signing method: listed only as unusable for signatures
+    parsed = DIDDocument.from_json(doc, expected_id=did)
+    assert agreement in parsed.skipped and parsed.methods_for("keyAgreement") == []
+
+
+VALID = "did:key:z6MktKwz7Ge1Yxzr4JHavN33wiwa8y81QdcMRLXQsrH9T53b"
+FRAG = VALID[8:]
+
+RESOLUTION_ERRORS = [
+    pytest.param("https:key:" + FRAG, "", "didResolutionMetadata", "invalidDid", 400, id="scheme-not-did"),
+    pytest.param("did:web:" + FRAG, "", "didResolutionMetadata", "methodNotSupported", 501, id="method-not-key"),
+    pytest.param("did:key:-4:" + FRAG, "", "didResolutionMetadata", "invalidDid", 400, id="version-negative"),
+    pytest.param("did:key:" + FRAG[1:], "", "didResolutionMetadata", "invalidDid", 400, id="no-z-prefix"),
+    pytest.param("did:key:@", "", "didResolutionMetadata", "invalidDid", 400, id="not-a-did"),
+    pytest.param("did:key:zTjsVPtY", "", "didResolutionMetadata", "invalidPublicKeyLength", 400, id="short-ed25519"),
+    pytest.param(VALID + "/^bar^/?query=`#" + FRAG, "", "didDereferencingMetadata", "invalidDidUrl", 400, id="bad-did-url"),
+    pytest.param(VALID, "publicKeyFormat=unknown", "didResolutionMetadata", "unsupportedPublicKeyType", 400,
+                 id="unknown-format"),
+    pytest.param(VALID + "#" + FRAG, "publicKeyFormat=Ed25519VerificationKey2018&enableExperimentalPublicKeyTypes=false",
+                 "didDereferencingMetadata", "invalidPublicKeyType", 400, id="experimental-format"),
+    pytest.param(VALID + "#zNotThere", "", "didDereferencingMetadata", "notFound", 404, id="no-such-method"),
+]
+
+
+@pytest.mark.parametrize("did_url, query, meta, code, status", RESOLUTION_ERRORS)
+def test_resolution_error_codes(did_url: str, query: str, meta: str, code: str, status: int) -> None:
+    result, got_status = resolve_did_key(did_url, query)
+    assert (result[meta]["error"], got_status) == (code, status)
+    assert result["didDocumentMetadata"] == {}
+
+
+def test_resolution_and_dereferencing_succeed() -> None:
+    result, status = resolve_did_key(VALID)
+    assert status == 200 and result["didDocument"]["id"] == VALID
+    assert result["didResolutionMetadata"]["contentType"] == "application/did+ld+json"
+    vm, status = resolve_did_key(f"{VALID}#{FRAG}")
+    assert status == 200 and vm["didDocument"]["controller"] == VALID
+    assert vm["didDocument"]["publicKeyMultibase"] == FRAG

@@ -218,12 +218,17 @@ class DataIntegrity:
             raise ProofInvalidError(f"a document carries 1 to {_MAX_PROOFS} proofs")
         unsecured = {k: v for k, v in document.items() if k != "proof"}
         pinned = contexts_pinned(unsecured, self.pinned)
+        if controller is not None and not any(
+            isinstance(p, dict) and str(p.get("verificationMethod", "")).split("#")[0] == controller for p in proofs
+        ):
+            raise UntrustedKeyError("no proof names a key of the expected signer")
         by_id = {p["id"]: p for p in proofs if isinstance(p, dict) and isinstance(p.get("id"), str)}
         results = tuple(
             self._verify_one(_with_previous(unsecured, proof, by_id), proof, purpose, challenge, domain, pinned)
             for proof in proofs
         )
-        # A proof set may carry proofs by others (a notary, a witness); one must be the signer's.
+        # A proof set may carry proofs by others (a notary, a witness); one must be the signer's
+        # (checked by name above, cheaply, and here on the verified results).
         if controller is not None and not any(r.controller == controller for r in results):
             raise UntrustedKeyError("no proof is signed by a key of the expected signer")
         return results

@@ -103,6 +103,11 @@ _ENVELOPE_RULES: Mapping[str, Mapping[str, Any]] = {
     "id": {"type": "string", "pattern": r"^data:"},
 }
 
+_VP_ENVELOPE_RULES: Mapping[str, Mapping[str, Any]] = {
+    **_ENVELOPE_RULES,
+    "type": {"oneOf": [{"const": "EnvelopedVerifiablePresentation"}, {"type": "array", "contains": {"const": "EnvelopedVerifiablePresentation"}}]},
+}
+
 PRESENTATION_RULES: Mapping[str, Mapping[str, Any]] = {
     "@context": _CONTEXT,
     "id": _URL,
@@ -133,7 +138,7 @@ def _validators() -> dict[str, Any]:
         return True
 
     out = {}
-    for group in (CREDENTIAL_RULES, CREDENTIAL_V11_RULES, _ENVELOPE_RULES, PRESENTATION_RULES):
+    for group in (CREDENTIAL_RULES, CREDENTIAL_V11_RULES, _ENVELOPE_RULES, _VP_ENVELOPE_RULES, PRESENTATION_RULES):
         out[id(group)] = {
             rule: jsonschema.Draft202012Validator(schema, format_checker=checker) for rule, schema in group.items()
         }
@@ -189,6 +194,10 @@ def check_credential(credential: Any, *, enveloped: bool = False) -> None:
             raise DataModelError("validUntil is before validFrom", rule="validity")
 
 
-def check_presentation(presentation: Any) -> None:
-    """Raise :class:`DataModelError` unless ``presentation`` follows the VCDM 2.0 rules."""
+def check_presentation(presentation: Any, *, enveloped: bool = False) -> None:
+    """Raise :class:`DataModelError` unless ``presentation`` follows the VCDM 2.0 rules
+    (``enveloped``: an ``EnvelopedVerifiablePresentation`` wrapper)."""
+    if enveloped:
+        _check(presentation, _VP_ENVELOPE_RULES, ("@context", "type", "id"), "enveloped presentation")
+        return
     _check(presentation, PRESENTATION_RULES, _PRESENTATION_REQUIRED, "presentation")

@@ -37,7 +37,7 @@ from typing import Any
 
 from ..credentials.dataintegrity import CRYPTOSUITES, DataIntegrity, DataIntegrityResult
 from ..credentials.datamodel import check_credential, check_presentation
-from ..credentials.jws import parse_jws
+from ..credentials.jsonld import canonize
 from ..credentials.jwt import CONTEXT_V1, CONTEXT_V2, issue_document, parse_datetime, to_xsd_datetime
 from ..credentials.verifier import Verifier
 from ..did.document import DID
@@ -61,6 +61,7 @@ __all__ = ["PROFILES", "VCAPIService", "create_blueprint"]
 #: Ways to secure issued credentials (the URL prefix of the issue endpoint).
 PROFILES = ("vc-jose", *CRYPTOSUITES)
 ENVELOPE_PREFIX = "data:application/vc+jwt,"
+VP_ENVELOPE_PREFIX = "data:application/vp+jwt,"
 _LIST_LENGTH = 131_072  # 16 KiB: the specification's minimum for group privacy
 _DID_RESOLUTION_CONTEXT = "https://w3id.org/did-resolution/v1"
 _log = logging.getLogger("vcgate.vcapi")
@@ -167,6 +168,10 @@ class VCAPIService:
             credential = dict(body["credential"])
             if "proof" in credential:
                 raise MalformedError("the credential to issue must not carry a proof")
+            context = credential.get("@context")
+            v11 = isinstance(context, list) and context[:1] == [CONTEXT_V1]
+            credential.setdefault("issuanceDate" if v11 else "validFrom", to_xsd_datetime(self.clock()))
+            check_credential(credential)  # as asked for: an issuer that is not a URL is refused
             # The service issues as its own DID whatever the request names (an issuer object
             # keeps its other properties): it signs with its key, so it speaks only for itself.
             issuer = credential.get("issuer")
@@ -174,16 +179,10 @@ class VCAPIService:
                 credential["issuer"] = {**issuer, "id": self.issuer}
             elif issuer is not None:
                 credential["issuer"] = self.issuer
-            context = credential.get("@context")
-            if isinstance(context, list) and context[:1] == [CONTEXT_V1]:
-                # VCDM 1.1: issuanceDate, and no BitstringStatusListEntry (its context lacks the term).
-                credential.setdefault("issuanceDate", to_xsd_datetime(self.clock()))
-            else:
-                credential.setdefault("validFrom", to_xsd_datetime(self.clock()))
-                if "credentialStatus" not in credential:
-                    credential["credentialStatus"] = self._status_entry(base_url)
-            check_credential(credential)
             self._check_contexts_processable(credential)
+            if not v11 and "credentialStatus" not in credential:
+                # (VCDM 1.1's context lacks the BitstringStatusListEntry terms.)
+                credential["credentialStatus"] = self._status_entry(base_url)
             return Outcome(201, {"verifiableCredential": self._secure(credential, profile)})
         except VCGateError as exc:
             return _refusal(exc, 400)
@@ -200,15 +199,14 @@ class VCAPIService:
         }
 
     def _check_contexts_processable(self, credential: Mapping[str, Any]) -> None:
-        # Issue only what a JSON-LD verifier can process: every context is bundled or inline.
-        for ctx in credential.get("@context", ()):
-            if isinstance(ctx, str) and ctx not in self.di.pinned:
-                raise MalformedError(f"JSON-LD context {ctx[:100]!r} is not known to this issuer")
+        """Issue only what a JSON-LD processor takes without loss, whatever the securing
+        mechanism: contexts bundled or inline, no undefined term, no protected term redefined."""
+        canonize(credential, self.di.loader)
 
     def _secure(self, credential: dict[str, Any], profile: str) -> dict[str, Any]:
         if profile == "vc-jose":
             token = issue_document(self.key, credential, kid=self.kid)
-            return {"@context": CONTEXT_V2, "id": ENVELOPE_PREFIX + token, "type": "EnvelopedVerifiableCredential"}
+            return {"@context": [CONTEXT_V2], "id": ENVELOPE_PREFIX + token, "type": "EnvelopedVerifiableCredential"}
         return self.di.add_proof(credential, self.key, verification_method=self.kid, cryptosuite=profile)
 
     def status_list(self, number: int, *, base_url: str) -> dict[str, Any] | None:
@@ -309,7 +307,7 @@ class VCAPIService:
                 raise MalformedError("'options' must be an object")
             challenge, domain = options.get("challenge"), options.get("domain")
             vp = body["verifiablePresentation"]
-            check_presentation(vp)
+            check_presentation(vp, enveloped="EnvelopedVerifiablePresentation" in _types(vp))
             pinned = True
             if "proof" in vp:
                 holder = vp.get("holder")
@@ -322,10 +320,20 @@ class VCAPIService:
                     domain=domain if isinstance(domain, str) else None,
                 )
                 pinned = all(r.contexts_pinned for r in results)
-            elif "EnvelopedVerifiablePresentation" not in _types(vp):
-                raise ProofInvalidError("the presentation is not secured")
+            elif "EnvelopedVerifiablePresentation" in _types(vp):
+                ident = vp.get("id")
+                if not isinstance(ident, str) or not ident.startswith(VP_ENVELOPE_PREFIX):
+                    raise DataModelError("the envelope's id must be a data:application/vp+jwt URL", rule="envelope.id")
+                verified = self.verifier.verify_presentation(
+                    ident[len(VP_ENVELOPE_PREFIX):],
+                    audience=domain if isinstance(domain, str) else None,
+                    nonce=challenge if isinstance(challenge, str) else None,
+                    holder_binding=False,
+                )
+                pinned = all(c.contexts_pinned for c in verified.credentials)
+                return Outcome(200, {"verified": True, "warnings": [], "errors": [], "contextsPinned": pinned})
             else:
-                raise ProofInvalidError("enveloped presentations are verified by the gate, not here")
+                raise ProofInvalidError("the presentation is not secured")
             credentials = vp.get("verifiableCredential", [])
             for credential in credentials if isinstance(credentials, list) else [credentials]:
                 pinned = self._credential(credential)[1] and pinned
