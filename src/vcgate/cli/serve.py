@@ -155,7 +155,7 @@ def serve(
         service = AuthService(runtime.gate, mirror=runtime.mirror)
         app = create_app(service, envoy_prefix=envoy_prefix)
         if vcapi is not None:
-            from .server.vcapi import create_blueprint
+            from ..server.vcapi import create_blueprint
 
             app.register_blueprint(create_blueprint(vcapi))
         _run(app, service, host=host, port=port, grpc_port=grpc_port, threads=threads)
@@ -176,10 +176,10 @@ def _vcapi_service(
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     try:
-        from .server.vcapi import VCAPIService
+        from ..server.vcapi import VCAPIService
     except ImportError as exc:
         raise CLIError("io_error", f"--vc-api needs the conformance extra: pip install 'vcgate[conformance]' ({exc})") from exc
-    from .cli import load_key
+    from .base import load_key
 
     loaded = load_key(issuer_key)
     try:
@@ -191,7 +191,7 @@ def _vcapi_service(
 def _run_vcapi(service: Any, *, host: str, port: int, tls: tuple[Path | None, Path | None]) -> None:
     import logging
 
-    from .server.vcapi import create_vcapi_app, serve_tls
+    from ..server.vcapi import create_vcapi_app, serve_tls
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
