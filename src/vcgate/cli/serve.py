@@ -126,6 +126,8 @@ def serve(
     if (rpc_url is None) != (registry is None):
         raise click.UsageError("--rpc and --registry go together")
     vcapi = _vcapi_service(vc_api, issuer_key, vc_api_profile, tls_cert, tls_key)
+    if policy_file is not None and tls_cert is not None:
+        raise click.UsageError("--tls-cert/--tls-key serve the VC-API alone (no --policy); terminate TLS at the gateway")
     if policy_file is None:
         if vcapi is None:
             raise click.UsageError("--policy is required (or serve only the VC-API with --vc-api)")
