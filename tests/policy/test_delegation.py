@@ -240,3 +240,22 @@ def test_settings_loaded() -> None:
     assert policy.rules[0].require.delegation is not None and policy.rules[0].require.delegation.allowed is False
     off = Policy.from_yaml(policy_text("did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK", delegation=""))
     assert off.document.delegation.allowed is False
+
+
+def test_a_session_rechecks_every_hop_on_every_call(w: World) -> None:
+    """The chain's assembly is memoised per policy; validity and status are not."""
+    tokens = [w.root()]
+    tokens = w.delegate(tokens, w.user, w.agent, valid_for=600, status=True)
+    tokens = w.delegate(tokens, w.agent, w.sub, valid_for=500)
+    verifier = w.verifier()
+    creds = [verifier.verify_credential(t) for t in tokens]
+    policy = Policy.from_yaml(policy_text(w.org.did))
+
+    def call(now: float, outcome: str) -> PolicyDecision:
+        return policy.decide(CHAT, creds, now=now, holder=w.sub.did, status_results={tokens[1]: outcome})
+
+    assert call(NOW, "ok").allow
+    assert call(NOW, "ok").allow
+    assert call(NOW, "revoked").code == "delegation_revoked"
+    assert call(NOW + 1000, "ok").code == "delegation_expired"
+    assert call(NOW, "ok").allow

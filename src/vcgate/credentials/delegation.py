@@ -404,11 +404,16 @@ def _walk(leaf: Any, creds: Sequence[Any], by_digest: Mapping[str, Any], by_id: 
 
 
 def _digests(creds: Sequence[Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    """Each credential by its digest, in every algorithm some presented link binds with."""
+    algorithms = set()
     for c in creds:
-        for algorithm in _SRI_ALGORITHMS:
-            out[digest_sri(c.token, algorithm)] = c
-    return out
+        if is_link(c):
+            value = c.payload.get(DELEGATION_PROPERTY)
+            parent = value.get("parent") if isinstance(value, Mapping) else None
+            digest = parent.get("digestSRI") if isinstance(parent, Mapping) else None
+            if isinstance(digest, str) and digest.partition("-")[0] in _SRI_ALGORITHMS:
+                algorithms.add(digest.partition("-")[0])
+    return {digest_sri(c.token, a): c for c in creds for a in algorithms}
 
 
 def assemble(

@@ -254,6 +254,8 @@ _S_ISSUER, _S_TYPE, _S_SCOPE, _S_EXPIRED, _S_HOLDER, _S_AGE, _S_CLAIMS, _S_STATU
 _MAX_HEADER_VALUE = 4096
 #: Distinct (method, raw path) pairs whose routing is memoised per policy (then the memo restarts).
 ROUTE_CACHE_SIZE = 4096
+#: Distinct presented delegation chains whose assembly is memoised per policy (then it restarts).
+CHAIN_CACHE_SIZE = 1024
 _MAX_CACHED_PATH = 512
 
 _NEEDS_MODEL: Any = object()
@@ -503,6 +505,10 @@ class Policy:
         self._rules = tuple(_Rule(spec, document.defaults, document.delegation) for spec in document.rules)
         self._uses_hosts = any(r.hosts for r in self._rules)
         self._routes: dict[tuple[str, str], tuple[str | None, str, tuple[_Rule, ...]]] = {}
+        # Assembled delegation chains by the presented tokens: a session presents the same
+        # chain on every call, so its structure and attenuation are checked once; each hop's
+        # validity and status are still checked per call (_chain_failures).
+        self._chains: dict[tuple[str, ...], tuple[tuple[VerifiedCredential, ...], dict[str, ChainCandidate]]] = {}
         self._limits_memo: dict[tuple[str, bool], tuple[Any, ...]] = {}  # bounded by the rule count
 
     # -- construction --
@@ -598,6 +604,18 @@ class Policy:
 
     # -- deciding --
 
+    def _chain_candidates(
+        self, creds: Sequence[VerifiedCredential]
+    ) -> tuple[tuple[VerifiedCredential, ...], dict[str, ChainCandidate]]:
+        key = tuple(c.token for c in creds)
+        found = self._chains.get(key)
+        if found is None:
+            found = _chain_candidates(creds)
+            if len(self._chains) >= CHAIN_CACHE_SIZE:
+                self._chains.clear()
+            self._chains[key] = found
+        return found
+
     def _route(self, method: str, raw_path: str) -> tuple[str | None, str, tuple[_Rule, ...]]:
         """(decoded path, "", rules whose method and path match) or (None, why, ())."""
         path, why = _check_path(raw_path)
@@ -654,7 +672,7 @@ class Policy:
         creds = credentials or ()
         chains: dict[str, ChainCandidate] | None = None
         if creds and any(is_link(c) for c in creds):
-            creds, chains = _chain_candidates(creds)
+            creds, chains = self._chain_candidates(creds)
 
         pending: list[PolicyDecision | _Undecided] | None = None
         final: PolicyDecision | _Undecided | None = None
@@ -1013,7 +1031,8 @@ def _chain_var(var: str, chain: DelegationChain | None, cred: VerifiedCredential
 
 
 def _chain_candidates(creds: Sequence[VerifiedCredential]) -> tuple[tuple[VerifiedCredential, ...], dict[str, ChainCandidate]]:
-    """Standalone credentials and one view per chain (keyed by its token, the leaf's)."""
+    """Standalone credentials and one view per chain (keyed by its token, the leaf's).
+    A pure function of the credentials (no clock): :class:`Policy` memoises it."""
     standalone, found = assemble(creds)
     views = list(standalone)
     chains: dict[str, ChainCandidate] = {}
