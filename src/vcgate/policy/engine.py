@@ -1068,12 +1068,11 @@ def _chain_failures(
     """What a chain owes a rule beyond what its view is checked for: that it holds at all,
     that the rule accepts delegation of this root and this deep, and every hop's validity and
     status. Each failure with its stage, and notes (fail-open status)."""
-    label = _chain_label(index, candidate)
     failures: list[tuple[int, Reason]] = []
     notes: tuple[Reason, ...] = ()
 
-    def fail(stage: int, code: str, message: str) -> None:
-        failures.append((stage, Reason(code, f"{label}: {message}")))
+    def fail(stage: int, code: str, message: str) -> None:  # the label only costs on a failure
+        failures.append((stage, Reason(code, f"{_chain_label(index, candidate)}: {message}")))
 
     chain = candidate.chain
     if chain is None:
@@ -1106,8 +1105,8 @@ def _chain_failures(
             who = f"hop {hop} ({_short(cred.subject)})"
             if outcome is None or outcome == "unavailable":
                 if rule.status == _FAIL_OPEN:
-                    notes += (Reason(StatusUnavailableError.code,
-                                     f"{label}: {who}: status could not be checked; accepted (status: fail-open)"),)
+                    notes += (Reason(StatusUnavailableError.code, f"{_chain_label(index, candidate)}: {who}: status "
+                                     "could not be checked; accepted (status: fail-open)"),)
                 else:
                     fail(_S_STATUS, StatusUnavailableError.code, f"{who}: its status cannot be established now (status: required)")
             elif outcome == "revoked":
