@@ -112,3 +112,13 @@ def test_holder_delegate_refuses_to_widen(w: World) -> None:
     two = Holder(w.agent.key, credentials=[*agent.credentials, w.root()])
     with pytest.raises(ValueError):
         two.delegate(subject=w.sub.did)
+
+
+def test_session_mode_with_a_chain_fails_closed(w: World) -> None:
+    """Until the token endpoint keeps chains (docs/delegation.md), a session opened with one is
+    refused on its calls; it never gets the root's full claims."""
+    _, _, sub = holders(w)
+    with TestClient(starlette_app(gate_for(w)), base_url=AUD) as c:
+        r = c.post("/v1/chat/completions", json={"model": "mistral-7b"}, auth=sub.httpx2_auth(mode="session"))
+    # The token endpoint kept only the root (trusted issuer), which is not the sub-agent's.
+    assert (r.status_code, r.json()["error"]) == (401, "holder_mismatch"), r.text
