@@ -34,7 +34,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from ..credentials.delegation import ChainCandidate, DelegationChain, assemble, check_window, is_link
-from ..credentials.models import VerifiedCredential
+from ..credentials.models import FORMAT_SD_JWT_VC, VerifiedCredential
 from ..errors import (
     DelegationError,
     DelegationRevokedError,
@@ -463,6 +463,11 @@ def _label(index: int, cred: VerifiedCredential) -> str:
     return f"credential #{index + 1} ({kind} from {_short(cred.issuer)})"
 
 
+def _undisclosed(cred: VerifiedCredential, constraint: Any) -> bool:
+    """An SD-JWT VC without the claim: the holder withheld it (or the issuer never said it)."""
+    return cred.format == FORMAT_SD_JWT_VC and lookup_claim(cred.claims, constraint.path) is MISSING
+
+
 def _issued_at(cred: VerifiedCredential) -> float | None:
     iat = cred.payload.get("iat")
     if isinstance(iat, (int, float)) and not isinstance(iat, bool):
@@ -863,6 +868,9 @@ class Policy:
         claims = cred.claims
         for constraint, predicate in zip(rule.claims, rule.predicates):
             if not predicate(claims):  # only a failing claim pays for its explanation
+                if _undisclosed(cred, constraint):
+                    fail(_S_CLAIMS, "claim_not_disclosed", f"claim '{constraint.name}' is not disclosed; this rule needs it")
+                    continue
                 why = constraint.test(claims, model, model_known)
                 fail(_S_CLAIMS, "claim_mismatch", why if isinstance(why, str) else f"claim '{constraint.name}' does not match")
         if rule.status != _OFF and cred.status:
@@ -880,6 +888,9 @@ class Policy:
                 fail(_S_STATUS, StatusUnsupportedError.code, "its status entry is of a type this gateway cannot check")
         for constraint, predicate in zip(rule.model_claims, rule.model_predicates):
             if model is not None and predicate(claims, model):
+                continue
+            if _undisclosed(cred, constraint):
+                fail(_S_MODEL, "claim_not_disclosed", f"claim '{constraint.name}' is not disclosed; this rule needs it")
                 continue
             why = constraint.test(claims, model, model_known)
             if why is not None and why is not NEEDS_MODEL:

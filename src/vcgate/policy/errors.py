@@ -14,6 +14,7 @@ from __future__ import annotations
 from ..errors import (
     BodyRequiredError,
     ClaimMismatchError,
+    ClaimNotDisclosedError,
     DelegationError,
     CredentialRequiredError,
     CredentialTooOldError,
@@ -66,6 +67,7 @@ DENIAL_CODES: dict[str, type[VCGateError]] = {
         CredentialTypeMissingError,
         IssuerNotTrustedError,
         ClaimMismatchError,
+        ClaimNotDisclosedError,
         CredentialTooOldError,
         BodyRequiredError,
         RequestInvalidError,
