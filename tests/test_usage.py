@@ -4,6 +4,7 @@ and the meter's reserve / settle / release with its 429 and RateLimit headers.""
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -180,3 +181,35 @@ def test_token_budget_streamed_and_json_never_exceeds():
         total += prompt + completion
     tokens_used = store.peek(plan.counters)[1].used
     assert refused > 0 and tokens_used == total <= 10000
+
+
+def test_meter_call_and_response_usage_for_adapters():
+    from vcgate.usage import ResponseUsage, meter_call
+
+    p, store = policy(), MemoryCounterStore()
+    meter = Meter(store=store)
+    d = p.decide(RequestFacts("POST", "/v1/chat/completions", model="gpt-4o", body_available=True), [cred()],
+                 now=NOW, holder=HOLDER)
+    raw = body(stream=True)
+    metered = meter_call(meter, p, d, raw)
+    assert metered is not None and metered.strip_usage_chunk
+    sent = json.loads(metered.body)
+    assert sent["max_tokens"] == 512 and sent["stream_options"] == {"include_usage": True}
+    assert metered.reserved == {"rpm": 1, "tokens": len(raw) + 512, "spend": math.ceil(len(raw) * 2.5 + 512 * 10)}
+    assert dict(metered.headers)["RateLimit"].startswith('"rpm";r=1;t=60')
+    response, prompt, completion = answer(metered.body, rng=random.Random(3))
+    reader = ResponseUsage(strip_usage_chunk=True)
+    reader.start("text/event-stream; charset=utf-8")
+    out = reader.feed(response[:10]) + reader.feed(response[10:])
+    rest, usage = reader.finish()
+    assert usage == Usage(prompt, completion) and b'"choices": []' not in out + rest
+    meter.settle(metered.charge, usage)
+    assert store.peek(metered.charge.plan.counters)[1].used == prompt + completion
+    json_reader = ResponseUsage()
+    json_reader.start("application/json")
+    doc = b'{"usage": {"prompt_tokens": 5, "completion_tokens": 6}}'
+    assert json_reader.feed(doc[:7]) + json_reader.feed(doc[7:]) == doc
+    assert json_reader.finish() == (b"", Usage(5, 6))
+    # A request-only policy never rewrites the body.
+    only_rpm = policy("limits:\n  - {name: rpm, key: $subject, requests: 5, per: 1m}\n")
+    assert meter_call(meter, only_rpm, d, raw).body is None

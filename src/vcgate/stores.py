@@ -385,6 +385,8 @@ class MemorySessionStore:
     too); past it the least recently used sessions go. ``max_per_holder`` bounds one holder's
     live sessions: a holder that opens more loses its own oldest, never someone else's.
     A session that is gone is answered ``session_unknown`` and the client presents again.
+    A value that is not ``bytes`` (a gate's verified session) is kept as is; ``size`` then
+    states the bytes it stands for.
     """
 
     OVERHEAD = 300
@@ -404,7 +406,7 @@ class MemorySessionStore:
         self.max_value_bytes = max_value_bytes
         self._clock = clock
         self._lock = threading.Lock()
-        self._items: OrderedDict[str, tuple[str, bytes, float]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[str, Any, float, int]] = OrderedDict()
         self._holders: dict[str, OrderedDict[str, None]] = {}
         self._bytes = 0
 
@@ -415,22 +417,23 @@ class MemorySessionStore:
     def __len__(self) -> int:
         return len(self._items)
 
-    def _cost(self, key: str, holder: str, value: bytes) -> int:
-        return len(key) + len(holder) + len(value) + self.OVERHEAD
-
     def _drop(self, key: str) -> None:
-        holder, value, _ = self._items.pop(key)
-        self._bytes -= self._cost(key, holder, value)
+        holder, _, _, cost = self._items.pop(key)
+        self._bytes -= cost
         keys = self._holders[holder]
         del keys[key]
         if not keys:
             del self._holders[holder]
 
-    def put(self, key: str, holder: str, value: bytes, ttl: float) -> None:
+    def put(self, key: str, holder: str, value: Any, ttl: float, *, size: int | None = None) -> None:
         ttl = _check_ttl(ttl)
-        if not isinstance(value, bytes) or len(value) > self.max_value_bytes:
-            raise ValueError(f"a session value is bytes of at most {self.max_value_bytes} bytes")
-        cost = self._cost(key, holder, value)
+        if size is None:
+            if not isinstance(value, bytes):
+                raise ValueError("a session value that is not bytes needs its size")
+            size = len(value)
+        if size > self.max_value_bytes:
+            raise ValueError(f"a session value is at most {self.max_value_bytes} bytes")
+        cost = len(key) + len(holder) + size + self.OVERHEAD
         if cost > self.max_bytes:
             raise ValueError("a session larger than the whole store")
         with self._lock:
@@ -442,11 +445,11 @@ class MemorySessionStore:
                 keys = self._holders.setdefault(holder, OrderedDict())
             while self._bytes + cost > self.max_bytes:
                 self._drop(next(iter(self._items)))
-            self._items[key] = (holder, value, self._clock() + ttl)
+            self._items[key] = (holder, value, self._clock() + ttl, cost)
             self._holders.setdefault(holder, OrderedDict())[key] = None
             self._bytes += cost
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str) -> Any:
         with self._lock:
             item = self._items.get(key)
             if item is None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import QuotaExceededError, VCGateError
-from .policy.limits import USD_UNIT, CallEstimate, LimitPlan, LimitSpec, ResolvedLimit, cost_units
+from .policy.limits import USD_UNIT, CallEstimate, Caller, LimitPlan, LimitSpec, ResolvedLimit, cost_units, plan_limits
 from .stores import CounterStore, Reservation
 from .strictjson import loads_strict
 
@@ -39,6 +39,8 @@ __all__ = [
     "Charge",
     "LimitMetrics",
     "Meter",
+    "Metered",
+    "ResponseUsage",
     "StreamUsage",
     "Usage",
     "estimate_call",
@@ -369,3 +371,88 @@ class Meter:
         if self.on_usage is not None:
             self.on_usage(admission, used)
 
+
+
+# --- for adapters: one call in, the response out ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Metered:
+    """What the limits did to an allowed call: its ``charge`` to settle or release, the
+    ``body`` to send upstream instead of the client's (``None``: unchanged), whether the
+    response's usage-only stream chunk is to be dropped, and the ``RateLimit`` headers for
+    the answer."""
+
+    charge: Charge
+    body: bytes | None = None
+    strip_usage_chunk: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def reserved(self) -> dict[str, int]:
+        """Units reserved per limit name (for the audit record)."""
+        out: dict[str, int] = {}
+        for r in self.charge.plan.limits:
+            out[r.name] = max(out.get(r.name, 0), r.counter.amount)
+        return out
+
+
+def meter_call(meter: Meter, policy: Any, decision: Any, body: bytes | None, *, holder: str | None = None,
+               data: Any = None) -> Metered | None:
+    """Admit an allowed ``decision`` of ``policy`` against its limits (``None``: none apply).
+
+    Raises :class:`~vcgate.errors.LimitUnresolvedError` (403),
+    :class:`~vcgate.errors.QuotaExceededError` (429, with ``headers``) or
+    :class:`~vcgate.errors.StoreUnavailableError` (503).
+    """
+    specs = policy.limits_for(decision)
+    if not specs:
+        return None
+    estimate = estimate_call(body, specs=specs, data=data)
+    plan = plan_limits(specs, policy.prices, Caller.from_decision(decision, holder=holder), estimate)
+    charge = meter.admit(plan)
+    assert charge is not None
+    new_body, strip = None, False
+    if body and any(s.kind != "requests" for s in specs):
+        rewritten, strip = rewrite_body(body, max_output=estimate.max_output, data=data)
+        new_body = rewritten if rewritten is not body else None
+    return Metered(charge, new_body, strip, tuple(charge.headers()))
+
+
+class ResponseUsage:
+    """Reads the ``usage`` of a response as an adapter passes its body on.
+
+    ``start(content_type)`` once, then ``feed(chunk)`` returns the bytes to send (a stream's
+    usage-only chunk dropped when ``strip_usage_chunk``; a JSON body unchanged, a copy of at
+    most :data:`MAX_EVENT_BYTES` kept to read its usage), and ``finish()`` the rest to send
+    and the usage found (``None``: none, or the body was too large to read).
+    """
+
+    def __init__(self, *, strip_usage_chunk: bool = False) -> None:
+        self._strip = strip_usage_chunk
+        self._stream: StreamUsage | None = None
+        self._json: list[bytes] | None = []
+        self._size = 0
+
+    def start(self, content_type: str | None) -> None:
+        if content_type and content_type.split(";", 1)[0].strip().lower() == "text/event-stream":
+            self._stream = StreamUsage(strip_usage_chunk=self._strip)
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._stream is not None:
+            return self._stream.feed(chunk)
+        if self._json is not None:
+            self._size += len(chunk)
+            if self._size > MAX_EVENT_BYTES:
+                self._json = None
+            else:
+                self._json.append(chunk)
+        return chunk
+
+    def finish(self) -> tuple[bytes, Usage | None]:
+        if self._stream is not None:
+            rest = self._stream.close()
+            return rest, self._stream.usage
+        if self._json is None:
+            return b"", None
+        return b"", usage_from_json(b"".join(self._json))
