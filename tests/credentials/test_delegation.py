@@ -139,3 +139,17 @@ def test_issue_delegation_refuses_to_widen_and_clamps_validity(w: World) -> None
     assert info.value.code == "delegation_issuer_mismatch"
     tokens = w.delegate([root], w.user, w.agent, valid_for=86400)
     assert verify_chain(tokens, verifier=w.verifier()).valid_until == NOW + 1800
+
+
+def test_a_made_up_link_does_not_unbind_someone_elses_credential(w: World) -> None:
+    """Holder binding exempts a chain's ancestors only when the chain holds and ends at the holder."""
+    from tests.chains import raw_link
+
+    victim = w.root()  # the user's credential, copied by mallory
+    mallory = make_party()
+    fake = raw_link(mallory, victim, mallory.did)  # "delegated" by mallory herself
+    vp = create_presentation(mallory.key, holder=mallory.did, kid=mallory.kid, credentials=[victim, fake],
+                             audience="https://gw", nonce="n", issued_at=NOW)
+    with pytest.raises(VCGateError) as info:
+        w.verifier().verify_presentation(vp, audience="https://gw", nonce="n", holder_binding=True)
+    assert info.value.code == "holder_mismatch"

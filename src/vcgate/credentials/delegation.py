@@ -47,6 +47,7 @@ from ..errors import (
     NotYetValidError,
     RevokedError,
     SignatureInvalidError,
+    StatusUnavailableError,
     SuspendedError,
     UntrustedKeyError,
     VCGateError,
@@ -557,8 +558,6 @@ def verify_chain(
 def check_status(cred: VerifiedCredential, hop: int, status: StatusChecker | None) -> None:
     """Status of one hop through the status checker; revoked / suspended name the hop."""
     if status is None:
-        from ..errors import StatusUnavailableError
-
         raise StatusUnavailableError(f"hop {hop}: has a credentialStatus and no status checker is configured")
     try:
         status.check(cred)

@@ -224,8 +224,12 @@ class Verifier:
         if holder_binding:
             # In a delegation chain only the leaf is the holder's; its ancestors are about the
             # delegators (docs/delegation.md), and the chain's own checks bind them.
+            # Only the ancestors of a chain that holds (each link signed by its parent's
+            # subject) and ends at this holder: a made-up link cannot unbind a credential.
             _, chains = assemble(credentials)
-            ancestors = {id(h) for c in chains for h in c.hops[:-1]}
+            ancestors = {
+                id(h) for c in chains if c.chain is not None and c.chain.leaf.subject == holder for h in c.hops[:-1]
+            }
             for cred in credentials:
                 if id(cred) in ancestors:
                     continue
