@@ -153,3 +153,9 @@ def test_a_made_up_link_does_not_unbind_someone_elses_credential(w: World) -> No
     with pytest.raises(VCGateError) as info:
         w.verifier().verify_presentation(vp, audience="https://gw", nonce="n", holder_binding=True)
     assert info.value.code == "holder_mismatch"
+
+
+def test_a_vcdm11_root_can_be_delegated(w: World) -> None:
+    tokens = w.delegate([w.root(format="vc-jwt11")], w.user, w.agent, {"models": ["llama-3"]})
+    chain = verify_chain(tokens, verifier=w.verifier())
+    assert chain.claims["models"] == ["llama-3"] and chain.principal == w.user.did
