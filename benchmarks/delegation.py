@@ -24,10 +24,11 @@ import argparse
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-from _timing import raw_verifier, timed  # a sibling module: this folder is on sys.path as a script
+from _timing import raw_verifier, timed  # sibling modules: this folder is on sys.path as a script
+from gate import run_rounds
 
 from vcgate import Gate
 from vcgate.credentials import Verifier, create_presentation, issue_credential
@@ -72,26 +73,6 @@ class Party:
         self.key = PrivateKey.generate("EdDSA")
         self.did = did_key_from_public_key(self.key.public_key)
         self.kid = f"{self.did}#{self.did.method_specific_id}"
-
-
-def run_rounds(make: Callable[[int], Sequence[str]], fn: Callable[[str], object],
-               base: Callable[[str], Callable[[], object]], calls: int, rounds: int) -> tuple[float, float, float]:
-    a, b, r = [], [], []
-    for _ in range(rounds):
-        inputs = make(calls)
-        raws = [base(x) for x in inputs]
-        t0 = time.perf_counter()
-        for x in inputs:
-            fn(x)
-        ta = (time.perf_counter() - t0) / len(inputs) * 1e6
-        t0 = time.perf_counter()
-        for raw in raws:
-            raw()
-        tb = (time.perf_counter() - t0) / len(raws) * 1e6
-        a.append(ta)
-        b.append(tb)
-        r.append(ta / tb)
-    return statistics.median(a), statistics.median(b), statistics.median(r)
 
 
 def main() -> None:

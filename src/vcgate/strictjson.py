@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import MalformedError, TokenTooLargeError
 
-__all__ = ["loads_strict", "DEFAULT_MAX_DEPTH"]
+__all__ = ["loads_strict", "DEFAULT_MAX_DEPTH", "json_equal", "is_json_number"]
 
 DEFAULT_MAX_DEPTH = 32
 
@@ -60,3 +60,15 @@ def loads_strict(data: bytes, *, max_depth: int = DEFAULT_MAX_DEPTH, what: str =
     if text.count("{") + text.count("[") > max_depth:
         _depth(value, max_depth)
     return value
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: true is not 1, "1" is not 1, 1 is 1.0 (claim constraints, attenuation)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return bool(a == b)
+
+
+def is_json_number(v: Any) -> bool:
+    """A JSON number: an int or a float, never a boolean."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -53,6 +53,7 @@ from ..errors import (
     VCGateError,
 )
 from ..keys import ALGORITHMS, PrivateKey
+from ..strictjson import is_json_number, json_equal
 from .jws import parse_jws, sign_jws
 from .jwt import CONTEXT_V2, DEFAULT_CONTEXTS, read_credential, to_xsd_datetime
 from .models import FORMAT_VC_JOSE, VerifiedCredential
@@ -142,18 +143,6 @@ def is_link(cred: Any) -> bool:
 # --- attenuation ----------------------------------------------------------------------------
 
 
-def _same(a: Any, b: Any) -> bool:
-    # JSON equality (true is not 1); policy/model.py has the same rule for claim constraints,
-    # kept separate so credentials/ does not import the policy layer.
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return bool(a == b)
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def narrow_claims(parent: Mapping[str, Any], child: Mapping[str, Any], *, hop: int, _path: str = "") -> dict[str, Any]:
     """``parent``'s claims narrowed by what ``child`` restates; raise if ``child`` widens.
 
@@ -170,19 +159,19 @@ def narrow_claims(parent: Mapping[str, Any], child: Mapping[str, Any], *, hop: i
         if isinstance(before, Mapping) and isinstance(value, Mapping):
             merged[name] = narrow_claims(before, value, hop=hop, _path=f"{where}.")
         elif isinstance(before, list) and isinstance(value, list):
-            extra = [v for v in value if not any(_same(v, p) for p in before)]
+            extra = [v for v in value if not any(json_equal(v, p) for p in before)]
             if extra:
                 raise DelegationListWidenedError(
                     f"hop {hop}: '{where}' lists {_show(extra)}, which its parent does not grant", hop=hop, claim=where
                 )
             merged[name] = value
-        elif _number(before) and _number(value):
+        elif is_json_number(before) and is_json_number(value):
             if value > before:
                 raise DelegationLimitRaisedError(
                     f"hop {hop}: raises '{where}' from {before} to {value}", hop=hop, claim=where
                 )
             merged[name] = value
-        elif not _same(before, value):
+        elif not json_equal(before, value):
             raise DelegationClaimChangedError(
                 f"hop {hop}: changes '{where}' from {_show(before)} to {_show(value)}", hop=hop, claim=where
             )

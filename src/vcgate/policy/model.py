@@ -29,6 +29,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..did.document import DID
 from ..errors import VCGateError
+from ..strictjson import is_json_number, json_equal
 from .errors import PolicyError, PolicyProblem
 
 __all__ = [
@@ -256,15 +257,8 @@ def lookup_claim(claims: Any, path: tuple[str, ...]) -> Any:
     return value
 
 
-def same(a: Any, b: Any) -> bool:
-    # JSON equality: true is not 1, "1" is not 1, 1 is 1.0.
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return bool(a == b)
-
-
-def is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+same = json_equal  # JSON equality: true is not 1, "1" is not 1, 1 is 1.0
+is_number = is_json_number
 
 
 def _show(value: Any) -> str:
