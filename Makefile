@@ -43,6 +43,7 @@ test: system-deps dev-install node-deps
 
 bench: system-deps dev-install node-deps
 	$(BIN)/python benchmarks/verify.py
+	$(BIN)/python benchmarks/sdjwt.py
 	$(BIN)/python benchmarks/revocation.py
 	$(BIN)/python benchmarks/session.py
 	$(BIN)/python benchmarks/policy.py

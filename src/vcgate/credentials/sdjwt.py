@@ -27,6 +27,8 @@ Issuing and presenting are pure functions; the verifying half is driven by
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -123,7 +125,8 @@ class SDJWTLimits:
 
 def disclosure_digest(disclosure: str) -> str:
     """base64url(SHA-256(the Disclosure's ASCII bytes)), RFC 9901 section 4.2.3."""
-    return b64url_encode(hashlib.sha256(disclosure.encode("ascii")).digest())
+    # 32 bytes -> 43 base64url characters and one '=' of padding, cut here (hot path).
+    return base64.urlsafe_b64encode(hashlib.sha256(disclosure.encode("ascii")).digest())[:43].decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,19 @@ def _decode_disclosure(encoded: str, limits: SDJWTLimits, max_depth: int) -> _Di
     if name in ("_sd", "...", "_sd_alg"):
         raise DisclosureInvalidError(f"a Disclosure must not carry the reserved name {name!r}")
     return _Disclosure(encoded, decoded[0], name, decoded[2])
+
+
+def _digested(encoded: str, max_depth: int) -> tuple[str, _Disclosure]:
+    return disclosure_digest(encoded), _decode_disclosure(encoded, _NO_SIZE_CAP, max_depth)
+
+
+# An agent presents the same Disclosures call after call. Digest and decoding are a pure
+# function of the encoded string, so a bounded memo saves them on the hot path (as jws.py does
+# for headers). Safe to share: _process copies every object and array it returns, so no caller
+# ever holds a memoised value. Errors are not cached; long Disclosures bypass the memo.
+_digested_memo = functools.lru_cache(maxsize=4096)(_digested)
+_MEMO_MAX_DISCLOSURE = 512
+_NO_SIZE_CAP = SDJWTLimits(max_disclosure_bytes=1 << 30)  # the caller has checked the size
 
 
 # --- the compact serialisation -----------------------------------------------------------------
@@ -501,6 +517,15 @@ def _process(payload: dict[str, Any], table: dict[str, _Disclosure], limits: SDJ
     return obj(payload)
 
 
+# A holder presents with the same key again and again; importing a JWK (and its thumbprint)
+# is a pure function of its members, so a bounded memo saves it on the hot path (as jws.py
+# does for headers). Errors are not cached.
+@functools.lru_cache(maxsize=1024)
+def _cnf_key(members: tuple[tuple[str, str], ...]) -> tuple[PublicKey, str]:
+    key = PublicKey.from_jwk(dict(members))
+    return key, holder_id_of_jwk(key)
+
+
 def holder_id_of_jwk(key: PublicKey) -> str:
     """RFC 9278 JWK thumbprint URI: the holder's id when ``cnf`` carries only a key."""
     return JWK_THUMBPRINT_URI + key.thumbprint()
@@ -511,10 +536,12 @@ def _holder_of_cnf(cnf: Any, verifier: Verifier) -> tuple[str, PublicKey, str]:
     if not isinstance(cnf, dict):
         raise MalformedError("'cnf' must be an object")
     if "jwk" in cnf:
-        key = PublicKey.from_jwk(cnf["jwk"])
+        jwk = cnf["jwk"]
+        if not isinstance(jwk, dict) or len(jwk) > 8 or not all(isinstance(v, str) for v in jwk.values()):
+            raise MalformedError("'cnf.jwk' must be a public JWK")
+        key, holder = _cnf_key(tuple(sorted(jwk.items())))
         if key.alg not in {a if a != "Ed25519" else "EdDSA" for a in verifier.algorithms}:
             raise MalformedError(f"the cnf key's algorithm {key.alg} is not allowed")
-        holder = holder_id_of_jwk(key)
         return holder, key, holder
     kid = cnf.get("kid")
     if isinstance(kid, str) and kid.startswith("did:") and "#" in kid:
@@ -577,8 +604,9 @@ def _verify_issuer_signed(
 
     table: dict[str, _Disclosure] = {}
     for encoded in parsed.disclosures:
-        d = _decode_disclosure(encoded, limits, verifier.max_depth)
-        digest = disclosure_digest(encoded)
+        if len(encoded) > limits.max_disclosure_bytes:
+            raise TokenTooLargeError(f"a Disclosure is larger than {limits.max_disclosure_bytes} bytes")
+        digest, d = (_digested_memo if len(encoded) <= _MEMO_MAX_DISCLOSURE else _digested)(encoded, verifier.max_depth)
         if digest in table:
             raise DisclosureDuplicateError("the same Disclosure is presented twice")
         table[digest] = d
