@@ -103,14 +103,15 @@ class World:
 
 
 def raw_link(by: Party, parent: str, subject: str, *, claims: dict[str, Any] | None = None,
-             valid_until: float = NOW + 600, binding: dict[str, Any] | None = None, types: list[str] | None = None) -> str:
+             valid_until: float = NOW + 600, binding: dict[str, Any] | None = None, types: list[str] | None = None,
+             valid_from: float = NOW - 60) -> str:
     """A link signed by hand, for the attacks issue_delegation refuses to produce."""
     body = {
         "@context": [CONTEXT_V2],
         "id": "urn:uuid:hand-made",
         "type": types or ["VerifiableCredential", DELEGATION_TYPE],
         "issuer": by.did,
-        "validFrom": to_xsd_datetime(NOW - 60),
+        "validFrom": to_xsd_datetime(valid_from),
         "validUntil": to_xsd_datetime(valid_until),
         "credentialSubject": {"id": subject, **(claims or {})},
         "delegation": binding if binding is not None else {"parent": {"digestSRI": digest_sri(parent)}},
