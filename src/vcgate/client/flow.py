@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
-from ..errors import MalformedError
-from ..keys import PrivateKey
+from ..errors import MalformedError, VCGateError
+from ..keys import PrivateKey, b64url_decode
+from ..strictjson import loads_strict
 
 __all__ = [
     "AuthState",
@@ -274,6 +275,19 @@ class AuthState:
 
     # --- the challenge ---------------------------------------------------------------------
 
+    def _present(self, audience: str, nonce: str, challenges: list[Challenge]) -> str:
+        """Present for ``nonce``; pass on the DCQL query a ``VP`` challenge may carry (its
+        ``dcql`` parameter, base64url JSON) so an SD-JWT VC discloses only what it asks for."""
+        vp = next((c for c in challenges if c.scheme == "vp"), None)
+        raw = vp.get("dcql") if vp is not None else None
+        if raw is None:
+            return self.holder.present(audience=audience, nonce=nonce)
+        try:
+            query = loads_strict(b64url_decode(raw), max_depth=16, what="the challenge's DCQL query")
+        except VCGateError as exc:
+            raise ProtocolError(f"the gateway's DCQL query is not base64url JSON: {exc.message}") from exc
+        return self.holder.present(audience=audience, nonce=nonce, dcql=query)  # type: ignore[call-arg]
+
     def _vp_challenge(self, url: str, challenges: list[Challenge]) -> tuple[str, str, str | None] | None:
         """(audience, nonce, token endpoint) from a ``VP`` challenge, checked; None if none."""
         vp = next((c for c in challenges if c.scheme == "vp"), None)
@@ -369,7 +383,7 @@ class AuthState:
                 return  # not a vcgate challenge: the caller gets the 401 as it is
             presented = True
             audience, vp_nonce, endpoint = answer
-            vp_token = self.holder.present(audience=audience, nonce=vp_nonce)
+            vp_token = self._present(audience, vp_nonce, challenges)
             if endpoint is None:  # direct mode
                 token = None
                 response = yield Send({"Authorization": f"VP {vp_token}", "DPoP": None})
@@ -387,7 +401,7 @@ class AuthState:
                     # nonce, it sends a new challenge: present again for that one.
                     fresh = self._vp_challenge(url, ep_challenges)
                     if fresh is not None and fresh[1] != vp_nonce:
-                        vp_token = self.holder.present(audience=fresh[0], nonce=fresh[1])
+                        vp_token = self._present(fresh[0], fresh[1], ep_challenges)
                     got = yield self._token_request(endpoint, vp_token, retry_nonce)
                     self._remember_nonce(ep_origin, got)
             if got.status != 200:
