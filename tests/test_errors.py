@@ -33,3 +33,12 @@ def test_error_body_shape():
     assert isinstance(err, VCGateError)
     assert err.to_dict() == {"error": "nonce_mismatch", "message": "custom message", "details": {"expected_len": 3}}
     assert ERROR_CODES["expired"]().to_dict() == {"error": "expired", "message": ERROR_CODES["expired"].default_message}
+
+
+def test_an_instance_can_carry_its_own_code_and_status():
+    err = VCGateError("no rule allows this model", code="denied_by_rule", status=403, rule="r1")
+    assert (err.code, err.status) == ("denied_by_rule", 403)
+    assert err.to_dict() == {"error": "denied_by_rule", "message": "no rule allows this model", "details": {"rule": "r1"}}
+    # The class and its other instances keep theirs.
+    assert (VCGateError.code, VCGateError.status) == ("error", 400)
+    assert (VCGateError().code, ERROR_CODES["expired"]("x").code) == ("error", "expired")

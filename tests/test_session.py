@@ -27,7 +27,7 @@ from vcgate.session import (
     normalize_htu,
     www_authenticate,
 )
-from vcgate.session_errors import (
+from vcgate.errors import (
     DPoPInvalidError,
     DPoPKeyMismatchError,
     DPoPNonceInvalidError,

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from vcgate.session_errors import StoreFullError, StoreUnavailableError
+from vcgate.errors import StoreFullError, StoreUnavailableError
 from vcgate.stores import (
     MemoryNonceStore,
     MemoryReplayStore,

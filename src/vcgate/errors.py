@@ -124,8 +124,16 @@ class VCGateError(Exception):
     #: The OAuth ``error`` of a ``WWW-Authenticate`` challenge (RFC 6750 / RFC 9449), if any.
     oauth_error: str | None = None
 
-    def __init__(self, message: str | None = None, **details: Any) -> None:
+    def __init__(
+        self, message: str | None = None, *, code: str | None = None, status: int | None = None, **details: Any
+    ) -> None:
+        """``code`` / ``status``: this instance's own, when it is not one of the classes below
+        (a policy decision's code, for example); by default the class's."""
         self.message = message or self.default_message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
         self.details = details
         super().__init__(self.message)
 

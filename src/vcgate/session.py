@@ -37,9 +37,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .credentials.jws import JWS, JWSParser, sign_jws
-from .errors import VCGateError
 from .keys import ALGORITHMS, PrivateKey, PublicKey, b64url_encode
-from .session_errors import (
+from .errors import (
     DPoPInvalidError,
     DPoPKeyMismatchError,
     DPoPNonceInvalidError,
@@ -47,6 +46,7 @@ from .session_errors import (
     TokenExpiredError,
     TokenInvalidError,
     UseDPoPNonceError,
+    VCGateError,
 )
 from .stores import MemoryReplayStore, NonceStore, ReplayStore
 

@@ -14,7 +14,7 @@ Four small protocols:
   every replica can read, bounded per holder and in bytes.
 
 Both are fail-closed: a store that cannot answer raises
-:class:`~vcgate.session_errors.StoreUnavailableError` (503) instead of letting a request
+:class:`~vcgate.errors.StoreUnavailableError` (503) instead of letting a request
 through or making it wait. Keys are hashed to a fixed size before storing, so an
 attacker-chosen ``jti`` cannot make one entry large.
 
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from .keys import b64url_encode
-from .session_errors import StoreFullError, StoreUnavailableError
+from .errors import StoreFullError, StoreUnavailableError
 
 __all__ = [
     "Counter",

@@ -16,8 +16,6 @@ require_chain_stack()
 
 from vcgate.chain import (  # noqa: E402
     AnvilNode,
-    ChainUnavailableError,
-    NotAuthorizedError,
     RegistryClient,
     connect,
     deploy_registry_tx,
@@ -25,6 +23,7 @@ from vcgate.chain import (  # noqa: E402
     fetch_events,
     find_anvil,
 )
+from vcgate.errors import ChainUnavailableError, NotAuthorizedError  # noqa: E402
 from vcgate.chain.anvil import ANVIL_INSTALL_HINT  # noqa: E402
 from vcgate.keys import PrivateKey  # noqa: E402
 

@@ -11,13 +11,8 @@ from tests.chain.helpers import require_chain_stack
 
 require_chain_stack()
 
-from vcgate.chain import (  # noqa: E402
-    EMBEDDED,
-    ChainError,
-    ChainUnavailableError,
-    TransactionPendingError,
-    connect,
-)
+from vcgate.chain import EMBEDDED, connect  # noqa: E402
+from vcgate.errors import ChainError, ChainUnavailableError, TransactionPendingError  # noqa: E402
 
 
 def _closed_port() -> int:

@@ -10,15 +10,8 @@ from tests.chain.helpers import require_chain_stack
 
 require_chain_stack()
 
-from vcgate.chain import (  # noqa: E402
-    NotAuthorizedError,
-    RegistryClient,
-    RegistryNotFoundError,
-    RevocationEvent,
-    TransactionFailedError,
-    deploy_registry,
-    fetch_events,
-)
+from vcgate.chain import RegistryClient, RevocationEvent, deploy_registry, fetch_events  # noqa: E402
+from vcgate.errors import NotAuthorizedError, RegistryNotFoundError, TransactionFailedError  # noqa: E402
 from vcgate.errors import MalformedError  # noqa: E402
 
 ZERO = "0x" + "00" * 20

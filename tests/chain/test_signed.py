@@ -19,13 +19,8 @@ require_chain_stack()
 from eth_account import Account  # noqa: E402
 from eth_account.messages import encode_typed_data  # noqa: E402
 
-from vcgate.chain import (  # noqa: E402
-    EIP712_TYPES,
-    NotAuthorizedError,
-    RegistryClient,
-    deploy_registry,
-    eth_account_from_key,
-)
+from vcgate.chain import EIP712_TYPES, RegistryClient, deploy_registry, eth_account_from_key  # noqa: E402
+from vcgate.errors import NotAuthorizedError  # noqa: E402
 from vcgate.keys import PrivateKey  # noqa: E402
 
 # The struct types as the contract hashes them, copied from RevocationRegistry.sol.

@@ -20,7 +20,7 @@ from tests.integration.test_redis_store import (  # noqa: F401  (redis_server is
 )
 from vcgate.keys import PrivateKey
 from vcgate.session import TokenIssuer, create_proof
-from vcgate.session_errors import DPoPReplayedError, StoreUnavailableError
+from vcgate.errors import DPoPReplayedError, StoreUnavailableError
 from vcgate.stores import Counter, RedisCounterStore, RedisSessionStore, redis_client
 
 pytestmark = pytest.mark.integration

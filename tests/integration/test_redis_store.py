@@ -22,7 +22,7 @@ import pytest
 from tests.support import NOW, require_real
 from vcgate.keys import PrivateKey
 from vcgate.session import DPoPVerifier, SessionVerifier, TokenIssuer, TokenVerifier, create_proof
-from vcgate.session_errors import DPoPNonceInvalidError, DPoPReplayedError, StoreUnavailableError
+from vcgate.errors import DPoPNonceInvalidError, DPoPReplayedError, StoreUnavailableError
 from vcgate.stores import RedisNonceStore, RedisReplayStore, redis_client
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,6 @@ require_chain_stack()
 
 from vcgate.chain import (  # noqa: E402
     AnvilNode,
-    NotAuthorizedError,
     RegistryClient,
     connect,
     deploy_registry,
@@ -29,6 +28,7 @@ from vcgate.chain import (  # noqa: E402
     eth_address,
     find_anvil,
 )
+from vcgate.errors import NotAuthorizedError  # noqa: E402
 from vcgate.chain.anvil import ANVIL_INSTALL_HINT  # noqa: E402
 from vcgate.credentials import Verifier, issue_credential  # noqa: E402
 from vcgate.did import did_key_from_public_key  # noqa: E402

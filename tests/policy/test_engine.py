@@ -8,17 +8,10 @@ import pytest
 
 from tests.support import NOW
 from vcgate.errors import HolderMismatchError, RevokedError, StatusUnavailableError, VCGateError
-from vcgate.policy import (
-    ClaimMismatchError,
-    CredentialRequiredError,
-    NoMatchingRuleError,
-    Policy,
-    PolicyDecision,
-    RequestFacts,
-    StatusOutcome,
-)
+from vcgate.policy import Policy, PolicyDecision, RequestFacts, StatusOutcome
+from vcgate.errors import ClaimMismatchError, CredentialRequiredError, NoMatchingRuleError
 from vcgate.policy.engine import _predicate
-from vcgate.policy.errors import DENIAL_CODES
+from vcgate.policy import DENIAL_CODES
 
 from .helpers import HOLDER, ISSUER, NARROW, OTHER_HOLDER, STATUS_ENTRY, UNTRUSTED, cred
 

@@ -7,7 +7,8 @@ import pytest
 
 from tests.support import NOW
 from vcgate.errors import LimitUnresolvedError
-from vcgate.policy import Policy, PolicyError, RequestFacts
+from vcgate.policy import Policy, RequestFacts
+from vcgate.errors import PolicyError
 from vcgate.policy.limits import CallEstimate, Caller, plan_limits
 
 from .helpers import HOLDER, cred, header, line_of

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vcgate.policy import Policy, PolicyError, parse_duration
+from vcgate.policy import Policy, parse_duration
+from vcgate.errors import PolicyError
 from vcgate.policy.model import compile_host_glob, compile_path_glob, compile_text_glob
 
 from .helpers import ISSUER, NARROW, header, line_of

@@ -23,7 +23,8 @@ from tests.chain.helpers import require_chain_stack
 require_chain_stack()
 
 from tests.chain.conftest import chain, owner, registry, stranger  # noqa: E402,F401 - shared fixtures
-from vcgate.chain import BlockRef, ChainUnavailableError, RevocationEvent  # noqa: E402
+from vcgate.chain import BlockRef, RevocationEvent  # noqa: E402
+from vcgate.errors import ChainUnavailableError  # noqa: E402
 from vcgate.errors import (  # noqa: E402
     RevokedError,
     StatusUnavailableError,

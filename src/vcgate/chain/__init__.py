@@ -20,14 +20,6 @@ with keep_recursion_limit():
     from .anvil import AnvilNode, find_anvil
     from .artifact import Artifact, load_artifact
     from .backend import EMBEDDED, BlockRef, Chain, connect
-    from .errors import (
-        ChainError,
-        ChainUnavailableError,
-        NotAuthorizedError,
-        RegistryNotFoundError,
-        TransactionFailedError,
-        TransactionPendingError,
-    )
     from .events import RevocationEvent, fetch_events
     from .registry import (
         EIP712_TYPES,
@@ -47,16 +39,10 @@ __all__ = [
     "Artifact",
     "BlockRef",
     "Chain",
-    "ChainError",
-    "ChainUnavailableError",
-    "NotAuthorizedError",
     "RegistryClient",
-    "RegistryNotFoundError",
     "RevertReason",
     "RevocationEvent",
     "SignedWrite",
-    "TransactionFailedError",
-    "TransactionPendingError",
     "TxResult",
     "connect",
     "decode_revert",

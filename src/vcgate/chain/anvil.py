@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from .errors import ChainUnavailableError
+from ..errors import ChainUnavailableError
 
 __all__ = ["ANVIL_INSTALL_HINT", "AnvilNode", "find_anvil"]
 

@@ -33,7 +33,7 @@ from web3.types import Wei
 
 from ._limits import keep_recursion_limit
 from .accounts import checksum_address
-from .errors import ChainError, ChainUnavailableError, TransactionFailedError, TransactionPendingError
+from ..errors import ChainError, ChainUnavailableError, TransactionFailedError, TransactionPendingError
 
 __all__ = ["EMBEDDED", "BlockRef", "Chain", "connect"]
 

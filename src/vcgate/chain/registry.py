@@ -39,7 +39,7 @@ from web3.exceptions import BadFunctionCallOutput, ContractLogicError
 from .accounts import bytes32, checksum_address
 from .artifact import Artifact, load_artifact
 from .backend import Chain, embedded_revert_errors
-from .errors import NotAuthorizedError, RegistryNotFoundError, TransactionFailedError
+from ..errors import NotAuthorizedError, RegistryNotFoundError, TransactionFailedError
 
 __all__ = [
     "EIP712_TYPES",

@@ -17,9 +17,8 @@ from ..credentials.delegation import ChainCandidate, assemble, check_window, is_
 from ..credentials.models import VerifiedCredential
 from ..credentials.verifier import Verifier
 from ..did.resolver import Resolver
-from ..errors import DelegationError, VCGateError
+from ..errors import DelegationError, PolicyError, VCGateError
 from ..policy.engine import Policy, PolicyDecision, RequestFacts, StatusOutcome
-from ..policy.errors import PolicyError
 from ..policy.model import RuleSpec
 
 __all__ = ["check", "explain"]

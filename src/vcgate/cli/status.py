@@ -48,7 +48,7 @@ from ..credentials.jwt import DEFAULT_CONTEXTS, read_credential
 from ..credentials.models import VerifiedCredential
 from ..credentials.sdjwt import TOKEN_STATUS_ENTRY_TYPE, is_sd_jwt
 from ..credentials.sdjwt import status_entries as sd_jwt_status_entries
-from ..errors import ChainError, RevokedError, UnsupportedKeyError
+from ..errors import ChainError, RegistryNotFoundError, RevokedError, UnsupportedKeyError
 from ..keys import ALGORITHMS, PrivateKey, PublicKey, read_key_header
 
 __all__ = ["onchain_status_entry", "bitstring_status_entry", "revocation_list_id"]
@@ -119,7 +119,7 @@ def onchain_status_entry(
     chain = connect_rpc(rpc)
     client = chain_module().RegistryClient(chain, registry)
     if not chain.code_at(client.address):
-        raise chain_module().RegistryNotFoundError(f"no contract at {client.address} on chain {chain.chain_id()}")
+        raise RegistryNotFoundError(f"no contract at {client.address} on chain {chain.chain_id()}")
     from ..status.registry import status_entry
 
     return status_entry(client.address, chain.chain_id(), namespace, list_id, secrets.token_bytes(32))

@@ -59,6 +59,7 @@ from ..errors import (
     DPoPKeyMismatchError,
     MalformedError,
     NonceMismatchError,
+    PolicyError,
     StoreUnavailableError,
     TokenInvalidError,
     VCGateError,
@@ -67,7 +68,6 @@ from ..keys import ALGORITHMS, PrivateKey, read_key_file
 from ..policy import (
     Policy,
     PolicyDecision,
-    PolicyError,
     Reason,
     RequestFacts,
     StatusOutcome,

@@ -4,51 +4,23 @@
 >>> decision = policy.decide(RequestFacts("POST", "/v1/chat/completions", model="gpt-4o"),
 ...                          credentials, now=time.time(), holder=holder_did)  # doctest: +SKIP
 
-See ``docs/policy.md`` for the file format and the decision rules.
+See ``docs/policy.md`` for the file format and the decision rules. Errors (``PolicyError`` for
+an invalid file, the denials of :data:`DENIAL_CODES`) are in :mod:`vcgate.errors`.
 """
 
-from .engine import Grants, Policy, PolicyDecision, Reason, RequestFacts, StatusOutcome
-from .errors import (
-    DENIAL_CODES,
-    BodyRequiredError,
-    ClaimMismatchError,
-    CredentialRequiredError,
-    CredentialTooOldError,
-    CredentialTypeMissingError,
-    DeniedByRuleError,
-    GrantInvalidError,
-    IssuerNotTrustedError,
-    NoMatchingRuleError,
-    PolicyDeniedError,
-    PolicyError,
-    PolicyProblem,
-    RequestInvalidError,
-)
+from .engine import DENIAL_CODES, Grants, Policy, PolicyDecision, Reason, RequestFacts, StatusOutcome
 from .model import STATUS_MODES, Defaults, PolicyDocument, RuleSpec, TrustedIssuer, load_policy, parse_duration
 
 __all__ = [
     "DENIAL_CODES",
     "STATUS_MODES",
-    "BodyRequiredError",
-    "ClaimMismatchError",
-    "CredentialRequiredError",
-    "CredentialTooOldError",
-    "CredentialTypeMissingError",
     "Defaults",
-    "DeniedByRuleError",
-    "GrantInvalidError",
     "Grants",
-    "IssuerNotTrustedError",
-    "NoMatchingRuleError",
     "Policy",
     "PolicyDecision",
-    "PolicyDeniedError",
     "PolicyDocument",
-    "PolicyError",
-    "PolicyProblem",
     "Reason",
     "RequestFacts",
-    "RequestInvalidError",
     "RuleSpec",
     "StatusOutcome",
     "TrustedIssuer",

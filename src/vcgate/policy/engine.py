@@ -36,16 +36,33 @@ from typing import Any, NamedTuple
 from ..credentials.delegation import ChainCandidate, DelegationChain, assemble, check_window, is_link
 from ..credentials.models import FORMAT_SD_JWT_VC, VerifiedCredential
 from ..errors import (
+    BodyRequiredError,
+    ClaimMismatchError,
+    ClaimNotDisclosedError,
+    CredentialRequiredError,
+    CredentialTooOldError,
+    CredentialTypeMissingError,
     DelegationError,
     DelegationRevokedError,
     DelegationSuspendedError,
+    DeniedByRuleError,
+    ExpiredError,
+    GrantInvalidError,
+    HolderMismatchError,
+    IssuerNotTrustedError,
+    LimitUnresolvedError,
+    NoMatchingRuleError,
+    PolicyDeniedError,
+    PolicyError,
+    PolicyProblem,
+    QuotaExceededError,
+    RequestInvalidError,
     RevokedError,
     StatusUnavailableError,
     StatusUnsupportedError,
     SuspendedError,
     VCGateError,
 )
-from .errors import DENIAL_CODES, PolicyError, PolicyProblem
 from .model import (
     MAX_POLICY_BYTES,
     MISSING,
@@ -64,6 +81,7 @@ from .model import (
 )
 
 __all__ = [
+    "DENIAL_CODES",
     "Grants",
     "Policy",
     "PolicyDecision",
@@ -71,6 +89,39 @@ __all__ = [
     "RequestFacts",
     "StatusOutcome",
 ]
+
+
+#: Every code a :class:`~vcgate.policy.PolicyDecision` can carry, mapped to its error class
+#: (in :mod:`vcgate.errors`), whose ``status`` is the HTTP status the gateway answers with.
+#: Denials that reuse an existing code (``revoked``, ``expired``, ...) use the existing classes.
+DENIAL_CODES: dict[str, type[VCGateError]] = {
+    cls.code: cls
+    for cls in (
+        PolicyDeniedError,
+        NoMatchingRuleError,
+        DeniedByRuleError,
+        CredentialRequiredError,
+        CredentialTypeMissingError,
+        IssuerNotTrustedError,
+        ClaimMismatchError,
+        ClaimNotDisclosedError,
+        CredentialTooOldError,
+        BodyRequiredError,
+        RequestInvalidError,
+        GrantInvalidError,
+        QuotaExceededError,
+        LimitUnresolvedError,
+        HolderMismatchError,
+        ExpiredError,
+        RevokedError,
+        SuspendedError,
+        StatusUnavailableError,
+        StatusUnsupportedError,
+        # Every delegation_* code (docs/delegation.md) can be a decision's code.
+        DelegationError,
+        *DelegationError.__subclasses__(),
+    )
+}
 
 
 class StatusOutcome(str, Enum):

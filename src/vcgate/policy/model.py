@@ -28,9 +28,8 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..did.document import DID
-from ..errors import VCGateError
+from ..errors import PolicyError, PolicyProblem, VCGateError
 from ..strictjson import is_json_number, json_equal
-from .errors import PolicyError, PolicyProblem
 
 __all__ = [
     "MAX_POLICY_BYTES",

@@ -48,18 +48,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from ..chain import (
-    BlockRef,
-    Chain,
-    ChainError,
-    ChainUnavailableError,
-    RegistryNotFoundError,
-    RevocationEvent,
-    fetch_events,
-)
+from ..chain import BlockRef, Chain, RevocationEvent, fetch_events
 from ..chain.accounts import checksum_address
 from ..errors import (
+    ChainError,
+    ChainUnavailableError,
     MalformedError,
+    RegistryNotFoundError,
     RevokedError,
     StatusUnavailableError,
     StatusUnsupportedError,

@@ -29,11 +29,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ..chain import Chain, ChainError, ChainUnavailableError, RegistryClient, RegistryNotFoundError
+from ..chain import Chain, RegistryClient
 from ..chain.accounts import checksum_address
 from ..credentials.models import VerifiedCredential
 from ..errors import (
+    ChainError,
+    ChainUnavailableError,
     MalformedError,
+    RegistryNotFoundError,
     RevokedError,
     StatusListInvalidError,
     StatusUnavailableError,
