@@ -50,7 +50,7 @@ def world(tmp_path):
     from vcgate.credentials import issue_credential
     from vcgate.integrations.litellm import LiteLLMGate
     from vcgate.keys import PrivateKey
-    from vcgate.runtime import GateConfig
+    from vcgate.assembly import GateConfig
 
     issuer, agent = make_party("EdDSA"), make_party("ES256")
     policy = tmp_path / "policy.yaml"

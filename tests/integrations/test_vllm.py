@@ -7,7 +7,7 @@ import pytest
 
 from vcgate.integrations.vllm import VCGateMiddleware
 from vcgate.middleware.asgi import VCGateMiddleware as ASGIMiddleware
-from vcgate.runtime import GateConfig
+from vcgate.assembly import GateConfig
 
 from ..support import make_party
 

@@ -121,7 +121,7 @@ def serve(
         from ..server import AuthService, create_app
     except ImportError as exc:
         raise CLIError("io_error", f"vcgate serve needs the server extra: pip install 'vcgate[server]' ({exc})") from exc
-    from ..runtime import GateConfig
+    from ..assembly import GateConfig
 
     if (rpc_url is None) != (registry is None):
         raise click.UsageError("--rpc and --registry go together")

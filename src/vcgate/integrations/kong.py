@@ -28,7 +28,7 @@ Decisions:
 * **One gate per configuration and process.** Kong starts an instance per plugin entry
   (per route, service or global) and restarts them; the token endpoint's route and a model
   route may hit different instances, and a token issued by one gate is ``session_unknown``
-  at another. So instances with equal settings share one :class:`~vcgate.runtime.Runtime`.
+  at another. So instances with equal settings share one :class:`~vcgate.assembly.AssembledGate`.
 * **Not picklable.** kong-pdk's ``-m`` (multiprocessing) mode pickles the plugin object into
   a pool worker for every event, which would copy the gate (nonces, sessions, replay cache)
   per request; the plugin refuses to be pickled so that mode fails loudly.
@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 from .. import __version__
 from ..gate import GRANT_PREFIX, Decision, Gate, RequestView
 from ..middleware._common import MAX_BODY, TOO_LARGE, model_of, token_form
-from ..runtime import GateConfig, RuntimeCache
+from ..assembly import GateConfig, SharedGates
 
 __all__ = ["PRIORITY", "SCHEMA", "VERSION", "KongPlugin"]
 
@@ -98,8 +98,8 @@ class KongPlugin:
     """
 
     #: The plugin server's runtimes, one per configuration: instances for several routes with
-    #: the same settings share one gate (see :class:`~vcgate.runtime.RuntimeCache`).
-    runtimes: ClassVar[RuntimeCache] = RuntimeCache()
+    #: the same settings share one gate (see :class:`~vcgate.assembly.SharedGates`).
+    runtimes: ClassVar[SharedGates] = SharedGates()
 
     def __init__(self, config: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None) -> None:
         config = dict(config or {})

@@ -56,7 +56,7 @@ from typing import Any
 from ..gate import DEFAULT_TOKEN_PATH, GRANT_PREFIX, Decision, Gate, RequestView
 from ..middleware._common import MAX_BODY, TOO_LARGE, dumps, token_form
 from ..middleware.asgi import view_of_scope
-from ..runtime import GateConfig, Runtime
+from ..assembly import AssembledGate, GateConfig
 
 __all__ = ["GrantHeaders", "LiteLLMGate", "grant_headers", "install_routes", "user_api_key_auth"]
 
@@ -126,7 +126,7 @@ class LiteLLMGate:
         self,
         *,
         config: Callable[[], GateConfig] = GateConfig.from_env,
-        runtime: Runtime | None = None,
+        runtime: AssembledGate | None = None,
         gate_options: Mapping[str, Any] | None = None,
         max_body: int = MAX_BODY,
     ) -> None:
@@ -138,7 +138,7 @@ class LiteLLMGate:
 
     # --- the gate ---------------------------------------------------------------------------
 
-    def runtime(self) -> Runtime:
+    def runtime(self) -> AssembledGate:
         """The runtime, built once (thread-safe). Building may wait for the revocation mirror."""
         runtime = self._runtime
         if runtime is not None:

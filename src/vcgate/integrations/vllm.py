@@ -4,7 +4,7 @@ vLLM's OpenAI server imports each ``--middleware`` dotted path and, for a class,
 ``app.add_middleware(cls)`` with no arguments (``vllm/entrypoints/serve/middleware/register.py``,
 ``init_entrypoints_middleware``; ``vllm/entrypoints/openai/api_server.py`` ``build_app`` in
 older releases). So this class is constructible as ``VCGateMiddleware(app)`` and reads its
-settings from the ``VCGATE_*`` environment (:meth:`vcgate.runtime.GateConfig.from_env`).
+settings from the ``VCGATE_*`` environment (:meth:`vcgate.assembly.GateConfig.from_env`).
 
 It is :class:`vcgate.middleware.asgi.VCGateMiddleware` plus what vLLM needs:
 
@@ -14,7 +14,7 @@ It is :class:`vcgate.middleware.asgi.VCGateMiddleware` plus what vLLM needs:
   gates in one server would hold two nonce stores and two session caches: a challenge issued
   by one and answered at the other would fail ``nonce_mismatch``, a token issued by one would
   be ``session_unknown`` at the other. vLLM gives no place to inject a shared object, so the
-  class keeps the built :class:`~vcgate.runtime.Runtime` per :class:`GateConfig` (a frozen,
+  class keeps the built :class:`~vcgate.assembly.AssembledGate` per :class:`GateConfig` (a frozen,
   hashable value) behind a lock.
 * **WebSocket handshakes are decided** (vLLM's realtime routes under ``/v1``), as by the
   generic middleware: a handshake is ``GET <path>``, refused before the socket is accepted.
@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from ..middleware._common import MAX_BODY
 from ..middleware.asgi import ASGIApp, Receive, Scope, Send
 from ..middleware.asgi import VCGateMiddleware as _ASGIMiddleware
-from ..runtime import GateConfig, RuntimeCache
+from ..assembly import GateConfig, SharedGates
 
 __all__ = ["VCGateMiddleware"]
 
@@ -43,8 +43,8 @@ class VCGateMiddleware(_ASGIMiddleware):
     :param max_body: the largest body read to find the OpenAI ``model`` field.
     """
 
-    #: The process's runtimes, one per configuration (see :class:`~vcgate.runtime.RuntimeCache`).
-    runtimes: ClassVar[RuntimeCache] = RuntimeCache()
+    #: The process's runtimes, one per configuration (see :class:`~vcgate.assembly.SharedGates`).
+    runtimes: ClassVar[SharedGates] = SharedGates()
 
     def __init__(self, app: ASGIApp, *, config: GateConfig | None = None, max_body: int = MAX_BODY) -> None:
         self.config = config if config is not None else GateConfig.from_env()

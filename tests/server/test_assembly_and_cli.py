@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.integration.gateway_support import AuthService, gateway_world
-from vcgate.runtime import GateConfig
+from vcgate.assembly import GateConfig
 from vcgate.stores import MemoryNonceStore, RedisNonceStore, RedisReplayStore
 
 EXAMPLE_POLICY = "examples/policy.yaml"
@@ -106,7 +106,7 @@ def test_every_env_var_and_serve_option_is_documented():
     from pathlib import Path
 
     from vcgate.cli.serve import serve
-    from vcgate.runtime import ENV_VARS
+    from vcgate.assembly import ENV_VARS
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "plugins" / "README.md").read_text()
     for var in ENV_VARS:

@@ -1,12 +1,13 @@
-"""One way to assemble a running :class:`~vcgate.gate.Gate` from settings or the environment.
+"""Assembly: build a running :class:`~vcgate.gate.Gate` (and what runs beside it) from settings.
 
 Every adapter that is started by someone else's process -- ``vcgate serve``, the vLLM
 ``--middleware`` class, the LiteLLM ``custom_auth`` hook, the Kong plugin -- needs the same
 pieces around the gate: the policy file, the gateway's token key, shared Redis stores, the
 audit log, the revocation mirror and status lists. :class:`GateConfig` names them once;
 :meth:`GateConfig.from_env` reads the ``VCGATE_*`` variables (table in ``docs/plugins/README.md``)
-and :meth:`GateConfig.build` returns a :class:`Runtime` that owns whatever has a thread or a
-connection (mirror, audit writer) and closes it.
+and :meth:`GateConfig.build` returns an :class:`AssembledGate` that owns whatever has a thread or
+a connection (mirror, audit writer) and closes it; :class:`SharedGates` keeps one per
+configuration for plugins whose host builds them.
 
 The request path is untouched by this module: it only wires objects together at start-up.
 """
@@ -22,7 +23,7 @@ from typing import Any, Self
 
 from .gate import Gate
 
-__all__ = ["ENV_VARS", "GateConfig", "Runtime", "RuntimeCache"]
+__all__ = ["ENV_VARS", "AssembledGate", "GateConfig", "SharedGates"]
 
 #: The environment variables :meth:`GateConfig.from_env` reads, and what each sets.
 ENV_VARS: dict[str, str] = {
@@ -43,7 +44,7 @@ ENV_VARS: dict[str, str] = {
 }
 
 _TRUE = ("1", "true", "yes", "on")
-log = logging.getLogger("vcgate.runtime")
+log = logging.getLogger("vcgate.assembly")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,7 +106,7 @@ class GateConfig:
         if self.confirmations < 0:
             raise ValueError("confirmations must be >= 0")
 
-    def build(self, **gate_options: Any) -> Runtime:
+    def build(self, **gate_options: Any) -> AssembledGate:
         """Build the gate and start what runs beside it (mirror polling, audit writer).
 
         ``gate_options`` go to :class:`~vcgate.gate.Gate` and win over what the settings give
@@ -121,7 +122,7 @@ class GateConfig:
                 close()
             raise
 
-    def _build(self, closers: list[Any], gate_options: dict[str, Any]) -> Runtime:
+    def _build(self, closers: list[Any], gate_options: dict[str, Any]) -> AssembledGate:
         from .credentials import Verifier
         from .did import JWKMethod, KeyMethod, Resolver, WebMethod
         from .keys import ALGORITHMS
@@ -194,11 +195,11 @@ class GateConfig:
 
         opts.update(gate_options)
         gate = Gate.from_policy_file(self.policy, key_file=self.key_file, key_passphrase=self.key_passphrase, **opts)
-        return Runtime(gate=gate, mirror=mirror, audit=audit, closers=tuple(closers))
+        return AssembledGate(gate=gate, mirror=mirror, audit=audit, closers=tuple(closers))
 
 
 @dataclass(frozen=True)
-class Runtime:
+class AssembledGate:
     """A built gate and the things beside it that hold threads or connections."""
 
     gate: Gate
@@ -221,8 +222,8 @@ class Runtime:
         self.close()
 
 
-class RuntimeCache:
-    """At most one :class:`Runtime` per :class:`GateConfig`, built on first use.
+class SharedGates:
+    """At most one :class:`AssembledGate` per :class:`GateConfig`, built on first use.
 
     For plugins whose host builds them with no way to pass a shared object (vLLM's
     ``--middleware`` class, Kong's plugin instances, one per route): two gates in one process
@@ -233,9 +234,9 @@ class RuntimeCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._runtimes: dict[GateConfig, Runtime] = {}
+        self._runtimes: dict[GateConfig, AssembledGate] = {}
 
-    def get(self, config: GateConfig) -> Runtime:
+    def get(self, config: GateConfig) -> AssembledGate:
         with self._lock:
             runtime = self._runtimes.get(config)
             if runtime is None:
@@ -258,7 +259,7 @@ class RuntimeCache:
         for runtime in runtimes:
             runtime.close()
 
-    def runtimes(self) -> list[Runtime]:
+    def runtimes(self) -> list[AssembledGate]:
         with self._lock:
             return list(self._runtimes.values())
 
