@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from ..errors import (
@@ -35,6 +35,41 @@ class DIDMethod(Protocol):
     def resolve(self, did: DID) -> dict[str, Any]:
         """Return the raw DID document, or raise a ``DIDError``."""
         ...
+
+
+def _web_method(options: Mapping[str, Any]) -> DIDMethod:
+    from .web import WebMethod
+
+    return WebMethod(**options)
+
+
+class LazyMethod:
+    """A DID method built (and its module imported) on its first DID, not when registered.
+
+    Keeps optional, heavy methods (did:web pulls in ``requests``/``urllib3``) off the import
+    path of a process that may never resolve one.
+    """
+
+    cacheable_forever = False
+
+    def __init__(self, name: str, factory: Callable[[], DIDMethod]) -> None:
+        self.name = name
+        self._factory = factory
+        self._method: DIDMethod | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._method is not None
+
+    def resolve(self, did: DID) -> dict[str, Any]:
+        method = self._method
+        if method is None:
+            with self._lock:
+                if self._method is None:
+                    self._method = self._factory()
+                method = self._method
+        return method.resolve(did)
 
 
 class Resolver:
@@ -63,13 +98,18 @@ class Resolver:
         self._lock = threading.Lock()
 
     @classmethod
-    def default(cls, **kwargs: Any) -> Resolver:
-        """did:key, did:jwk and did:web (with vcgate's SSRF-safe fetcher)."""
+    def default(cls, *, web_options: Mapping[str, Any] | None = None, **kwargs: Any) -> Resolver:
+        """did:key, did:jwk and did:web (with vcgate's SSRF-safe fetcher).
+
+        did:web is registered lazily: its module and the HTTP stack (``requests``) are
+        imported on the first did:web DID, so a gate that never meets one never loads them.
+        ``web_options`` go to :class:`~vcgate.did.web.WebMethod`.
+        """
         from .jwk import JWKMethod
         from .key import KeyMethod
-        from .web import WebMethod
 
-        return cls([KeyMethod(), JWKMethod(), WebMethod()], **kwargs)
+        options = dict(web_options or {})
+        return cls([KeyMethod(), JWKMethod(), LazyMethod("web", lambda: _web_method(options))], **kwargs)
 
     @classmethod
     def local(cls, **kwargs: Any) -> Resolver:
