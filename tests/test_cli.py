@@ -392,6 +392,10 @@ def test_did_resolve(issuer: tuple[Path, str]) -> None:
         pytest.param(["did:foo"], "did_invalid", id="invalid"),
         pytest.param(["did:key:zNotAKey"], "did_invalid", id="bad-did-key"),
         pytest.param(["--resolver", "local", "did:web:example.com"], "did_method_not_supported", id="local-no-web"),
+        # Refused before any name lookup: no network needed.
+        pytest.param(["did:web:example.com%3A6379"], "did_address_forbidden", id="web-port-not-allowed"),
+        pytest.param(["--did-web-ports", "8443", "did:web:example.com%3A22"], "did_address_forbidden",
+                     id="web-port-not-the-configured-one"),
     ],
 )
 def test_did_resolve_refusals(args: list[str], code: str) -> None:

@@ -41,6 +41,7 @@ ENV_VARS: dict[str, str] = {
     "VCGATE_ALLOW_NETWORKS": "comma-separated networks did:web / status-list fetches may reach "
     "(private ranges are refused otherwise)",
     "VCGATE_CA_BUNDLE": "CA bundle for did:web and status-list HTTPS fetches",
+    "VCGATE_DID_WEB_PORTS": "ports besides 443 a did:web DID may name, comma-separated (others are refused)",
 }
 
 _TRUE = ("1", "true", "yes", "on")
@@ -65,6 +66,7 @@ class GateConfig:
     did_web: bool = False
     allow_networks: tuple[str, ...] = ()
     ca_bundle: str | None = None
+    did_web_ports: tuple[int, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> GateConfig:
@@ -89,6 +91,11 @@ class GateConfig:
             "allow_networks": tuple(n.strip() for n in (get("VCGATE_ALLOW_NETWORKS") or "").split(",") if n.strip()),
             "ca_bundle": get("VCGATE_CA_BUNDLE"),
         }
+        ports = get("VCGATE_DID_WEB_PORTS")
+        if ports is not None:
+            from .did.web import parse_ports  # raises ValueError naming the variable
+
+            values["did_web_ports"] = parse_ports(ports)
         confirmations = get("VCGATE_CONFIRMATIONS")
         if confirmations is not None:
             try:
@@ -130,7 +137,7 @@ class GateConfig:
         opts: dict[str, Any] = {}
         verify: Any = self.ca_bundle if self.ca_bundle is not None else True
         resolver = (
-            Resolver([KeyMethod(), JWKMethod(), WebMethod(allow_networks=self.allow_networks, verify=verify)])
+            Resolver([KeyMethod(), JWKMethod(), WebMethod(allow_networks=self.allow_networks, verify=verify, allow_ports=self.did_web_ports)])
             if self.did_web
             else Resolver.local()
         )

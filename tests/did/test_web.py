@@ -24,7 +24,7 @@ from tests.https_server import PKI, HTTPSServer, QuietHandler, make_pki, resolve
 from vcgate.did.document import DID, multikey_encode
 from vcgate.did.key import KeyMethod
 from vcgate.did.resolver import Resolver
-from vcgate.did.web import WebMethod, did_web_location, system_resolve_host
+from vcgate.did.web import WebMethod, did_web_location, parse_ports, system_resolve_host
 from vcgate.errors import (
     DIDDocumentInvalidError,
     DIDNotFoundError,
@@ -499,13 +499,14 @@ LOCAL = {HOST: ["127.0.0.1"], "wrong.test": ["127.0.0.1"]}
 
 
 @pytest.fixture
-def make_web(pki: PKI) -> Iterator[Callable[..., WebMethod]]:
+def make_web(pki: PKI, server: _Server, plain_server: _Server) -> Iterator[Callable[..., WebMethod]]:
     made: list[WebMethod] = []
 
     def make(**overrides: Any) -> WebMethod:
         config: dict[str, Any] = {
             "resolve_host": resolve_hosts(LOCAL),
             "allow_networks": ["127.0.0.1/32"],
+            "allow_ports": [server.port, plain_server.port],  # the test servers' free ports
             "verify": str(pki.ca),
             "timeout": 2.0,
         }
@@ -701,9 +702,82 @@ def test_nothing_listening(make_web: Callable[..., WebMethod]) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(DIDResolutionError) as info:
-        make_web().resolve(DID(f"did:web:{HOST}%3A{port}"))
+        make_web(allow_ports=[port]).resolve(DID(f"did:web:{HOST}%3A{port}"))
     assert info.value.code == "did_resolution_failed"
     assert "could not connect" in info.value.message
+
+
+# --- ports (finding 6: did:web:host%3A6379 must not reach other services of a host) ------------
+
+
+@pytest.mark.parametrize(
+    ("did", "allow_ports"),
+    [
+        pytest.param("did:web:example.com%3A6379", (), id="redis"),
+        pytest.param("did:web:example.com%3A22", (), id="ssh"),
+        pytest.param("did:web:example.com%3A25", (), id="smtp"),
+        pytest.param("did:web:example.com%3A80", (), id="http-port"),
+        pytest.param("did:web:example.com%3A8443", (), id="8443-not-configured"),
+        pytest.param("did:web:example.com%3A65535", (), id="highest"),
+        pytest.param("did:web:example.com%3A1", (), id="lowest"),
+        pytest.param("did:web:example.com%3A6379:user:alice", (), id="with-path"),
+        pytest.param("did:web:example.com%3A6379", (8443,), id="other-port-configured"),
+    ],
+)
+def test_ports_other_than_443_refused_before_any_lookup(did: str, allow_ports: tuple[int, ...]) -> None:
+    lookups: list[tuple[str, int]] = []
+
+    def lookup(host: str, port: int) -> list[str]:
+        lookups.append((host, port))
+        return ["93.184.216.34"]
+
+    session = _NoSendSession()
+    web = WebMethod(resolve_host=lookup, session=session, allow_ports=allow_ports)
+    with pytest.raises(ForbiddenAddressError) as info:
+        web.resolve(DID(did))
+    err = info.value
+    assert (err.code, err.status) == ("did_address_forbidden", 401)
+    assert isinstance(err, DIDResolutionError)  # a kind of did_resolution_failed
+    assert err.details == {"reason": "port_not_allowed"}
+    assert "VCGATE_DID_WEB_PORTS" in err.message
+    assert lookups == [] and session.sent == []  # refused before the name lookup
+
+
+def test_configured_port_reaches_the_real_server(server: _Server, make_web: Callable[..., WebMethod]) -> None:
+    did = _did(server)
+    before = len(server.seen)
+    with pytest.raises(ForbiddenAddressError):
+        make_web(allow_ports=()).resolve(DID(did))
+    assert len(server.seen) == before  # not configured: nothing sent
+    web = make_web(allow_ports=[server.port])
+    assert web.ports == frozenset({443, server.port})
+    assert web.resolve(DID(did))["id"] == did
+    assert len(server.seen) == before + 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [pytest.param(0, id="zero"), pytest.param(65536, id="too-large"), pytest.param(True, id="bool"),
+     pytest.param("8443", id="string")],
+)
+def test_allow_ports_must_be_ports(bad: Any) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        WebMethod(allow_ports=[bad] if bad != "8443" else bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "ports"),
+    [pytest.param("8443", (8443,), id="one"), pytest.param("8443, 9443", (8443, 9443), id="comma-space"),
+     pytest.param("8443 9443", (8443, 9443), id="space"), pytest.param("", (), id="empty")],
+)
+def test_parse_ports(text: str, ports: tuple[int, ...]) -> None:
+    assert parse_ports(text) == ports
+
+
+@pytest.mark.parametrize("text", ["0", "65536", "84x3", "-1", "8443;9443"])
+def test_parse_ports_refuses_and_names_the_variable(text: str) -> None:
+    with pytest.raises(ValueError, match="VCGATE_DID_WEB_PORTS"):
+        parse_ports(text)
 
 
 def test_environment_proxy_ignored(

@@ -21,13 +21,14 @@ def test_from_env_reads_every_variable(tmp_path):
         "VCGATE_REDIS_URL": "redis://127.0.0.1:1/0", "VCGATE_AUDIT_LOG": "/a", "VCGATE_RPC_URL": "http://x",
         "VCGATE_REGISTRY": "0x" + "1" * 40, "VCGATE_CONFIRMATIONS": "3", "VCGATE_MIRROR_CHECKPOINT": "/c",
         "VCGATE_STATUS_LISTS": "yes", "VCGATE_DID_WEB": "1", "VCGATE_ALLOW_NETWORKS": "10.0.0.0/8, 127.0.0.0/8",
-        "VCGATE_CA_BUNDLE": "/ca",
+        "VCGATE_CA_BUNDLE": "/ca", "VCGATE_DID_WEB_PORTS": "8443,9443",
     }
     c = GateConfig.from_env(env)
     assert (c.policy, c.key_file, c.key_passphrase, c.redis_url, c.audit_log) == (EXAMPLE_POLICY, "/k", "pw",
                                                                                  "redis://127.0.0.1:1/0", "/a")
     assert (c.rpc_url, c.registry, c.confirmations, c.mirror_checkpoint) == ("http://x", "0x" + "1" * 40, 3, "/c")
     assert (c.status_lists, c.did_web, c.allow_networks, c.ca_bundle) == (True, True, ("10.0.0.0/8", "127.0.0.0/8"), "/ca")
+    assert c.did_web_ports == (8443, 9443)
     assert "pw" not in repr(c)
     assert GateConfig.from_env(env, confirmations=0).confirmations == 0
 
@@ -38,6 +39,7 @@ def test_from_env_reads_every_variable(tmp_path):
         pytest.param({}, "VCGATE_POLICY", id="no-policy"),
         pytest.param({"VCGATE_POLICY": "p", "VCGATE_RPC_URL": "http://x"}, "both an RPC URL and a registry", id="rpc-alone"),
         pytest.param({"VCGATE_POLICY": "p", "VCGATE_CONFIRMATIONS": "many"}, "integer", id="bad-int"),
+        pytest.param({"VCGATE_POLICY": "p", "VCGATE_DID_WEB_PORTS": "6379x"}, "VCGATE_DID_WEB_PORTS", id="bad-port"),
     ],
 )
 def test_from_env_refuses_incomplete_settings(env, message):

@@ -403,6 +403,7 @@ class NetworkOptions:
 
     allow_networks: tuple[str, ...] = ()
     ca_bundle: str | None = None
+    did_web_ports: tuple[int, ...] = ()
 
     @property
     def verify(self) -> Any:
@@ -416,7 +417,11 @@ def make_resolver(name: str, network: NetworkOptions = NetworkOptions()) -> Reso
     from ..did import JWKMethod, KeyMethod, WebMethod
 
     return Resolver(
-        [KeyMethod(), JWKMethod(), WebMethod(allow_networks=network.allow_networks, verify=network.verify)]
+        [
+            KeyMethod(),
+            JWKMethod(),
+            WebMethod(allow_networks=network.allow_networks, verify=network.verify, allow_ports=network.did_web_ports),
+        ]
     )
 
 
@@ -477,6 +482,28 @@ def cli() -> None:
     """
 
 
+
+def _did_web_ports(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, ...]:
+    if not value:
+        return ()
+    from ..did.web import parse_ports
+
+    try:
+        return parse_ports(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--did-web-ports") from None
+
+
+did_web_ports_option = click.option(
+    "--did-web-ports",
+    "did_web_ports",
+    metavar="PORTS",
+    envvar="VCGATE_DID_WEB_PORTS",
+    default=None,
+    callback=_did_web_ports,
+    help="Ports besides 443 that a did:web DID may name, comma-separated (did:web:host%3A8443); "
+    "other ports are refused. [env: VCGATE_DID_WEB_PORTS]",
+)
 
 resolver_option = click.option(
     "--resolver",

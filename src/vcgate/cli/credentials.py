@@ -31,6 +31,7 @@ from .base import (
     FORMATS,
     TIMESTAMP,
     NetworkOptions,
+    did_web_ports_option,
     cli,
     echo_json,
     load_key,
@@ -436,6 +437,7 @@ def _present_sd_jwt(key_file: Path, aud: str, nonce: str, tokens: list[str], dis
     help="Let did:web and status-list fetches reach this otherwise refused network (private deployments); repeatable.",
 )
 @click.option("--ca-bundle", type=EXISTING_FILE, default=None, help="CA bundle for did:web and status-list HTTPS.")
+@did_web_ports_option
 @click.pass_context
 def verify(
     ctx: click.Context,
@@ -449,6 +451,7 @@ def verify(
     no_status_lists: bool,
     allow_networks: tuple[str, ...],
     ca_bundle: Path | None,
+    did_web_ports: tuple[int, ...],
 ) -> None:
     """Verify a credential or presentation JWT from a file or stdin.
 
@@ -481,7 +484,7 @@ def verify(
             ipaddress.ip_network(cidr, strict=True)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--allow-network") from None
-    network = NetworkOptions(allow_networks, str(ca_bundle) if ca_bundle is not None else None)
+    network = NetworkOptions(allow_networks, str(ca_bundle) if ca_bundle is not None else None, did_web_ports)
     try:
         result = _verify_token(
             token,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .base import cli, echo_json, make_resolver, resolver_option
+from .base import NetworkOptions, cli, did_web_ports_option, echo_json, make_resolver, resolver_option
 
 @cli.group()
 def did() -> None:
@@ -20,7 +20,8 @@ def did() -> None:
 @click.argument("did_value", metavar="DID")
 @click.option("--compact", is_flag=True, help="One line of JSON instead of indented JSON.")
 @resolver_option
-def did_resolve(did_value: str, compact: bool, resolver: str) -> None:
+@did_web_ports_option
+def did_resolve(did_value: str, compact: bool, resolver: str, did_web_ports: tuple[int, ...]) -> None:
     """Resolve a DID and print its DID document as JSON.
 
     \b
@@ -28,6 +29,6 @@ def did_resolve(did_value: str, compact: bool, resolver: str) -> None:
       vcgate did resolve did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK
       vcgate did resolve --compact did:web:example.com | jq .verificationMethod
     """
-    doc = make_resolver(resolver).resolve(did_value)
+    doc = make_resolver(resolver, NetworkOptions(did_web_ports=did_web_ports)).resolve(did_value)
     echo_json(doc.raw, compact=compact)
 

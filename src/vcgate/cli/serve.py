@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .base import EXISTING_FILE, CLIError, cli, info, warn
+from .base import EXISTING_FILE, CLIError, cli, did_web_ports_option, info, warn
 
 
 @cli.command("serve")
@@ -43,6 +43,7 @@ from .base import EXISTING_FILE, CLIError, cli, info, warn
 @click.option("--allow-network", "allow_networks", multiple=True, metavar="CIDR",
               help="Let did:web / status-list fetches reach this private network (repeatable).")
 @click.option("--ca-bundle", type=EXISTING_FILE, default=None, help="CA bundle for did:web / status-list fetches.")
+@did_web_ports_option
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
               help="Worker threads of the HTTP server (and of the gRPC server).")
 @click.option("--envoy-prefix", default="/envoy", show_default=True,
@@ -78,6 +79,7 @@ def serve(
     did_web: bool,
     allow_networks: tuple[str, ...],
     ca_bundle: Path | None,
+    did_web_ports: tuple[int, ...],
     threads: int,
     envoy_prefix: str,
     vc_api: bool,
@@ -147,6 +149,7 @@ def serve(
         did_web=did_web,
         allow_networks=allow_networks,
         ca_bundle=str(ca_bundle) if ca_bundle else None,
+        did_web_ports=did_web_ports,
     )
     if key_file is None:
         warn("no --key-file: access tokens are signed by a key generated now; they die with this process")

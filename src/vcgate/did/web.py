@@ -18,6 +18,11 @@ the transport (address checks, pinning, TLS, no redirects, time budget, size cap
   a literal skips both. Path segments are percent-decoded (strict UTF-8) and re-encoded, and
   ``.``/``..``, ``/``, ``\\``, ``?``, ``#``, control characters and empty segments are
   refused, so a DID cannot climb out of or reshape its URL path.
+* **Port 443 only, unless configured.** A DID naming another port (``example.com%3A6379``,
+  ``%3A22``) would let a stranger aim vcgate at any service of a public host (Redis, SSH, an
+  admin port). Such a DID is refused before any name lookup (``did_address_forbidden``, reason
+  ``port_not_allowed``) unless the port is in ``allow_ports`` (environment:
+  ``VCGATE_DID_WEB_PORTS``, read by :meth:`vcgate.assembly.GateConfig.from_env` and the CLI).
 * **Address check before connecting (SSRF).** The host is resolved once and the fetch is
   refused if *any* address is loopback, private (RFC 1918, ``fc00::/7``), link-local,
   CGNAT ``100.64.0.0/10``, unspecified, multicast, broadcast, documentation, benchmarking,
@@ -61,7 +66,7 @@ the transport (address checks, pinning, TLS, no redirects, time budget, size cap
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 from urllib.parse import quote, unquote_to_bytes
 
@@ -94,7 +99,10 @@ from ..fetch import (
 from ..strictjson import loads_strict
 from .document import DID
 
-__all__ = ["WebMethod", "WebLocation", "did_web_location", "system_resolve_host"]
+__all__ = ["PORTS_ENV", "WebMethod", "WebLocation", "did_web_location", "parse_ports", "system_resolve_host"]
+
+#: The environment variable naming the ports besides 443 a did:web DID may name.
+PORTS_ENV = "VCGATE_DID_WEB_PORTS"
 
 _HOST_PART_RE = re.compile(r"(?P<host>[A-Za-z0-9.-]+)(?:%3[Aa](?P<port>[1-9][0-9]{0,4}))?")
 _FORBIDDEN_IN_SEGMENT = frozenset("/\\?#")
@@ -161,6 +169,16 @@ def did_web_location(did: str) -> WebLocation:
     return WebLocation(host=host, port=port, path=path)
 
 
+def parse_ports(text: str) -> tuple[int, ...]:
+    """Ports from ``"8443, 9443"`` (commas and/or spaces), as :data:`PORTS_ENV` holds them."""
+    ports: list[int] = []
+    for item in text.replace(",", " ").split():
+        if not item.isdigit() or not 0 < int(item) <= 65535:
+            raise ValueError(f"{PORTS_ENV}: {item[:20]!r} is not a TCP port (1-65535)")
+        ports.append(int(item))
+    return tuple(ports)
+
+
 # --- fetch errors -> DID errors ---------------------------------------------------------------
 
 
@@ -168,7 +186,7 @@ def _did_error(exc: FetchError, location: WebLocation | None = None) -> DIDError
     """The did:web error (and code) for a failed fetch; messages come from the fetcher."""
     host = exc.host
     if isinstance(exc, AddressForbiddenError):
-        return ForbiddenAddressError(exc.message)
+        return ForbiddenAddressError(exc.message, reason=exc.reason)
     if isinstance(exc, HostNotFoundError):
         return DIDNotFoundError(exc.message)
     if isinstance(exc, RedirectRefusedError):
@@ -220,6 +238,8 @@ class WebMethod:
     * ``verify``: ``True`` (requests' CA bundle, from certifi) or the path of a CA bundle file
       or directory. ``False`` is refused: without certificate verification a did:web document
       proves nothing.
+    * ``allow_ports``: ports besides 443 that a DID may name (``did:web:host%3A8443``); any
+      other port is refused before a name lookup (the environment's say: :data:`PORTS_ENV`).
 
     The transport is a :class:`vcgate.fetch.SafeFetcher` built from these settings.
     """
@@ -237,9 +257,16 @@ class WebMethod:
         resolve_host: ResolveHost | None = None,
         allow_networks: Sequence[str] = (),
         verify: Literal[True] | str = True,
+        allow_ports: Iterable[int] = (),
     ) -> None:
         if max_depth < 1:
             raise ValueError("max_depth must be positive")
+        if isinstance(allow_ports, (str, int)):
+            raise TypeError("allow_ports is a sequence of port numbers")
+        ports = frozenset(allow_ports)
+        if any(isinstance(p, bool) or not isinstance(p, int) or not 0 < p <= 65535 for p in ports):
+            raise ValueError("allow_ports must hold TCP ports (1-65535)")
+        self._ports = ports | {443}
         self._max_depth = int(max_depth)
         self._fetcher = SafeFetcher(
             timeout=timeout,
@@ -266,6 +293,11 @@ class WebMethod:
     def allow_networks(self) -> tuple[IPNetwork, ...]:
         return self._fetcher.allow_networks
 
+    @property
+    def ports(self) -> frozenset[int]:
+        """The ports a did:web DID may name: 443 and ``allow_ports``."""
+        return self._ports
+
     def close(self) -> None:
         """Close the session if ``WebMethod`` created it."""
         self._fetcher.close()
@@ -287,6 +319,13 @@ class WebMethod:
         ``DIDResolutionError`` (anything else: TLS, timeouts, redirects, other statuses).
         """
         location = did_web_location(did)
+        if location.port not in self._ports:
+            # Before any lookup: a stranger's DID must not reach other services of a host.
+            raise ForbiddenAddressError(
+                f"the did:web DID names port {location.port}; only 443 is allowed unless the port is "
+                f"configured (allow_ports=, {PORTS_ENV})",
+                reason="port_not_allowed",
+            )
         try:
             body = self._fetcher.get(location.host, location.port, location.path)
         except FetchError as exc:
