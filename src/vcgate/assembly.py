@@ -137,7 +137,13 @@ class GateConfig:
         opts: dict[str, Any] = {}
         verify: Any = self.ca_bundle if self.ca_bundle is not None else True
         resolver = (
-            Resolver([KeyMethod(), JWKMethod(), WebMethod(allow_networks=self.allow_networks, verify=verify, allow_ports=self.did_web_ports)])
+            Resolver(
+                [
+                    KeyMethod(),
+                    JWKMethod(),
+                    WebMethod(allow_networks=self.allow_networks, verify=verify, allow_ports=self.did_web_ports),
+                ]
+            )
             if self.did_web
             else Resolver.local()
         )
