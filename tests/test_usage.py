@@ -213,3 +213,33 @@ def test_meter_call_and_response_usage_for_adapters():
     # A request-only policy never rewrites the body.
     only_rpm = policy("limits:\n  - {name: rpm, key: $subject, requests: 5, per: 1m}\n")
     assert meter_call(meter, only_rpm, d, raw).body is None
+
+
+def test_reservation_token_settles_once():
+    from vcgate.errors import MalformedError
+    from vcgate.keys import PrivateKey
+    from vcgate.stores import MemoryReplayStore
+    from vcgate.usage import charge_from_token, charge_token
+
+    p, store, key = policy(), MemoryCounterStore(), PrivateKey.generate("EdDSA")
+    meter = Meter(store=store)
+    raw = body(max_tokens=100)
+    charge = meter.admit(plan_for(p, raw))
+    token = charge_token(charge, key=key, issuer="https://gw.example", now=NOW)
+    replay = MemoryReplayStore()
+    back = charge_from_token(token, key=key.public_key, issuer="https://gw.example", now=NOW + 5, replay=replay)
+    meter.settle(back, Usage(10, 20))
+    assert [s.used for s in store.peek(charge.plan.counters)] == [1, 30, math.ceil(10 * 2.5 + 20 * 10)]
+    for bad, kw, reason in [
+        (token, {}, "reservation_reported"),  # a second report
+        (token, {"key": PrivateKey.generate("EdDSA").public_key}, "reservation_invalid"),  # not our key
+        (token, {"issuer": "https://other.example"}, "reservation_invalid"),
+        (token, {"now": NOW + 86401}, "reservation_expired"),
+        (token[:-4] + "AAAA", {}, "reservation_invalid"),
+    ]:
+        args = {"key": key.public_key, "issuer": "https://gw.example", "now": NOW + 5, "replay": MemoryReplayStore()} | kw
+        if reason == "reservation_reported":
+            args["replay"] = replay
+        with pytest.raises(MalformedError) as info:
+            charge_from_token(bad, **args)
+        assert info.value.details["reason"] == reason

@@ -29,9 +29,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import QuotaExceededError, VCGateError
-from .policy.limits import USD_UNIT, CallEstimate, Caller, LimitPlan, LimitSpec, ResolvedLimit, cost_units, plan_limits
-from .stores import CounterStore, Reservation
+from .errors import MalformedError, QuotaExceededError, VCGateError
+from .policy.limits import (
+    USD_UNIT,
+    CallEstimate,
+    Caller,
+    LimitPlan,
+    LimitSpec,
+    PriceSpec,
+    ResolvedLimit,
+    cost_units,
+    plan_limits,
+)
+from .stores import Counter, CounterState, CounterStore, ReplayStore, Reservation
 from .strictjson import loads_strict
 
 __all__ = [
@@ -40,7 +50,10 @@ __all__ = [
     "LimitMetrics",
     "Meter",
     "Metered",
+    "RESERVATION_TYP",
     "ResponseUsage",
+    "charge_from_token",
+    "charge_token",
     "StreamUsage",
     "Usage",
     "estimate_call",
@@ -456,3 +469,65 @@ class ResponseUsage:
         if self._json is None:
             return b"", None
         return b"", usage_from_json(b"".join(self._json))
+
+
+# --- the usage report: a charge handed to a gateway that reports usage later ---------------------
+
+#: ``typ`` of the signed reservation a headers-only gateway reports usage with (docs/limits.md).
+RESERVATION_TYP = "vcgate-reservation+jwt"
+_MAX_RESERVATION_BYTES = 16 * 1024
+
+
+def charge_token(charge: Charge, *, key: Any, issuer: str, now: float) -> str:
+    """The charge as a JWS signed by the gateway key, for ``X-Vcgate-Reservation``: what a
+    gateway that cannot see the response reports its usage with (:func:`charge_from_token`).
+    It expires with the longest window it reserved in, and at most after a day (the replay store
+    that makes each report count once remembers a day): a later report is refused and the
+    reservation stays charged."""
+    import secrets
+
+    from .credentials.jws import sign_jws
+
+    rows = []
+    for r, window in zip(charge.plan.limits, charge.reservation.windows):
+        price = [r.price.input, r.price.output] if r.price is not None else None
+        rows.append([r.name, r.spec.kind, r.counter.key, r.counter.limit, r.counter.window, r.counter.amount, window,
+                     price])
+    longest = min(86400, max(r.counter.window for r in charge.plan.limits))
+    claims = {"iss": issuer, "iat": int(now), "exp": int(now) + longest, "jti": secrets.token_urlsafe(16), "c": rows}
+    return sign_jws(key, claims, typ=RESERVATION_TYP, kid=None)
+
+
+def charge_from_token(token: str, *, key: Any, issuer: str, now: float, replay: ReplayStore) -> Charge:
+    """The charge a reservation token stands for, once: a second report of the same token, a
+    forged, expired or foreign one raises :class:`~vcgate.errors.MalformedError` (400)."""
+    from .credentials.jws import parse_jws
+
+    try:
+        jws = parse_jws(token, algorithms=[key.alg], max_bytes=_MAX_RESERVATION_BYTES)
+        jws.verify_with(key)
+    except VCGateError as exc:
+        raise MalformedError(f"the reservation does not verify: {exc.message}", reason="reservation_invalid") from exc
+    c = jws.payload
+    if jws.typ != RESERVATION_TYP or c.get("iss") != issuer:
+        raise MalformedError("not a reservation of this gateway", reason="reservation_invalid")
+    exp, jti, rows = c.get("exp"), c.get("jti"), c.get("c")
+    if type(exp) is not int or exp <= now:
+        raise MalformedError("the reservation has expired", reason="reservation_expired")
+    if not isinstance(jti, str) or not isinstance(rows, list) or not rows:
+        raise MalformedError("the reservation is malformed", reason="reservation_invalid")
+    try:
+        limits, windows = [], []
+        for name, kind, ckey, limit, window, amount, window_id, price in rows:
+            spec = LimitSpec(name, kind, "$reported", None, None, None, window)
+            priced = PriceSpec("*", re.compile(".*"), price[0], price[1]) if price is not None else None
+            limits.append(ResolvedLimit(spec, ckey, limit, Counter(ckey, limit, window, amount), priced))
+            windows.append(window_id)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise MalformedError("the reservation is malformed", reason="reservation_invalid") from exc
+    # Each reservation is settled once: its jti is remembered until it expires.
+    if not replay.add_if_absent("reservation:" + jti, min(86400, max(1, exp - int(now)))):
+        raise MalformedError("this reservation was already reported", reason="reservation_reported")
+    counters = tuple(r.counter for r in limits)
+    states = tuple(CounterState(0, 0.0) for _ in counters)
+    return Charge(LimitPlan(tuple(limits)), Reservation(True, counters, states, None, tuple(windows)))
