@@ -52,6 +52,7 @@ __all__ = [
     "Metered",
     "RESERVATION_TYP",
     "ResponseUsage",
+    "charge_claims",
     "charge_from_token",
     "charge_token",
     "StreamUsage",
@@ -478,15 +479,12 @@ RESERVATION_TYP = "vcgate-reservation+jwt"
 _MAX_RESERVATION_BYTES = 16 * 1024
 
 
-def charge_token(charge: Charge, *, key: Any, issuer: str, now: float) -> str:
-    """The charge as a JWS signed by the gateway key, for ``X-Vcgate-Reservation``: what a
-    gateway that cannot see the response reports its usage with (:func:`charge_from_token`).
-    It expires with the longest window it reserved in, and at most after a day (the replay store
-    that makes each report count once remembers a day): a later report is refused and the
-    reservation stays charged."""
+def charge_claims(charge: Charge, *, issuer: str, now: float) -> dict[str, Any]:
+    """The claims of a reservation token for ``charge`` (sign them with the gateway key:
+    :func:`charge_token`). The token expires with the longest window it reserved in, and at
+    most after a day (the replay store that makes each report count once remembers a day): a
+    later report is refused and the reservation stays charged."""
     import secrets
-
-    from .credentials.jws import sign_jws
 
     rows = []
     for r, window in zip(charge.plan.limits, charge.reservation.windows):
@@ -494,8 +492,15 @@ def charge_token(charge: Charge, *, key: Any, issuer: str, now: float) -> str:
         rows.append([r.name, r.spec.kind, r.counter.key, r.counter.limit, r.counter.window, r.counter.amount, window,
                      price])
     longest = min(86400, max(r.counter.window for r in charge.plan.limits))
-    claims = {"iss": issuer, "iat": int(now), "exp": int(now) + longest, "jti": secrets.token_urlsafe(16), "c": rows}
-    return sign_jws(key, claims, typ=RESERVATION_TYP, kid=None)
+    return {"iss": issuer, "iat": int(now), "exp": int(now) + longest, "jti": secrets.token_urlsafe(16), "c": rows}
+
+
+def charge_token(charge: Charge, *, key: Any, issuer: str, now: float) -> str:
+    """The charge as a JWS signed with ``key`` (the gateway's), for ``X-Vcgate-Reservation``:
+    what a gateway that cannot see the response reports its usage with (:func:`charge_from_token`)."""
+    from .credentials.jws import sign_jws
+
+    return sign_jws(key, charge_claims(charge, issuer=issuer, now=now), typ=RESERVATION_TYP, kid=None)
 
 
 def charge_from_token(token: str, *, key: Any, issuer: str, now: float, replay: ReplayStore) -> Charge:
