@@ -266,10 +266,16 @@ def test_bearer_scheme_refused(w):
 
 
 def test_upstream_headers_strip_spoofed_grants(w):
+    client = [("X-Vcgate-Subject", "did:evil"), ("x-vcgate-tier", "gold"), ("X_VCGATE_ROLE", "admin"),
+              ("x_Vcgate-Org", "acme"), ("Accept", "*/*")]
+    view = RequestView("GET", "/v1/models", host="gw.example", headers=client)
     d = direct(w, w.presentation(nonce(w)))
-    out = Gate.upstream_headers([("X-Vcgate-Subject", "did:evil"), ("x-vcgate-tier", "gold"), ("Accept", "*/*")], d)
+    result = Gate._result(view, d, None, False)
+    out = result.upstream(view.headers)
     assert ("x-vcgate-subject", "did:evil") not in out and not any(k == "x-vcgate-tier" for k, _ in out)
+    assert not any(k in ("x_vcgate_role", "x_vcgate-org") for k, _ in out)
     assert ("x-vcgate-subject", w.holder.did) in out and ("accept", "*/*") in out
+    assert result.remove == ("x-vcgate-subject", "x-vcgate-tier", "x_vcgate_role", "x_vcgate-org")
 
 
 def test_request_view_headers_multi_value():

@@ -666,6 +666,14 @@ class RequestInvalidError(PolicyDeniedError):
     default_message = "the request path or host is not in a form the policy can match safely"
 
 
+class BodyInvalidError(PolicyDeniedError):
+    # The gate reads a body only when a rule may depend on its ``model``; it then has to be
+    # a JSON object naming one, whatever the Content-Type says (frameworks parse it anyway).
+    code = "body_invalid"
+    status = 400
+    default_message = "the request body is not a JSON object with a string 'model' the policy can decide on"
+
+
 class GrantInvalidError(PolicyDeniedError):
     code = "grant_invalid"
     status = 403

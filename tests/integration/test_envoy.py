@@ -241,7 +241,8 @@ def test_model_rule_decided_with_the_body(clean: Gateway) -> None:
 
 def test_client_grant_headers_never_reach_upstream(clean: Gateway) -> None:
     gw = clean
-    forged = {"X-Vcgate-Subject": "did:example:mallory", "X-Vcgate-Anything": "forged", "x-vcgate-issuer": "forged"}
+    forged = {"X-Vcgate-Subject": "did:example:mallory", "X-Vcgate-Anything": "forged", "x-vcgate-issuer": "forged",
+              "x_vcgate_subject": "did:example:mallory", "X_Vcgate-Role": "forged", "x-vcgate_org": "forged"}
     with _client(gw.world.holder().httpx_auth()) as client:
         assert client.get(gw.origin + "/v1/models", headers=forged).status_code == 200
         assert client.post(gw.origin + CHAT, json=_chat("llama-3-70b"), headers=forged).status_code == 200

@@ -214,7 +214,7 @@ def kong(request, world, tmp_path):
             time.sleep(0.05)
         fake = FakeKong(sock)
         instance = fake.start_instance("vcgate_kong", {"policy": str(world["policy"]), "key_file": None,
-                                                       "redis_url": None, "audit_log": None, "max_body": 1048576})
+                                                       "redis_url": None, "audit_log": None})
         yield fake, instance, log_path
     finally:
         proc.terminate()
@@ -362,7 +362,7 @@ def test_plugin_info_as_kong_queries_it(world, tmp_path):
     assert info["Phases"] == ["access"]
     assert info["Priority"] == 1400
     fields = [next(iter(f)) for f in info["Schema"]["fields"][0]["config"]["fields"]]
-    assert fields == ["policy", "key_file", "redis_url", "audit_log", "max_body"]
+    assert fields == ["policy", "key_file", "redis_url", "audit_log"]
 
 
 def test_the_plugin_refuses_multiprocessing_mode(world):

@@ -66,7 +66,7 @@ def world(tmp_path):
         built.append(1)
         return GateConfig(policy=str(policy))
 
-    plugin = LiteLLMGate(config=config, gate_options={"gateway_key": PrivateKey.generate("EdDSA")}, max_body=4096)
+    plugin = LiteLLMGate(config=config, gate_options={"gateway_key": PrivateKey.generate("EdDSA"), "max_body": 4096})
     yield {"agent": agent, "vc": vc, "plugin": plugin, "built": built}
     plugin.close()
 
@@ -174,19 +174,23 @@ def test_model_outside_the_credential_is_403_with_the_code(world, litellm_types)
     assert "WWW-Authenticate" not in exc.value.headers  # a new presentation would not help
 
 
-def test_the_model_is_read_from_litellms_parsed_body(world, litellm_types):
-    """LiteLLM parsed the body before custom_auth; the gate decides on that same dict."""
-    from litellm.proxy.common_utils.http_parsing_utils import (
-        safe_set_request_parsed_body,
-    )
-
+def test_the_model_comes_from_the_body_bytes_litellm_parses(world, litellm_types):
+    """The gate reads the same bytes LiteLLM parses (Starlette's cached body), under the
+    pipeline's strict rules: a body two parsers could read differently is refused."""
     ProxyException, _ = litellm_types
     nonce = _challenge(world, litellm_types).to_dict()["provider_specific_fields"]["vcgate"]["nonce"]
-    request = _chat("llama-3-70b", headers=[("Authorization", f"VP {_vp(world, nonce)}")])
-    safe_set_request_parsed_body(request=request, parsed_body={"model": "gpt-4o", "messages": []})
+    request = _chat("gpt-4o", headers=[("Authorization", f"VP {_vp(world, nonce)}")])
     with pytest.raises(ProxyException) as exc:
         run(world["plugin"].authenticate(request, None))
     assert exc.value.type == "claim_mismatch"
+
+    nonce = _challenge(world, litellm_types).to_dict()["provider_specific_fields"]["vcgate"]["nonce"]
+    twice = b'{"model": "llama-3-70b", "model": "gpt-4o", "messages": []}'  # orjson keeps the last
+    request = _request(body=twice, headers=[("content-type", "application/json"),
+                                            ("Authorization", f"VP {_vp(world, nonce)}")])
+    with pytest.raises(ProxyException) as exc:
+        run(world["plugin"].authenticate(request, None))
+    assert (exc.value.code, exc.value.type) == ("400", "body_invalid")
 
 
 def test_declared_body_over_the_cap_is_413(world, litellm_types):

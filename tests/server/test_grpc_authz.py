@@ -69,8 +69,8 @@ def token_for(world, service) -> str:
     proof = create_proof(world.holder.key, htm="POST", htu=AUD + TOKEN, clock=world.clock)
     view = RequestView(method="POST", path=TOKEN, host="gw.example", scheme="https",
                                              headers=[("dpop", proof)])
-    status, _, body = service.token(view, f"vp_token={world.presentation(d.body['nonce'])}".encode(),
-                                    "application/x-www-form-urlencoded")
+    result = service.handle(view, "token", f"vp_token={world.presentation(d.body['nonce'])}".encode(), endpoints=True)
+    status, body = result.status, json.loads(result.body)
     assert status == 200, body
     return body["access_token"]
 

@@ -47,11 +47,11 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ..audit import AuditLog, Ticket
+from ..credentials.delegation import is_link
 from ..credentials.models import VerifiedCredential, VerifiedPresentation
 from ..credentials.verifier import Verifier
 from ..errors import (
@@ -74,95 +74,22 @@ from ..policy import (
 )
 from ..session import DPoPVerifier, SessionVerifier, TokenIssuer, TokenVerifier
 from ..stores import MemoryNonceStore, MemoryReplayStore, NonceStore, ReplayStore
+from .body import MAX_BODY, TOO_LARGE, model_of, token_form, too_large
+from .pipeline import CHECK, METADATA, TOKEN, Plan, Result, answer, dumps
+from .request import GRANT_PREFIX, Headers, RequestView
 
-__all__ = ["DEFAULT_TOKEN_PATH", "METADATA_PATH", "Decision", "Gate", "RequestView"]
+__all__ = ["DEFAULT_TOKEN_PATH", "GRANT_PREFIX", "METADATA_PATH", "Decision", "Gate", "RequestView"]
 
 log = logging.getLogger("vcgate.gate")
 
 DEFAULT_TOKEN_PATH = "/.well-known/vcgate/token"
 METADATA_PATH = "/.well-known/oauth-protected-resource"
-GRANT_PREFIX = "x-vcgate-"
 
 # The order the protocol writes the algorithms in.
 _ALG_ORDER = ("EdDSA", "ES256", "ES256K")
 _NO_STORE = ("Cache-Control", "no-store")
 _JSON = ("Content-Type", "application/json")
 _MAX_VP_BYTES = 64 * 1024
-
-
-Headers = tuple[tuple[str, str], ...]
-
-
-def _normalize_headers(headers: Mapping[str, Any] | Iterable[tuple[Any, Any]]) -> Headers:
-    """Lower-cased ``(name, value)`` pairs; a mapping value may be a list of values."""
-    items: Iterable[tuple[Any, Any]] = headers.items() if isinstance(headers, Mapping) else headers
-    out: list[tuple[str, str]] = []
-    append = out.append
-    for name, value in items:
-        if isinstance(name, bytes):
-            name = name.decode("latin-1")
-        # The common shapes first (ASGI bytes, already-decoded str); same results as below.
-        tv = type(value)
-        if tv is bytes:
-            append((name.lower(), value.decode("latin-1")))
-        elif tv is str:
-            append((name.lower(), value))
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                out.append((name.lower(), v.decode("latin-1") if isinstance(v, bytes) else str(v)))
-        else:
-            out.append((name.lower(), value.decode("latin-1") if isinstance(value, bytes) else str(value)))
-    return tuple(out)
-
-
-@dataclass(frozen=True, slots=True)
-class RequestView:
-    """A request as the gate sees it, whatever the framework.
-
-    ``path`` is the raw request target's path (percent-encoding intact; a query is ignored).
-    ``headers`` accepts a mapping (values may be lists) or ``(name, value)`` pairs and is kept
-    as lower-cased pairs, so repeated headers stay visible. ``model`` is the OpenAI body's
-    ``model`` field when the adapter read the body; ``body_available`` says it did.
-    """
-
-    method: str
-    path: str
-    query: str = ""
-    host: str | None = None
-    scheme: str = "http"
-    headers: Headers = field(default=())
-    model: str | None = None
-    body_available: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "headers", _normalize_headers(self.headers))
-
-    def _with_model(self, model: str | None) -> RequestView:
-        """This request once the body was read: ``model`` and ``body_available=True``.
-
-        The headers are already normalised, so they are not walked again.
-        """
-        view = object.__new__(RequestView)
-        for name in ("method", "path", "query", "host", "scheme", "headers"):
-            object.__setattr__(view, name, getattr(self, name))
-        object.__setattr__(view, "model", model)
-        object.__setattr__(view, "body_available", True)
-        return view
-
-    def get_all(self, name: str) -> list[str]:
-        """Every value of header ``name`` (case-insensitive), in order."""
-        name = name.lower()
-        return [v for k, v in self.headers if k == name]
-
-    def get(self, name: str) -> str | None:
-        values = self.get_all(name)
-        return values[0] if values else None
-
-    @property
-    def url(self) -> str:
-        """``scheme://host/path`` as the gateway reconstructs it (the DPoP ``htu``), no query."""
-        path = self.path.split("?", 1)[0] or "/"
-        return f"{self.scheme.lower()}://{self.host or 'localhost'}{path}"
 
 
 class Decision(NamedTuple):
@@ -202,6 +129,13 @@ def _quote(text: str) -> str:
     return "".join(c for c in text if 0x20 <= ord(c) < 0x7F and c not in '"\\')[:200]
 
 
+def _model_pending(pd: PolicyDecision) -> bool:
+    """A denial reached without the model where a credential could still change the answer:
+    every rule that might apply denies an anonymous caller, but with a credential one of them
+    might allow (the answer is then ``body_required``, not this denial)."""
+    return any(r.code == "body_required" for r in pd.reasons)
+
+
 class Gate:
     """The core check. Thread-safe; build one per gateway process and share it.
 
@@ -221,6 +155,8 @@ class Gate:
         is durable; ``"async"``: the record is only enqueued (a crash may lose the last batch).
     :param audit_timeout: how long ``"sync"`` waits for the disk before failing closed (503).
     :param clock: POSIX seconds; tests pass a fixed one.
+    :param max_body: the most request-body bytes an adapter reads for the gate (the token
+        request, or a body whose ``model`` a rule needs); more is refused ``too_large`` (413).
     """
 
     def __init__(
@@ -246,10 +182,12 @@ class Gate:
         audit: AuditLog | None = None,
         audit_durability: str = "sync",
         audit_timeout: float = 5.0,
+        max_body: int = MAX_BODY,
     ) -> None:
         if audit_durability not in ("sync", "async"):
             raise ValueError("audit_durability must be 'sync' or 'async'")
         self.audit = audit
+        self.max_body = max_body
         self.audit_durability = audit_durability
         self.audit_timeout = audit_timeout
         self._policy = policy
@@ -397,19 +335,99 @@ class Gate:
                 memo[key] = hit
         return hit
 
-    def is_token_endpoint(self, path: str) -> bool:
-        return path.split("?", 1)[0] == self.token_path
+    # --- the pipeline: plan, then run (see vcgate.gate.pipeline) ------------------------------
+
+    def plan(self, view: RequestView, *, endpoints: bool = True) -> Plan:
+        """What :meth:`run` will do with ``view`` and whether the adapter must read the body.
+
+        ``endpoints=False`` for adapters that only authorise requests a gateway forwards (the
+        auth service's dialects): there the token endpoint and the metadata are routes of
+        their own, and a request for those paths is checked like any other.
+        """
+        path = view.path.split("?", 1)[0]
+        if endpoints:
+            if path == METADATA_PATH and view.method.upper() in ("GET", "HEAD"):
+                return Plan(METADATA, False, 0)
+            if path == self.token_path:
+                return Plan(TOKEN, True, self.max_body)
+        return Plan(CHECK, self.needs_body(view.method, path), self.max_body)
+
+    def run(self, plan: Plan, view: RequestView, body: bytes | None = None, *, wait: bool = True) -> Result:
+        """Answer or authorise one request; never raises for anything the client sent.
+
+        ``body`` is what the adapter read when ``plan.read_body`` (at most ``plan.max_body``
+        bytes, else :data:`~vcgate.gate.pipeline.TOO_LARGE`), or ``None`` if it cannot read
+        bodies. With ``wait=False`` a result whose audit record is not yet durable carries a
+        ``ticket``: answer only after :meth:`settle_result` (event-loop adapters run that in a
+        worker thread).
+        """
+        if plan.step == METADATA:
+            return answer(200, (("Cache-Control", "max-age=300"), _JSON), self.metadata())
+        if type(body) is bytes and len(body) > plan.max_body:  # whoever read it, the cap holds
+            body = TOO_LARGE
+        if plan.step == TOKEN:
+            d = self._token_request(view, body)
+        else:
+            d = self._check_request(view, body if plan.read_body else None)
+        ticket = None
+        if self.audit is not None:
+            d, ticket = self._record(view, d)
+            if ticket is not None and (wait or ticket.done()):
+                d, ticket = self.settle(d, ticket), None
+        return self._result(view, d, ticket, plan.step == TOKEN)
+
+    def settle_result(self, result: Result) -> Result:
+        """Wait until ``result``'s audit record is durable; the result, or a 503 refusal."""
+        if result.ticket is None or result.decision is None:
+            return result
+        decision = self.settle(result.decision, result.ticket)
+        if decision is result.decision:
+            return Result(
+                forward=result.forward, status=result.status, headers=result.headers, body=result.body,
+                grants=result.grants, remove=result.remove, decision=decision,
+            )
+        return answer(decision.status, decision.headers, decision.body, decision)
 
     @staticmethod
-    def is_metadata(path: str) -> bool:
-        return path.split("?", 1)[0] == METADATA_PATH
+    def _result(view: RequestView, d: Decision, ticket: Ticket | None, endpoint: bool) -> Result:
+        if d.allow and not endpoint:
+            return Result(
+                forward=True, status=200, grants=d.grant_headers, remove=tuple(view.gate_headers()),
+                decision=d, ticket=ticket,
+            )
+        r = answer(d.status, d.headers, d.body if d.body is not None else {"error": d.code, "message": d.message}, d)
+        return r if ticket is None else Result(forward=False, status=r.status, headers=r.headers, body=r.body,
+                                               decision=d, ticket=ticket)
 
-    @staticmethod
-    def upstream_headers(headers: Mapping[str, Any] | Iterable[tuple[Any, Any]], decision: Decision) -> list[tuple[str, str]]:
-        """The request headers to forward: client ``x-vcgate-*`` removed, grants added."""
-        kept = [(k, v) for k, v in _normalize_headers(headers) if not k.startswith(GRANT_PREFIX)]
-        kept.extend((k.lower(), v) for k, v in decision.grant_headers)
-        return kept
+    def _check_request(self, view: RequestView, body: bytes | None) -> Decision:
+        """:meth:`_decide` once the body (if read) gave the model, under the body rules."""
+        if body is None:
+            return self._decide(view)
+        if body is TOO_LARGE:
+            exc = too_large(limit=self.max_body)
+            return self._refuse(exc.status, exc.code, exc.message)
+        try:
+            model = model_of(body)
+        except VCGateError as unreadable:
+            # Only refuse when the model could matter: decide as if the body was not seen, and
+            # if the policy needs the model for that, the body's flaw is the answer.
+            d = self._decide(view)
+            if d.code == "body_required":
+                return self._refuse(unreadable.status, unreadable.code, unreadable.message, details=unreadable.details)
+            return d
+        return self._decide(view._with_model(model))
+
+    def _token_request(self, view: RequestView, body: bytes | None) -> Decision:
+        if view.method.upper() != "POST":
+            return self._token(view, {})  # refused 405 there, before reading anything
+        if body is TOO_LARGE:
+            exc = too_large("the token request", limit=self.max_body)
+            return self._refuse(exc.status, exc.code, exc.message)
+        try:
+            form = token_form(body or b"", view.get("content-type"))
+        except VCGateError as exc:
+            return self._refuse(exc.status, exc.code, exc.message)
+        return self._token(view, form)
 
     def metadata(self) -> dict[str, Any]:
         """RFC 9728 protected-resource metadata (``/.well-known/oauth-protected-resource``)."""
@@ -519,12 +537,16 @@ class Gate:
 
     # --- status ------------------------------------------------------------------------------
 
-    def _status_results(self, credentials: Sequence[VerifiedCredential]) -> dict[str, StatusOutcome]:
+    def _status_results(self, policy: Policy, credentials: Sequence[VerifiedCredential]) -> dict[str, StatusOutcome]:
+        """Status outcomes of the credentials from trusted issuers and of delegation links
+        (no one else's status list or registry is consulted)."""
         results: dict[str, StatusOutcome] = {}
         if self.status is None:
             return results  # credentials with status entries count as unavailable
         for cred in credentials:
-            if not cred.status:
+            # Delegation links are issued by delegates, not trusted issuers: checked too (their
+            # chain must lead to a trusted root, which the policy decides).
+            if not cred.status or not (policy.trusts(cred.issuer) or is_link(cred)):
                 continue
             try:
                 self.status.check(cred)
@@ -610,7 +632,7 @@ class Gate:
         anonymous = self._anonymous(policy, facts, now)
         if anonymous.allow:
             return self._from_policy(anonymous, holder=None, mode="public")
-        if anonymous.code != "credential_required":
+        if anonymous.code != "credential_required" and not _model_pending(anonymous):
             return self._from_policy(anonymous, holder=None, mode=None)
 
         # One pass over the (already lower-cased) headers for both credentials headers.
@@ -622,6 +644,10 @@ class Gate:
             elif name == "dpop":
                 dpops.append(value)
         if not auths:
+            if _model_pending(anonymous):
+                # Denied without a credential, but one could change the answer: challenge.
+                anonymous = PolicyDecision(False, 401, "credential_required", "this request needs a verifiable credential",
+                                           anonymous.rule, anonymous.reasons)
             return self._from_policy(anonymous, holder=None, mode=None)
         if len(auths) > 1:
             return self._from_error(
@@ -692,7 +718,7 @@ class Gate:
         except VCGateError as exc:
             return self._from_error(exc)
         pd = policy.decide(
-            facts, pres.credentials, now=now, holder=pres.holder, status_results=self._status_results(pres.credentials)
+            facts, pres.credentials, now=now, holder=pres.holder, status_results=self._status_results(policy, pres.credentials)
         )
         return self._from_policy(pd, holder=pres.holder, mode="direct")
 
@@ -715,7 +741,7 @@ class Gate:
                 dpop_error=True,
             )
         pd = policy.decide(
-            facts, entry.credentials, now=now, holder=entry.holder, status_results=self._status_results(entry.credentials)
+            facts, entry.credentials, now=now, holder=entry.holder, status_results=self._status_results(policy, entry.credentials)
         )
         return self._from_policy(pd, holder=entry.holder, mode="session")
 
@@ -758,24 +784,17 @@ class Gate:
         except VCGateError as exc:
             return self._from_error(exc)
 
-        def refuse(status: int, code: str, message: str) -> Decision:
-            return self._refuse(status, code, message)._replace(subject=pres.holder)
-
-        trusted = {t.did for t in policy.trusted_issuers}
-        creds = tuple(c for c in pres.credentials if c.issuer in trusted)
-        if not creds:
-            return refuse(403, "issuer_not_trusted", "no presented credential comes from a trusted issuer")
-        results = self._status_results(creds)
-        for outcome in (StatusOutcome.REVOKED, StatusOutcome.SUSPENDED, StatusOutcome.UNSUPPORTED):
-            if outcome in results.values():
-                return refuse(401, f"status_{outcome.value}" if outcome is StatusOutcome.UNSUPPORTED else outcome.value,
-                              f"a presented credential is {outcome.value}")
-        if policy.defaults.status == "required" and any(
-            c.status and results.get(c.token) is not StatusOutcome.OK for c in creds
-        ):
-            return refuse(503, "status_unavailable", "the credential status cannot be established now")
-
-        scopes = self._scopes(policy, creds)
+        # The policy engine decides admission: the same rules as every call (trusted issuer
+        # and types, validity, holder binding, age, claims, status), without the request.
+        now = self._clock()
+        admission = policy.admit(
+            pres.credentials, now=now, holder=pres.holder, status_results=self._status_results(policy, pres.credentials)
+        )
+        pd = admission.decision
+        if not pd.allow:
+            return self._from_policy(pd, holder=pres.holder, mode=None)._replace(subject=pres.holder)
+        creds = admission.credentials
+        scopes = list(pd.grants.scopes)
         token = self.token_issuer.issue(
             subject=pres.holder,
             holder_jkt=proof.jkt,
@@ -808,16 +827,3 @@ class Gate:
             headers=(_JSON, _NO_STORE),
             body=body,
         )
-
-    @staticmethod
-    def _scopes(policy: Policy, creds: Sequence[VerifiedCredential]) -> list[str]:
-        scopes: dict[str, None] = {}
-        for rule in policy.rules:
-            if not rule.allow or rule.public or not rule.grants.scopes:
-                continue
-            req = rule.require
-            for c in creds:
-                if all(c.has_type(t) for t in req.types) and (req.issuers is None or c.issuer in req.issuers):
-                    scopes.update(dict.fromkeys(rule.grants.scopes))
-                    break
-        return list(scopes)

@@ -36,15 +36,15 @@ Decisions:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from .. import __version__
-from ..gate import GRANT_PREFIX, Decision, Gate, RequestView
-from ..middleware._common import MAX_BODY, TOO_LARGE, model_of, token_form
 from ..assembly import GateConfig, SharedGates
+from ..gate import Gate, RequestView
+from ..gate.pipeline import TOO_LARGE, Result, dumps
+from ..gate.request import is_gate_header
 
 __all__ = ["PRIORITY", "SCHEMA", "VERSION", "KongPlugin"]
 
@@ -56,7 +56,6 @@ SCHEMA: tuple[dict[str, Any], ...] = (
     {"key_file": {"type": "string", "required": False}},
     {"redis_url": {"type": "string", "required": False}},
     {"audit_log": {"type": "string", "required": False}},
-    {"max_body": {"type": "integer", "required": False, "default": MAX_BODY}},
 )
 #: Before Kong's rate limiting (910) and logging plugins, among the authentication plugins.
 PRIORITY = 1400
@@ -107,7 +106,6 @@ class KongPlugin:
         self.gate_config = GateConfig.from_env(environ, **overrides)
         self.runtime = self.runtimes.get(self.gate_config)
         self.gate: Gate = self.runtime.gate
-        self.max_body = int(config.get("max_body") or MAX_BODY)
 
     def __reduce__(self) -> Any:
         raise TypeError(
@@ -128,7 +126,7 @@ class KongPlugin:
             self._access(kong)
         except Exception:
             logger.exception("vcgate: the Kong plugin failed; refusing the request")
-            _exit(kong, 500, [], _INTERNAL)
+            _exit(kong, 503, [("Content-Type", "application/json")], _INTERNAL)
 
     def _access(self, kong: Any) -> None:
         gate = self.gate
@@ -147,50 +145,36 @@ class KongPlugin:
             host = f"{host}:{int(port)}"
         view = RequestView(method=method, path=path, query=query, host=host, scheme=scheme, headers=headers)
 
-        if gate.is_metadata(path) and method in ("GET", "HEAD"):
-            _exit(kong, 200, [("Cache-Control", "max-age=300")], gate.metadata())
+        plan = gate.plan(view)
+        body = self._body(kong, plan.max_body) if plan.read_body else None
+        result = gate.run(plan, view, body)
+        if not result.forward:
+            _exit(kong, result.status, result.headers, result.body)
             return
-        if gate.is_token_endpoint(path):
-            body = self._body(kong)
-            if body is None:
-                _exit(kong, 413, [], TOO_LARGE)
-                return
-            status, out_headers, payload = gate.token_endpoint(view, token_form(body, view.get("content-type")))
-            _exit(kong, status, out_headers, payload)
-            return
-        if gate.needs_body(method, path):
-            body = self._body(kong)
-            if body is None:
-                _exit(kong, 413, [], TOO_LARGE)
-                return
-            view = RequestView(method=method, path=path, query=query, host=host, scheme=scheme, headers=view.headers,
-                               model=model_of(body, view.get("content-type")), body_available=True)
+        _forward(kong, headers, result)
 
-        decision = gate.check(view)
-        if not decision.allow:
-            _exit(kong, decision.status, decision.headers, decision.body)
-            return
-        _forward(kong, headers, decision)
-
-    def _body(self, kong: Any) -> bytes | None:
-        """The request body, or None when Kong cannot hand it over or it is over ``max_body``."""
+    @staticmethod
+    def _body(kong: Any, limit: int) -> Any:
+        """The request body, :data:`TOO_LARGE` when over ``limit`` or when Kong cannot hand it
+        over (it answers nil or an error for bodies it spooled to disk: the large ones; an
+        empty body is an empty string)."""
         try:
             raw = _pdk(kong.request.get_raw_body)
-        except Exception:  # noqa: BLE001 -- Kong refuses bodies it spooled to disk: unreadable
-            return None
+        except Exception:  # noqa: BLE001
+            return TOO_LARGE
         # Kong's RPC sends the body as msgpack binary; older Kongs sent a string.
         if raw is None:
-            return None
+            return TOO_LARGE
         data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
-        return data if len(data) <= self.max_body else None
+        return data if len(data) <= limit else TOO_LARGE
 
 
-def _forward(kong: Any, headers: Mapping[str, Any], decision: Decision) -> None:
+def _forward(kong: Any, headers: Mapping[str, Any], result: Result) -> None:
     upstream = kong.service.request
     for name in headers:
-        if name.lower().startswith(GRANT_PREFIX):
+        if is_gate_header(name):
             _pdk(upstream.clear_header, name)
-    for name, value in decision.grant_headers:
+    for name, value in result.grants:
         _pdk(upstream.set_header, name, value)
 
 
@@ -208,4 +192,5 @@ def _exit(kong: Any, status: int, headers: Any, body: Any) -> None:
     if not any(k.lower() == "content-type" for k in out):
         out["Content-Type"] = "application/json"
     # A str, not a table: Kong would re-encode a table with its own key order and escaping.
-    kong.response.exit(status, json.dumps(body, separators=(",", ":")), out)
+    data = body if isinstance(body, bytes) else dumps(body)
+    kong.response.exit(status, data.decode(), out)

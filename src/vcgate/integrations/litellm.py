@@ -53,24 +53,20 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..gate import DEFAULT_TOKEN_PATH, GRANT_PREFIX, Decision, Gate, RequestView
-from ..middleware._common import MAX_BODY, TOO_LARGE, dumps, token_form
-from ..middleware.asgi import view_of_scope
 from ..assembly import AssembledGate, GateConfig
+from ..gate import DEFAULT_TOKEN_PATH, Decision, Gate, RequestView
+from ..gate.pipeline import TOO_LARGE, Result
+from ..gate.request import is_gate_header
+from ..middleware.asgi import settled, view_of_scope
 
 __all__ = ["GrantHeaders", "LiteLLMGate", "grant_headers", "install_routes", "user_api_key_auth"]
 
 log = logging.getLogger("vcgate.integrations.litellm")
 
-_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 # Headers LiteLLM's JSONResponse sets itself; copying the gate's would duplicate them.
 _OWN_HEADERS = frozenset({"content-type", "content-length"})
 _ROUTE_MARK = "vcgate_token_endpoint"
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _declared_length(headers: Any) -> int | None:
@@ -80,7 +76,7 @@ def _declared_length(headers: Any) -> int | None:
     return int(value)
 
 
-def view_of(request: Any, *, model: str | None = None, body_available: bool = False) -> RequestView:
+def view_of(request: Any) -> RequestView:
     """The :class:`RequestView` of a Starlette request.
 
     ``path`` is the raw request target (percent-encoding intact), ``scheme`` the ASGI scope's:
@@ -88,7 +84,29 @@ def view_of(request: Any, *, model: str | None = None, body_available: bool = Fa
     (its explicit trust setting), so a client cannot choose the scheme the DPoP ``htu`` is
     checked against.
     """
-    return view_of_scope(request.scope, model=model, body_available=body_available)
+    return view_of_scope(request.scope)
+
+
+async def _read_body(request: Any, limit: int) -> Any:
+    """The body (Starlette caches it, so LiteLLM's own read costs nothing more), or
+    :data:`TOO_LARGE` beyond ``limit`` bytes."""
+    declared = _declared_length(request.headers)
+    if declared is not None and declared > limit:
+        return TOO_LARGE
+    chunks: list[bytes] = []
+    size = 0
+    cached = getattr(request, "_body", None)
+    if isinstance(cached, bytes):  # already read (by LiteLLM): use it
+        chunks.append(cached)
+        size = len(cached)
+    else:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return TOO_LARGE
+            chunks.append(chunk)
+        request._body = b"".join(chunks)  # Starlette's cache: the host reads it again from here
+    return TOO_LARGE if size > limit else b"".join(chunks)
 
 
 def _proxy_exception(status: int, code: str, message: str, headers: Any = (), body: Mapping[str, Any] | None = None) -> Exception:
@@ -117,9 +135,8 @@ class LiteLLMGate:
 
     :param config: returns the settings; default :meth:`GateConfig.from_env`.
     :param runtime: an already built runtime (tests); ``config`` is then not used.
-    :param gate_options: passed to :meth:`GateConfig.build` (a clock, a status checker).
-    :param max_body: a request declaring a larger ``Content-Length`` is refused 413 when the
-        policy needs its ``model``, and the token endpoint reads no more than this.
+    :param gate_options: passed to :meth:`GateConfig.build` (a clock, a status checker,
+        ``max_body``).
     """
 
     def __init__(
@@ -128,12 +145,10 @@ class LiteLLMGate:
         config: Callable[[], GateConfig] = GateConfig.from_env,
         runtime: AssembledGate | None = None,
         gate_options: Mapping[str, Any] | None = None,
-        max_body: int = MAX_BODY,
     ) -> None:
         self._config = config
         self._runtime = runtime
         self._gate_options = dict(gate_options or {})
-        self.max_body = max_body
         self._lock = threading.Lock()
 
     # --- the gate ---------------------------------------------------------------------------
@@ -171,34 +186,19 @@ class LiteLLMGate:
         ``api_key`` is ignored: LiteLLM derives it from ``Authorization`` only for ``Bearer``.
         """
         gate = await self.gate()
+        result = await self._run(gate, request, endpoints=False)  # the token route is separate
+        if not result.forward:
+            d = result.decision
+            assert d is not None
+            raise _proxy_exception(result.status, d.code or "denied", d.message, result.headers, d.body)
+        return user_auth_of(result.decision)
+
+    @staticmethod
+    async def _run(gate: Gate, request: Any, *, endpoints: bool) -> Result:
         view = view_of(request)
-        if gate.needs_body(view.method, view.path):
-            try:
-                model = await self._model(request)
-            except _TooLarge:
-                raise _proxy_exception(413, TOO_LARGE["error"], TOO_LARGE["message"], body=TOO_LARGE) from None
-            view = view._with_model(model)
-        decision, ticket = gate.begin_check(view)
-        if ticket is not None:
-            decision = gate.settle(decision, ticket) if ticket.done() else await asyncio.to_thread(gate.settle, decision, ticket)
-        if not decision.allow:
-            raise _proxy_exception(decision.status, decision.code or "denied", decision.message, decision.headers, decision.body)
-        return user_auth_of(decision)
-
-    async def _model(self, request: Any) -> str | None:
-        declared = _declared_length(request.headers)
-        if declared is not None and declared > self.max_body:
-            raise _TooLarge
-        from litellm.proxy.common_utils.http_parsing_utils import read_request_body
-
-        ctype = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
-        # Chunked bodies declare no length. LiteLLM has read this one already, and Starlette
-        # caches it on the request, so this costs no second read (form bodies are not cached).
-        if ctype not in _FORM_TYPES and len(await request.body()) > self.max_body:
-            raise _TooLarge
-        data = await read_request_body(request)  # LiteLLM's own parse, cached on the request
-        model = data.get("model") if isinstance(data, dict) else None
-        return model if isinstance(model, str) else None
+        plan = gate.plan(view, endpoints=endpoints)
+        body = await _read_body(request, plan.max_body) if plan.read_body else None
+        return await settled(gate, gate.run(plan, view, body, wait=False))
 
     # --- the token endpoint -----------------------------------------------------------------
 
@@ -206,36 +206,12 @@ class LiteLLMGate:
         """``/.well-known/vcgate/token`` as a Starlette endpoint (see :func:`install_routes`)."""
         from starlette.responses import Response
 
-        gate = await self.gate()
-        view = view_of(request)
-        try:
-            body = await self._read_limited(request)
-        except _TooLarge:
-            status, headers, payload = 413, [], dict(TOO_LARGE)
-        else:
-            form = token_form(body, view.get("content-type"))
-            if gate.audit_waits:
-                status, headers, payload = await asyncio.to_thread(gate.token_endpoint, view, form)
-            else:
-                status, headers, payload = gate.token_endpoint(view, form)
-        response = Response(dumps(payload), status_code=status, media_type="application/json")
+        result = await self._run(await self.gate(), request, endpoints=True)
+        response = Response(result.body, status_code=result.status, media_type="application/json")
         response.raw_headers.extend(
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers if k.lower() not in _OWN_HEADERS
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in result.headers if k.lower() not in _OWN_HEADERS
         )
         return response
-
-    async def _read_limited(self, request: Any) -> bytes:
-        declared = _declared_length(request.headers)
-        if declared is not None and declared > self.max_body:
-            raise _TooLarge
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                raise _TooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
 
 
 def user_auth_of(decision: Decision) -> Any:
@@ -289,7 +265,7 @@ class GrantHeaders(_base_custom_logger()):  # type: ignore[misc]
         for name in ("headers", "extra_headers"):
             current = data.get(name)
             if isinstance(current, Mapping):
-                data[name] = {k: v for k, v in current.items() if not str(k).lower().startswith(GRANT_PREFIX)}
+                data[name] = {k: v for k, v in current.items() if not is_gate_header(str(k))}
         meta = getattr(user_api_key_dict, "metadata", None) or {}
         grants = meta.get("vcgate", {}).get("grant_headers") if isinstance(meta, Mapping) else None
         if grants:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
-from ..middleware._common import MAX_BODY
 from ..middleware.asgi import ASGIApp, Receive, Scope, Send
 from ..middleware.asgi import VCGateMiddleware as _ASGIMiddleware
 from ..assembly import GateConfig, SharedGates
@@ -40,16 +39,15 @@ class VCGateMiddleware(_ASGIMiddleware):
 
     :param config: the gate's settings; default :meth:`GateConfig.from_env` (``VCGATE_POLICY``
         is required). Middleware built with equal configs share one gate.
-    :param max_body: the largest body read to find the OpenAI ``model`` field.
     """
 
     #: The process's runtimes, one per configuration (see :class:`~vcgate.assembly.SharedGates`).
     runtimes: ClassVar[SharedGates] = SharedGates()
 
-    def __init__(self, app: ASGIApp, *, config: GateConfig | None = None, max_body: int = MAX_BODY) -> None:
+    def __init__(self, app: ASGIApp, *, config: GateConfig | None = None) -> None:
         self.config = config if config is not None else GateConfig.from_env()
         self.runtime = self.runtimes.get(self.config)
-        super().__init__(app, gate=self.runtime.gate, max_body=max_body)
+        super().__init__(app, gate=self.runtime.gate)
 
     # --- ASGI -----------------------------------------------------------------------------
 

@@ -22,8 +22,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..gate import GRANT_PREFIX, Decision, Gate, RequestView
-from ._common import MAX_BODY, TOO_LARGE, dumps, model_of, token_form
+from ..gate import Decision, Gate, RequestView
+from ..gate.pipeline import TOO_LARGE, Result
+from ..gate.request import is_gate_header
 
 __all__ = ["VCGateMiddleware"]
 
@@ -61,15 +62,12 @@ def view_of_scope(scope: Scope, *, model: str | None = None, body_available: boo
     )
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class _Disconnected(Exception):
     pass
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+async def _read_body(receive: Receive, limit: int) -> Any:
+    """The body, or :data:`TOO_LARGE` once it holds more than ``limit`` bytes."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -79,32 +77,34 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _TooLarge
+            return TOO_LARGE
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 
 
-async def _respond(send: Send, status: int, headers: Any, body: Any) -> None:
-    data = dumps(body)
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers if k.lower() != "content-length"]
+async def _respond(send: Send, result: Result) -> None:
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in result.headers if k.lower() != "content-length"]
     if not any(k == b"content-type" for k, _ in raw):
         raw.append((b"content-type", b"application/json"))
-    raw.append((b"content-length", str(len(data)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": data})
+    raw.append((b"content-length", str(len(result.body)).encode()))
+    await send({"type": "http.response.start", "status": result.status, "headers": raw})
+    await send({"type": "http.response.body", "body": result.body})
+
+
+async def settled(gate: Gate, result: Result) -> Result:
+    """The result once its audit record is durable, waiting off the event loop."""
+    if result.ticket is None:
+        return result
+    return gate.settle_result(result) if result.ticket.done() else await asyncio.to_thread(gate.settle_result, result)
 
 
 class VCGateMiddleware:
     """Guard an ASGI app with a :class:`~vcgate.gate.Gate`: ``VCGateMiddleware(app, gate=gate)``."""
 
-    def __init__(self, app: ASGIApp, *, gate: Gate, max_body: int = MAX_BODY) -> None:
+    def __init__(self, app: ASGIApp, *, gate: Gate) -> None:
         self.app = app
         self.gate = gate
-        self.max_body = max_body
-
-    def _view(self, scope: Scope, model: str | None = None, body_available: bool = False) -> RequestView:
-        return view_of_scope(scope, model=model, body_available=body_available)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,111 +115,70 @@ class VCGateMiddleware:
                 await self.app(scope, receive, send)
             return
         gate = self.gate
-        view = self._view(scope)
-        if gate.is_metadata(view.path) and view.method in ("GET", "HEAD"):
-            await _respond(send, 200, [("Cache-Control", "max-age=300")], gate.metadata())
-            return
-        ctype = view.get("content-type")
-        if gate.is_token_endpoint(view.path):
+        view = view_of_scope(scope)
+        plan = gate.plan(view)
+        body = None
+        if plan.read_body:
             try:
-                body = await _read_body(receive, self.max_body)
-            except _TooLarge:
-                await _respond(send, 413, [], TOO_LARGE)
-                return
+                body = await _read_body(receive, plan.max_body)
             except _Disconnected:
                 return
-            form = token_form(body, ctype)
-            if gate.audit_waits:
-                status, headers, payload = await asyncio.to_thread(gate.token_endpoint, view, form)
-            else:
-                status, headers, payload = gate.token_endpoint(view, form)
-            await _respond(send, status, headers, payload)
-            return
-
-        replay_receive = receive
-        if gate.needs_body(view.method, view.path):
-            try:
-                body = await _read_body(receive, self.max_body)
-            except _TooLarge:
-                await _respond(send, 413, [], TOO_LARGE)
-                return
-            except _Disconnected:
-                return
-            # The same request with the body's model: reuse the parsed path, host and headers.
-            view = view._with_model(model_of(body, ctype))
-            replay_receive = _replay(body, receive)
-
-        decision, ticket = gate.begin_check(view)
-        if ticket is not None:
-            # Durable before answered; off the event loop unless the record is already on disk.
-            decision = gate.settle(decision, ticket) if ticket.done() else await asyncio.to_thread(gate.settle, decision, ticket)
-        if not decision.allow:
-            await _respond(send, decision.status, decision.headers, decision.body)
+        result = await settled(gate, gate.run(plan, view, body, wait=False))
+        if not result.forward:
+            await _respond(send, result)
             return
         scope = dict(scope)
-        scope["headers"] = _upstream_headers(gate, scope.get("headers") or [], decision)
-        scope["vcgate"] = decision
-        await self.app(scope, replay_receive, send)
-
+        scope["headers"] = _upstream_headers(scope.get("headers") or [], result)
+        scope["vcgate"] = result.decision
+        await self.app(scope, receive if body is None else _replay(body, receive), send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         gate = self.gate
         as_http = dict(scope)
         as_http["method"] = "GET"
         as_http["scheme"] = _WS_SCHEMES.get(scope.get("scheme", "ws"), "http")
-        decision, ticket = gate.begin_check(self._view(as_http))
-        if ticket is not None:
-            decision = await asyncio.to_thread(gate.settle, decision, ticket)
-        if not decision.allow:
-            await _refuse_websocket(scope, send, decision)
+        view = view_of_scope(as_http)
+        # A handshake has no body: it is only ever checked, never a token or metadata request.
+        result = await settled(gate, gate.run(gate.plan(view, endpoints=False), view, None, wait=False))
+        if not result.forward:
+            await _refuse_websocket(scope, send, result)
             return
         scope = dict(scope)
-        scope["headers"] = _upstream_headers(gate, scope.get("headers") or [], decision)
-        scope["vcgate"] = decision
+        scope["headers"] = _upstream_headers(scope.get("headers") or [], result)
+        scope["vcgate"] = result.decision
         await self.app(scope, receive, send)
 
 
 _WS_SCHEMES = {"ws": "http", "wss": "https"}
 
 
-async def _refuse_websocket(scope: Scope, send: Send, decision: Decision) -> None:
+async def _refuse_websocket(scope: Scope, send: Send, result: Result) -> None:
     """The refusal as an HTTP response where the server can send one, else a close before accept."""
     if "websocket.http.response" in (scope.get("extensions") or {}):
-        data = dumps(decision.body)
-        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in result.headers
                    if k.lower() != "content-length"]
-        headers.append((b"content-length", str(len(data)).encode()))
-        await send({"type": "websocket.http.response.start", "status": decision.status, "headers": headers})
-        await send({"type": "websocket.http.response.body", "body": data})
+        headers.append((b"content-length", str(len(result.body)).encode()))
+        await send({"type": "websocket.http.response.start", "status": result.status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": result.body})
         return
     # Closing before accepting makes the server answer the handshake with 403 (ASGI spec).
     await send({"type": "websocket.close", "code": 1008})
 
 
-_GRANT_PREFIX = GRANT_PREFIX.encode("latin-1")
+def _upstream_headers(headers: Any, result: Result) -> list[tuple[bytes, bytes]]:
+    """:meth:`Result.upstream` for ASGI's bytes pairs, without a str round trip per header.
 
-
-def _upstream_headers(gate: Gate, headers: Any, decision: Decision) -> list[tuple[bytes, bytes]]:
-    """:meth:`Gate.upstream_headers`, encoded for ASGI, without a str round trip for ASCII names.
-
-    For bytes pairs with an ASCII name, ``k.lower()`` on bytes equals the latin-1 round trip
-    of ``str.lower()`` and the value comes back unchanged; anything else takes the general path.
+    ``is_gate_header`` is the one rule for what is removed; only names that could be a
+    gate header (length and first letter) pay for it.
     """
-    def general() -> list[tuple[bytes, bytes]]:
-        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in gate.upstream_headers(headers, decision)]
-
-    if type(headers) not in (list, tuple) or type(gate).upstream_headers is not Gate.upstream_headers:
-        return general()  # an unusual scope, or a subclass that decides itself
     out: list[tuple[bytes, bytes]] = []
     append = out.append
     for pair in headers:
         k, v = pair
-        if type(k) is not bytes or type(v) is not bytes or not k.isascii():
-            return general()
-        k = k.lower()
-        if not k.startswith(_GRANT_PREFIX):
-            append((k, v))
-    for k, v in decision.grant_headers:
+        if len(k) >= 9 and k[:1] in (b"x", b"X") and is_gate_header(k):
+            continue
+        append((k.lower() if type(k) is bytes else k.lower().encode("latin-1"), v))
+    for k, v in result.grants:
         append((k.lower().encode("latin-1"), v.encode("latin-1")))
     return out
 

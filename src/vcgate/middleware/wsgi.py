@@ -1,30 +1,30 @@
-"""``VCGateWSGI``: the same driver for WSGI apps (Flask).
+"""``VCGateWSGI``: the pipeline for WSGI apps (Flask).
 
-The decision is in ``environ["vcgate.decision"]``; client ``HTTP_X_VCGATE_*`` variables are
-removed and grants added as ``HTTP_X_VCGATE_*``; a body the policy needs is read up to
-``max_body`` bytes (by ``CONTENT_LENGTH``) and put back as ``wsgi.input``.
+It translates ``environ`` into a :class:`~vcgate.gate.RequestView`, reads the body when the
+pipeline asks (up to ``plan.max_body`` bytes, put back as ``wsgi.input``) and translates the
+result back: a JSON refusal or endpoint answer, or the app called with every client
+``HTTP_X_VCGATE_*`` variable removed, the grants added as ``HTTP_X_VCGATE_*`` and the decision
+in ``environ["vcgate.decision"]``.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 from ..gate import Gate, RequestView
-from ._common import MAX_BODY, TOO_LARGE, dumps, model_of, token_form
+from ..gate.pipeline import TOO_LARGE, Result
+from ..gate.request import is_gate_header
 
-__all__ = ["VCGateWSGI"]
-
-_STATUS_TEXT = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 405: "Method Not Allowed",
-                413: "Content Too Large", 503: "Service Unavailable"}
+__all__ = ["VCGateWSGI", "environ_headers", "environ_path"]
 
 
-def _headers_of(environ: dict[str, Any]) -> list[tuple[str, str]]:
-    out = []
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            out.append((key[5:].replace("_", "-").lower(), value))
+def environ_headers(environ: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The request headers of a WSGI ``environ`` (``HTTP_*``, content type and length)."""
+    out = [(k[5:].replace("_", "-").lower(), v) for k, v in environ.items() if k.startswith("HTTP_")]
     if environ.get("CONTENT_TYPE"):
         out.append(("content-type", environ["CONTENT_TYPE"]))
     if environ.get("CONTENT_LENGTH"):
@@ -32,47 +32,64 @@ def _headers_of(environ: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def environ_path(environ: Mapping[str, Any]) -> tuple[str, str]:
+    """The request target as sent (percent-encoding intact), split into path and query.
+
+    The policy matches raw paths and refuses ambiguous ones (dot segments, encoded slashes);
+    WSGI's ``PATH_INFO`` is already decoded, so the server's raw URI is preferred (waitress:
+    ``REQUEST_URI``, gunicorn: ``RAW_URI``).
+    """
+    raw = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+    if raw:
+        if "://" in raw.split("?", 1)[0]:  # absolute-form request target
+            raw = "/" + raw.split("://", 1)[1].partition("/")[2]
+        path, _, query = raw.partition("?")
+        return path or "/", query
+    path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=-._~%")
+    return path or "/", environ.get("QUERY_STRING", "")
+
+
+def read_environ_body(environ: dict[str, Any], limit: int) -> Any:
+    """At most ``limit`` bytes of the body (:data:`TOO_LARGE` beyond), put back for the app."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit:
+        return TOO_LARGE
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    if length > 0:
+        data = stream.read(length)
+    elif environ.get("wsgi.input_terminated"):  # chunked: the server says the stream ends
+        data = stream.read(limit + 1)
+        if len(data) > limit:
+            return TOO_LARGE
+    else:
+        return b""
+    environ["wsgi.input"] = io.BytesIO(data)
+    environ["CONTENT_LENGTH"] = str(len(data))
+    return data
+
+
+def _status_line(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Error"
+
+
 class VCGateWSGI:
     """Guard a WSGI app with a :class:`~vcgate.gate.Gate`: ``app.wsgi_app = VCGateWSGI(app.wsgi_app, gate=gate)``."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], *, gate: Gate, max_body: int = MAX_BODY) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], *, gate: Gate) -> None:
         self.app = app
         self.gate = gate
-        self.max_body = max_body
 
     @staticmethod
-    def _respond(start_response: Callable[..., Any], status: int, headers: Any, body: Any) -> list[bytes]:
-        data = dumps(body)
-        hdrs = [(k, v) for k, v in headers if k.lower() not in ("content-length", "content-type")]
-        hdrs += [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
-        start_response(f"{status} {_STATUS_TEXT.get(status, 'Error')}", hdrs)
-        return [data]
-
-    def _read_body(self, environ: dict[str, Any]) -> bytes | None:
-        """The body, or None if it is larger than ``max_body``."""
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > self.max_body:
-            return None
-        stream = environ.get("wsgi.input")
-        if stream is None or length <= 0:
-            # No length (chunked): read at most max_body + 1 when the server says input terminates.
-            if stream is not None and environ.get("wsgi.input_terminated"):
-                data = stream.read(self.max_body + 1)
-                return None if len(data) > self.max_body else data
-            return b""
-        return stream.read(length)
-
-    def _view(self, environ: dict[str, Any], model: str | None = None, body_available: bool = False) -> RequestView:
-        raw = environ.get("REQUEST_URI") or environ.get("RAW_URI")
-        if raw:
-            path = raw.split("?", 1)[0]
-            if "://" in path:  # absolute-form request target
-                path = "/" + path.split("://", 1)[1].partition("/")[2]
-        else:
-            path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/"
+    def view_of(environ: Mapping[str, Any]) -> RequestView:
+        path, query = environ_path(environ)
         host = environ.get("HTTP_HOST")
         if not host:
             host = environ.get("SERVER_NAME", "localhost")
@@ -82,41 +99,31 @@ class VCGateWSGI:
         return RequestView(
             method=environ.get("REQUEST_METHOD", "GET"),
             path=path,
-            query=environ.get("QUERY_STRING", ""),
+            query=query,
             host=host,
             scheme=environ.get("wsgi.url_scheme", "http"),
-            headers=_headers_of(environ),
-            model=model,
-            body_available=body_available,
+            headers=environ_headers(environ),
         )
+
+    @staticmethod
+    def _respond(start_response: Callable[..., Any], result: Result) -> list[bytes]:
+        hdrs = [(k, v) for k, v in result.headers if k.lower() not in ("content-length", "content-type")]
+        hdrs += [("Content-Type", "application/json"), ("Content-Length", str(len(result.body)))]
+        start_response(_status_line(result.status), hdrs)
+        return [result.body]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         gate = self.gate
-        view = self._view(environ)
-        if gate.is_metadata(view.path) and view.method in ("GET", "HEAD"):
-            return self._respond(start_response, 200, [("Cache-Control", "max-age=300")], gate.metadata())
-        ctype = environ.get("CONTENT_TYPE")
-        if gate.is_token_endpoint(view.path):
-            body = self._read_body(environ)
-            if body is None:
-                return self._respond(start_response, 413, [], TOO_LARGE)
-            status, headers, payload = gate.token_endpoint(view, token_form(body, ctype))
-            return self._respond(start_response, status, headers, payload)
-
-        if gate.needs_body(view.method, view.path):
-            body = self._read_body(environ)
-            if body is None:
-                return self._respond(start_response, 413, [], TOO_LARGE)
-            environ["wsgi.input"] = io.BytesIO(body)
-            environ["CONTENT_LENGTH"] = str(len(body))
-            view = self._view(environ, model_of(body, ctype), True)
-
-        decision = gate.check(view)
-        if not decision.allow:
-            return self._respond(start_response, decision.status, decision.headers, decision.body)
-        for key in [k for k in environ if k.startswith("HTTP_X_VCGATE_")]:
+        view = self.view_of(environ)
+        plan = gate.plan(view)
+        body = read_environ_body(environ, plan.max_body) if plan.read_body else None
+        result = gate.run(plan, view, body)
+        if not result.forward:
+            return self._respond(start_response, result)
+        # HTTP_* keys are the CGI folding of header names: '-' and '_' are the same there.
+        for key in [k for k in environ if k.startswith("HTTP_") and is_gate_header(k[5:])]:
             del environ[key]
-        for name, value in decision.grant_headers:
+        for name, value in result.grants:
             environ["HTTP_" + name.upper().replace("-", "_")] = value
-        environ["vcgate.decision"] = decision
+        environ["vcgate.decision"] = result.decision
         return self.app(environ, start_response)

@@ -8,11 +8,12 @@ See ``docs/policy.md`` for the file format and the decision rules. Errors (``Pol
 an invalid file, the denials of :data:`DENIAL_CODES`) are in :mod:`vcgate.errors`.
 """
 
-from .engine import DENIAL_CODES, Grants, Policy, PolicyDecision, Reason, RequestFacts, StatusOutcome
+from .engine import DENIAL_CODES, Admission, Grants, Policy, PolicyDecision, Reason, RequestFacts, StatusOutcome
 from .model import STATUS_MODES, Defaults, PolicyDocument, RuleSpec, TrustedIssuer, load_policy, parse_duration
 
 __all__ = [
     "DENIAL_CODES",
+    "Admission",
     "STATUS_MODES",
     "Defaults",
     "Grants",

@@ -10,8 +10,10 @@ rule's own checks. Reasons (text) are built only on a denial.
 How a request is decided:
 
 1. The path is checked (raw, percent-encoded form; query string ignored). Encoded ``/``,
-   ``\\`` or ``%``, ``#``, control characters, empty segments and dot segments are refused with
-   ``request_invalid`` -- never "normalised", since a backend might normalise differently.
+   ``\\``, ``%``, ``#``, ``?`` or ``;``, a raw ``;`` (path parameters, which servlet containers
+   and some proxies strip before routing), ``#``, control characters, empty segments and dot
+   segments are refused with ``request_invalid`` -- never "normalised", since a backend might
+   normalise differently. What is left decodes to exactly one path every server agrees on.
 2. Rules are tried in file order; the first whose ``match`` holds decides. A deny rule
    denies; an allow rule allows if one presented credential meets all its requirements,
    else denies with every reason. No rule matching is ``no_matching_rule`` (default deny).
@@ -82,6 +84,7 @@ from .model import (
 
 __all__ = [
     "DENIAL_CODES",
+    "Admission",
     "Grants",
     "Policy",
     "PolicyDecision",
@@ -148,6 +151,13 @@ class StatusOutcome(str, Enum):
         if isinstance(exc, StatusUnsupportedError):
             return cls.UNSUPPORTED
         return cls.UNAVAILABLE
+
+
+class Admission(NamedTuple):
+    """The outcome of :meth:`Policy.admit`: the decision and the credentials admitted."""
+
+    decision: PolicyDecision
+    credentials: tuple[VerifiedCredential, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,9 +254,11 @@ class PolicyDecision(NamedTuple):
 # --- request normalisation -----------------------------------------------------------------------
 
 # Anything that needs a closer look; most paths contain none of these and skip the slow path.
-_PATH_SUSPECT = re.compile(r"[%#\\\x00-\x20\x7f]|//|/\.\.?(?:/|\Z)")
+_PATH_SUSPECT = re.compile(r"[%#;\\\x00-\x20\x7f]|//|/\.\.?(?:/|\Z)")
 _DOT_OR_EMPTY = re.compile(r"//|/\.\.?(?:/|\Z)")
 _HEX = frozenset("0123456789abcdefABCDEF")
+#: Bytes that, once decoded, would change how a server splits or routes the path.
+_NEVER_ENCODED = frozenset(b"/\\%#?;")
 
 
 def _check_path(raw: str) -> tuple[str | None, str]:
@@ -258,6 +270,8 @@ def _check_path(raw: str) -> tuple[str | None, str]:
         return path, ""
     if re.search(r"[#\\\x00-\x20\x7f]", path):
         return None, "the request path contains a space, a control character, '#' or a backslash"
+    if ";" in path:
+        return None, "the request path contains ';' (path parameters), which servers and proxies read differently"
     if "%" in path:
         pieces = path.split("%")
         out = [pieces[0].encode("utf-8")]
@@ -265,8 +279,8 @@ def _check_path(raw: str) -> tuple[str | None, str]:
             if len(piece) < 2 or piece[0] not in _HEX or piece[1] not in _HEX:
                 return None, "the request path has an invalid percent-encoding"
             byte = int(piece[:2], 16)
-            if byte < 0x20 or byte == 0x7F or byte in (0x2F, 0x5C, 0x25):
-                return None, "the request path percent-encodes '/', '\\', '%' or a control character"
+            if byte < 0x20 or byte == 0x7F or byte in _NEVER_ENCODED:
+                return None, "the request path percent-encodes '/', '\\', '%', '#', '?', ';' or a control character"
             out.append(bytes((byte,)))
             out.append(piece[2:].encode("utf-8"))
         try:
@@ -758,6 +772,73 @@ class Policy:
             return _body_required(final.rule, (final,))
         return final  # type: ignore[return-value]
 
+    def trusts(self, issuer: str) -> bool:
+        """Whether ``issuer`` is in ``trusted_issuers`` (only their credentials are worth a
+        status lookup)."""
+        return issuer in self._trusted
+
+    def admit(
+        self,
+        credentials: Sequence[VerifiedCredential] | None,
+        *,
+        now: float,
+        holder: str | None = None,
+        status_results: Mapping[str, StatusOutcome | str] | None = None,
+    ) -> Admission:
+        """Whether a presentation earns a session (the token endpoint's question).
+
+        A credential is admitted when it meets every requirement of at least one allow rule
+        that needs a credential -- trusted issuer and types, validity, holder binding, age,
+        claims, status -- leaving out only what depends on a request (method, path, host,
+        model): each session call is decided again by :meth:`decide`. The session's scopes
+        are those of every rule some credential meets. When nothing is admitted, the denial
+        is the one of the rule some credential came closest to meeting.
+        """
+        creds = tuple(credentials or ())
+        if not creds:
+            return Admission(
+                _deny("credential_required", "the token request presents no credential", None), ()
+            )
+        chains: dict[str, ChainCandidate] | None = None
+        if any(is_link(c) for c in creds):
+            creds, chains = _chain_candidates(creds)
+        admitted: dict[int, VerifiedCredential] = {}
+        scopes: dict[str, None] = {}
+        first: tuple[_Rule, VerifiedCredential, tuple[Reason, ...]] | None = None
+        closest: tuple[int, PolicyDecision] | None = None
+        for rule in self._rules:
+            if not rule.allow or rule.public:
+                continue
+            met = False
+            for index, cred in enumerate(creds):
+                notes = self._satisfies(rule, index, cred, None, False, now, holder, status_results, chains)
+                if notes is None:
+                    continue
+                met = True
+                candidate = chains.get(cred.token) if chains is not None else None
+                # A chain is kept as its links, so that every call assembles and decides it again.
+                for c in candidate.hops if candidate is not None else (cred,):
+                    admitted.setdefault(id(c), c)
+                if first is None:
+                    first = (rule, cred, () if notes is _NEEDS_MODEL else notes)
+            if met:
+                scopes.update(dict.fromkeys(rule.scopes))
+            elif first is None:
+                staged = self._closest_denial(rule, creds, None, False, now, holder, status_results, chains)
+                if closest is None or staged[0] > closest[0]:
+                    closest = staged
+        if first is not None:
+            rule, cred, notes = first
+            chain = _chain_of(chains, cred)
+            decision = PolicyDecision(
+                True, 200, None, "session admitted", rule.name, notes, Grants(MappingProxyType({}), tuple(scopes)),
+                chain.principal if chain is not None else cred.subject, cred.issuer, cred, chain,
+            )
+            return Admission(decision, tuple(admitted.values()))
+        if closest is None:
+            return Admission(_deny("no_matching_rule", "no allow rule of the policy accepts a credential", None), ())
+        return Admission(closest[1], ())
+
     def _apply(
         self,
         rule: _Rule,
@@ -962,6 +1043,20 @@ class Policy:
     ) -> PolicyDecision:
         """No credential satisfies ``rule``: collect every reason; the main one comes from the
         credential that got furthest through the checks."""
+        return self._closest_denial(rule, creds, model, model_known, now, holder, status_results, chains)[1]
+
+    def _closest_denial(
+        self,
+        rule: _Rule,
+        creds: Sequence[VerifiedCredential],
+        model: str | None,
+        model_known: bool,
+        now: float,
+        holder: str | None,
+        status_results: Mapping[str, StatusOutcome | str] | None,
+        chains: Mapping[str, ChainCandidate] | None = None,
+    ) -> tuple[int, PolicyDecision]:
+        """:meth:`_explain_denial` and how far the closest credential got (its stage)."""
         best_stage, best, primary = -1, None, None
         reasons: list[Reason] = []
         for index, cred in enumerate(creds):
@@ -975,7 +1070,7 @@ class Policy:
                 best_stage, best, primary = stage, cred, reason
         assert primary is not None and best is not None
         chain = _chain_of(chains, best)
-        return PolicyDecision(
+        return best_stage, PolicyDecision(
             False,
             DENIAL_CODES[primary.code].status,
             primary.code,

@@ -41,11 +41,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import quote
 
 from .. import __version__
-from ..gate import GRANT_PREFIX, Decision, Gate, RequestView
-from ..middleware._common import MAX_BODY, dumps, model_of, token_form
+from ..gate import Gate, RequestView
+from ..gate.pipeline import TOO_LARGE, Result, dumps
+from ..middleware.wsgi import environ_headers, environ_path
 from .metrics import CONTENT_TYPE, Metrics
 
 __all__ = ["AuthService", "create_app"]
@@ -89,34 +89,33 @@ class AuthService:
         *,
         mirror: Any = None,
         metrics: Metrics | None = None,
-        max_body: int = MAX_BODY,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.gate = gate
         self.mirror = mirror
         self.metrics = metrics if metrics is not None else Metrics(mirror=mirror, version=__version__,
                                                                    audience=gate.audience)
-        self.max_body = max_body
         self._timer = timer
 
     # --- deciding -------------------------------------------------------------------------
 
-    def decide(self, view: RequestView, adapter: str) -> Decision:
-        """:meth:`Gate.check` with the metrics around it."""
-        start = self._timer()
-        decision = self.gate.check(view)
-        self.metrics.observe(adapter, decision.allow, decision.code, self._timer() - start)
-        return decision
+    def handle(self, view: RequestView, adapter: str, body: bytes | None = None, *, endpoints: bool = False) -> Result:
+        """The pipeline (:meth:`Gate.plan` + :meth:`Gate.run`) with the metrics around it.
 
-    def token(self, view: RequestView, body: bytes, content_type: str | None) -> tuple[int, list[tuple[str, str]], Any]:
+        ``body`` is what the dialect could read (``None``: it sees no bodies); it is used only
+        when the plan needs it. ``endpoints``: this is the service's own token or metadata
+        route rather than a request a gateway asks about.
+        """
         start = self._timer()
-        status, headers, payload = self.gate.token_endpoint(view, token_form(body, content_type))
-        code = payload.get("error") if isinstance(payload, dict) and status != 200 else None
-        self.metrics.observe("token", status == 200, code, self._timer() - start)
-        return status, headers, payload
+        plan = self.gate.plan(view, endpoints=endpoints)
+        result = self.gate.run(plan, view, body if plan.read_body else None)
+        d = result.decision
+        if d is not None:
+            self.metrics.observe(adapter, d.allow, d.code, self._timer() - start)
+        return result
 
     def needs_body(self, view: RequestView) -> bool:
-        return self.gate.needs_body(view.method, view.path)
+        return self.gate.plan(view, endpoints=False).read_body
 
     # --- health -----------------------------------------------------------------------------
 
@@ -175,56 +174,53 @@ class AuthService:
 
     # --- dialects: answer out --------------------------------------------------------------
 
-    @staticmethod
-    def client_grant_headers(view: RequestView) -> list[str]:
-        """The ``x-vcgate-*`` headers the client sent, which the gateway must drop."""
-        seen: list[str] = []
-        for k, _ in view.headers:
-            if k.startswith(GRANT_PREFIX) and k not in seen:
-                seen.append(k)
-        return seen
-
     def unclearable_grant_headers(self, view: RequestView) -> list[str]:
         """Client ``x-vcgate-*`` headers an NGINX snippet made by ``vcgate policy nginx-snippet``
         would not overwrite: neither a grant of the current policy nor one of the service's own."""
         known = set(self.gate.policy.grant_header_names).union(SERVICE_HEADERS)
-        return [h for h in self.client_grant_headers(view) if h not in known]
+        return [h for h in view.gate_headers() if h not in known]
 
     @staticmethod
-    def refusal_headers(decision: Decision) -> list[tuple[str, str]]:
-        """Decision headers plus the code and message as headers, for gateways that drop bodies."""
-        headers = [(k, v) for k, v in decision.headers if k.lower() not in ("content-type", "content-length")]
-        headers.append(("X-Vcgate-Error", decision.code or "denied"))
-        headers.append(("X-Vcgate-Message", _one_line(decision.message)))
+    def refusal_headers(result: Result) -> list[tuple[str, str]]:
+        """The refusal's headers plus its code and message as headers, for gateways that drop bodies."""
+        headers = [(k, v) for k, v in result.headers if k.lower() not in ("content-type", "content-length")]
+        d = result.decision
+        headers.append(("X-Vcgate-Error", (d.code if d is not None else None) or "denied"))
+        headers.append(("X-Vcgate-Message", _one_line(d.message if d is not None else "")))
         return headers
 
-    def answer_forward(self, decision: Decision, *, flavour: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    def answer_forward(self, result: Result, *, flavour: str) -> tuple[int, list[tuple[str, str]], bytes]:
         """NGINX / Traefik answer: 200 with grants, or the refusal."""
-        if decision.allow:
-            headers = [(k, v) for k, v in decision.grant_headers]
-            if decision.subject:
-                headers.append(("X-Vcgate-Decision-Subject", decision.subject))
+        if result.forward:
+            headers = list(result.grants)
+            d = result.decision
+            if d is not None and d.subject:
+                headers.append(("X-Vcgate-Decision-Subject", d.subject))
             return 200, headers, b""
-        headers = self.refusal_headers(decision)
-        status = decision.status
+        headers = self.refusal_headers(result)
+        status = result.status
         if flavour == "nginx" and status not in _NGINX_PASSES:
             headers.append(("X-Vcgate-Status", str(status)))
             status = 403
         headers.append(("Content-Type", "application/json"))
-        return status, headers, dumps(decision.body or {"error": decision.code, "message": decision.message})
+        return status, headers, result.body
 
-    def answer_envoy_http(self, view: RequestView, decision: Decision) -> tuple[int, list[tuple[str, str]], bytes]:
+    def answer_envoy_http(self, result: Result) -> tuple[int, list[tuple[str, str]], bytes]:
         """Envoy ``ext_authz`` HTTP answer: 200 + grants + headers to remove, or the refusal."""
-        if decision.allow:
-            headers = [(k, v) for k, v in decision.grant_headers]
-            granted = {k.lower() for k, _ in decision.grant_headers}
-            drop = [h for h in self.client_grant_headers(view) if h not in granted]
+        if result.forward:
+            headers = list(result.grants)
+            granted = {k.lower() for k, _ in result.grants}
+            # WSGI folds '_' into '-' before the service sees a name, so the spelling the
+            # client used is unknown here: name both. (Mixed spellings are dropped at the edge:
+            # the shipped Envoy configs set headers_with_underscores_action: DROP_HEADER.)
+            drop = list(dict.fromkeys(v for h in result.remove for v in (h, h.replace("-", "_"))))
+            drop = [h for h in drop if h not in granted]
             if drop:
                 headers.append(("x-envoy-auth-headers-to-remove", ",".join(drop)))
             return 200, headers, b""
-        headers = self.refusal_headers(decision)
+        headers = self.refusal_headers(result)
         headers.append(("Content-Type", "application/json"))
-        return decision.status, headers, dumps(decision.body or {"error": decision.code, "message": decision.message})
+        return result.status, headers, result.body
 
 
 # --- the Flask app ------------------------------------------------------------------------------
@@ -232,37 +228,12 @@ class AuthService:
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def _wsgi_headers(environ: Mapping[str, Any]) -> list[tuple[str, str]]:
-    out = [(k[5:].replace("_", "-").lower(), v) for k, v in environ.items() if k.startswith("HTTP_")]
-    if environ.get("CONTENT_TYPE"):
-        out.append(("content-type", environ["CONTENT_TYPE"]))
-    if environ.get("CONTENT_LENGTH"):
-        out.append(("content-length", environ["CONTENT_LENGTH"]))
-    return out
-
-
-def _raw_path(environ: Mapping[str, Any]) -> tuple[str, str]:
-    """The request target as sent (percent-encoding intact), split into path and query.
-
-    The policy matches raw paths and refuses ambiguous ones (dot segments, encoded slashes);
-    WSGI's ``PATH_INFO`` is already decoded, so prefer the server's raw URI (waitress:
-    ``REQUEST_URI``, gunicorn: ``RAW_URI``).
-    """
-    raw = environ.get("REQUEST_URI") or environ.get("RAW_URI")
-    if raw:
-        if "://" in raw.split("?", 1)[0]:
-            raw = "/" + raw.split("://", 1)[1].partition("/")[2]
-        return _split_uri(raw)
-    path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), safe="/:@!$&'()*+,;=-._~%")
-    return path or "/", environ.get("QUERY_STRING", "")
-
-
 def create_app(service: AuthService, *, envoy_prefix: str = "/envoy") -> Any:
     """The Flask app of ``vcgate serve`` around ``service``."""
     from flask import Flask, Response, request
     from werkzeug.exceptions import HTTPException
 
-    from ..errors import MethodNotAllowedError, NotFoundError, TokenTooLargeError
+    from ..errors import MethodNotAllowedError, NotFoundError
 
     gate = service.gate
     app = Flask("vcgate.server")
@@ -287,13 +258,16 @@ def create_app(service: AuthService, *, envoy_prefix: str = "/envoy") -> Any:
         exc = exc_cls(message) if message else exc_cls()
         return respond(status or exc.status, [("Cache-Control", "no-store")], exc.to_dict())
 
-    def read_body() -> bytes | None:
-        """The request body up to ``max_body`` bytes, None when larger."""
+    def read_body(limit: int) -> Any:
+        """The request body up to ``limit`` bytes, :data:`TOO_LARGE` beyond."""
         length = request.content_length
-        if length is not None and length > service.max_body:
-            return None
-        data = request.stream.read(service.max_body + 1)
-        return None if len(data) > service.max_body else data
+        if length is not None and length > limit:
+            return TOO_LARGE
+        data = request.stream.read(limit + 1)
+        return TOO_LARGE if len(data) > limit else data
+
+    def send(result: Result) -> Response:
+        return respond(result.status, result.headers, result.body)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -318,32 +292,32 @@ def create_app(service: AuthService, *, envoy_prefix: str = "/envoy") -> Any:
     def metrics() -> Response:
         return Response(service.metrics.render(), status=200, content_type=CONTENT_TYPE)
 
-    @app.route("/.well-known/oauth-protected-resource", methods=["GET", "HEAD"])
-    def metadata() -> Response:
-        return respond(200, [("Cache-Control", "max-age=300")], gate.metadata())
-
-    def token() -> Response:
-        path, query = _raw_path(request.environ)
-        body = read_body()
-        if body is None:
-            return error(TokenTooLargeError, message="the token request is larger than the service reads")
-        view = RequestView(
+    def own_view() -> RequestView:
+        """A request to the service itself (token endpoint, metadata). The gateway proxies
+        those with the client's Host, which the DPoP ``htu`` is bound to; X-Forwarded-Host
+        could come from the client through Envoy, so it is not read."""
+        path, query = environ_path(request.environ)
+        return RequestView(
             method=request.method,
             path=path,
             query=query,
-            # The gateway proxies the token endpoint with the client's Host (the DPoP htu is
-            # bound to it); X-Forwarded-Host could come from the client through Envoy.
             host=request.host,
             scheme=_scheme(request.headers.get("X-Forwarded-Proto")),
-            headers=_wsgi_headers(request.environ),
+            headers=environ_headers(request.environ),
         )
-        status, headers, payload = service.token(view, body, request.content_type)
-        return respond(status, headers, payload)
+
+    @app.route("/.well-known/oauth-protected-resource", methods=["GET", "HEAD"])
+    def metadata() -> Response:
+        return send(service.handle(own_view(), "metadata", endpoints=True))
+
+    def token() -> Response:
+        view = own_view()
+        return send(service.handle(view, "token", read_body(gate.max_body), endpoints=True))
 
     app.add_url_rule(gate.token_path, "token", token, methods=_ALL_METHODS)
 
     def forward(flavour: str) -> Response:
-        view = service.forward_view(_wsgi_headers(request.environ), flavour=flavour)
+        view = service.forward_view(environ_headers(request.environ), flavour=flavour)
         if view is None:
             names = "X-Original-Method and X-Original-URI" if flavour == "nginx" else "X-Forwarded-Method and X-Forwarded-Uri"
             decision_status = 400
@@ -362,32 +336,33 @@ def create_app(service: AuthService, *, envoy_prefix: str = "/envoy") -> Any:
                 body = {"error": "request_invalid", "message": message}
                 return respond(403, [("X-Vcgate-Error", "request_invalid"), ("X-Vcgate-Status", "400"),
                                      ("X-Vcgate-Message", _one_line(message))], body)
-        decision = service.decide(view, flavour)
-        status, headers, data = service.answer_forward(decision, flavour=flavour)
+        # Forward-auth sees no body: a rule the model decides is answered body_required.
+        result = service.handle(view, flavour)
+        status, headers, data = service.answer_forward(result, flavour=flavour)
         return respond(status, headers, data)
 
     app.add_url_rule("/nginx/auth", "nginx", lambda: forward("nginx"), methods=_ALL_METHODS)
     app.add_url_rule("/traefik/auth", "traefik", lambda: forward("traefik"), methods=_ALL_METHODS)
 
     def envoy(rest: str = "") -> Response:
-        raw_path, query = _raw_path(request.environ)
-        path = raw_path.removeprefix(prefix)
-        headers = _wsgi_headers(request.environ)
+        raw_path, query = environ_path(request.environ)
         view = RequestView(
             method=request.method,
-            path=path or "/",
+            path=raw_path.removeprefix(prefix) or "/",
             query=query,
             host=request.host,
             scheme=_scheme(request.headers.get("X-Forwarded-Proto")),
-            headers=headers,
+            headers=environ_headers(request.environ),
         )
-        if service.needs_body(view) and request.content_length:
-            body = read_body()
-            if body is None:
-                return error(TokenTooLargeError, message="the request body is larger than the gateway reads")
-            view = view._with_model(model_of(body, request.content_type))
-        decision = service.decide(view, "envoy_http")
-        status, out, data = service.answer_envoy_http(view, decision)
+        body = None
+        if service.needs_body(view):
+            # Envoy sends the body only with with_request_body; a partial one (over its
+            # max_request_bytes with allow_partial_message) cannot be decided on.
+            if request.headers.get("x-envoy-auth-partial-body", "").lower() == "true":
+                body = TOO_LARGE
+            elif request.content_length or request.headers.get("Transfer-Encoding"):
+                body = read_body(gate.max_body)
+        status, out, data = service.answer_envoy_http(service.handle(view, "envoy_http", body))
         return respond(status, out, data)
 
     app.add_url_rule(prefix, "envoy_root", envoy, methods=_ALL_METHODS)

@@ -23,7 +23,7 @@ from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
 from ..gate import RequestView
-from ..middleware._common import dumps, model_of
+from ..gate.pipeline import TOO_LARGE, Result
 from .authservice import AuthService, _scheme, _split_uri
 
 __all__ = ["AuthorizationServicer", "serve_grpc"]
@@ -52,47 +52,48 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
     def __init__(self, service: AuthService) -> None:
         self.service = service
 
-    def view_of(self, request: Any) -> RequestView:
+    @staticmethod
+    def view_of(request: Any) -> tuple[RequestView, Any]:
+        """The original request and its body as Envoy sent it (``None``: no body sent,
+        :data:`TOO_LARGE`: Envoy says it sent only part of it)."""
         http = request.attributes.request.http
         path, query = _split_uri(http.path or "/")
         headers = _headers_of(http)
-        scheme = http.scheme or dict(headers).get("x-forwarded-proto")
+        first = dict(headers)
         view = RequestView(
             method=(http.method or "GET").upper(),
             path=path,
             query=query,
-            host=http.host or dict(headers).get(":authority") or dict(headers).get("host"),
-            scheme=_scheme(scheme),
+            host=http.host or first.get(":authority") or first.get("host"),
+            scheme=_scheme(http.scheme or first.get("x-forwarded-proto")),
             headers=[(k, v) for k, v in headers if not k.startswith(":")],
         )
-        body = http.raw_body or (http.body.encode("utf-8") if http.body else b"")
-        if body and self.service.needs_body(view):
-            if len(body) > self.service.max_body:
-                return view  # body_available stays False: the policy refuses body_required
-            view = view._with_model(model_of(body, dict(headers).get("content-type")))
-        return view
+        body: Any = http.raw_body or (http.body.encode("utf-8") if http.body else None)
+        if body is not None and first.get("x-envoy-auth-partial-body", "").lower() == "true":
+            body = TOO_LARGE
+        return view, body
 
     def Check(self, request: Any, context: Any) -> Any:  # the RPC's name, as the proto spells it
-        view = self.view_of(request)
-        decision = self.service.decide(view, "envoy_grpc")
-        if decision.allow:
-            granted = {k.lower() for k, _ in decision.grant_headers}
+        view, body = self.view_of(request)
+        result: Result = self.service.handle(view, "envoy_grpc", body)
+        if result.forward:
+            granted = {k.lower() for k, _ in result.grants}
             ok = external_auth_pb2.OkHttpResponse(
-                headers=[_option(k, v) for k, v in decision.grant_headers],
-                headers_to_remove=[h for h in self.service.client_grant_headers(view) if h not in granted],
+                headers=[_option(k, v) for k, v in result.grants],
+                headers_to_remove=[h for h in result.remove if h not in granted],
             )
             return external_auth_pb2.CheckResponse(status=status_pb2.Status(code=code_pb2.OK), ok_response=ok)
-        headers = self.service.refusal_headers(decision)
+        headers = self.service.refusal_headers(result)
         headers.append(("content-type", "application/json"))
         denied = external_auth_pb2.DeniedHttpResponse(
-            status=http_status_pb2.HttpStatus(code=decision.status),
+            status=http_status_pb2.HttpStatus(code=result.status),
             # Appended: a refusal repeats WWW-Authenticate (the VP and the DPoP challenge).
             headers=[_option(k, v, _APPEND) for k, v in headers],
-            body=dumps(decision.body or {"error": decision.code, "message": decision.message}).decode(),
+            body=result.body.decode(),
         )
-        code = code_pb2.UNAUTHENTICATED if decision.status == 401 else code_pb2.PERMISSION_DENIED
+        code = code_pb2.UNAUTHENTICATED if result.status == 401 else code_pb2.PERMISSION_DENIED
         return external_auth_pb2.CheckResponse(
-            status=status_pb2.Status(code=code, message=decision.code or "denied"), denied_response=denied
+            status=status_pb2.Status(code=code, message=result.code or "denied"), denied_response=denied
         )
 
 
@@ -100,7 +101,7 @@ def serve_grpc(service: AuthService, *, host: str = "127.0.0.1", port: int = 0, 
     """Start the gRPC server in background threads; return it and the port it listens on."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vcgate-grpc"),
-        options=[("grpc.max_receive_message_length", service.max_body + 64 * 1024)],
+        options=[("grpc.max_receive_message_length", service.gate.max_body + 64 * 1024)],
     )
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(AuthorizationServicer(service), server)
     bound = server.add_insecure_port(f"{host}:{port}")
