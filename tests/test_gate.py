@@ -392,5 +392,6 @@ def test_audit_durability_is_validated():
 
 def test_no_audit_by_default(w):
     assert w.gate.audit is None and not w.gate.audit_waits
-    d, ticket = w.gate.begin_check(view("GET", "/healthz", model=None))
-    assert d.allow and ticket is None
+    v = view("GET", "/healthz", model=None)
+    r = w.gate.run(w.gate.plan(v), v, None, wait=False)
+    assert r.forward and r.decision.allow and r.ticket is None

@@ -112,7 +112,7 @@ class World:
 def _read_model(body: bytes) -> str | None:
     try:
         data = json.loads(body)  # what Starlette's request.json() does, Content-Type or not
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return data.get("model") if isinstance(data, dict) else None
 

@@ -569,19 +569,6 @@ class Gate:
         decision, ticket = self._record(view, decision)
         return decision if ticket is None else self.settle(decision, ticket)
 
-    def begin_check(self, view: RequestView) -> tuple[Decision, Ticket | None]:
-        """:meth:`check` for event-loop adapters: decide and enqueue the audit record.
-
-        Returns the decision and, when the caller must still wait for durability (``"sync"``
-        audit), the :class:`~vcgate.audit.Ticket` to pass to :meth:`settle` (e.g. in a worker
-        thread, so the event loop does not block on ``fsync``). The decision must not be
-        answered before :meth:`settle` returned.
-        """
-        decision = self._decide(view)
-        if self.audit is None:
-            return decision, None
-        return self._record(view, decision)
-
     def settle(self, decision: Decision, ticket: Ticket) -> Decision:
         """Wait until ``ticket``'s record is durable; the decision, or a 503 if it is not."""
         try:
