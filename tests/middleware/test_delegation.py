@@ -1,4 +1,4 @@
-"""Delegation chains end to end through the ASGI middleware, in direct mode.
+"""Delegation chains end to end through the ASGI middleware, in direct and session mode.
 
 A user holds a credential from the organisation; ``Holder.delegate`` hands a narrower slice to
 an agent, which delegates to a sub-agent; the sub-agent's ``Holder`` presents the whole chain
@@ -114,11 +114,17 @@ def test_holder_delegate_refuses_to_widen(w: World) -> None:
         two.delegate(subject=w.sub.did)
 
 
-def test_session_mode_with_a_chain_fails_closed(w: World) -> None:
-    """Until the token endpoint keeps chains (docs/delegation.md), a session opened with one is
-    refused on its calls; it never gets the root's full claims."""
+def test_session_mode_keeps_the_chain(w: World) -> None:
+    """The token endpoint admits a chain with the policy engine and the session keeps its
+    links: each call is decided on the narrowed claims (and every link's status, as in direct
+    mode)."""
     _, _, sub = holders(w)
-    with TestClient(starlette_app(gate_for(w)), base_url=AUD) as c:
-        r = c.post("/v1/chat/completions", json={"model": "mistral-7b"}, auth=sub.httpx2_auth(mode="session"))
-    # The token endpoint kept only the root (trusted issuer), which is not the sub-agent's.
-    assert (r.status_code, r.json()["error"]) == (401, "holder_mismatch"), r.text
+    gate = gate_for(w)
+    with TestClient(starlette_app(gate), base_url=AUD) as c:
+        auth = sub.httpx2_auth(mode="session")
+        r = c.post("/v1/chat/completions", json={"model": "llama-3"}, auth=auth)
+        assert r.status_code == 200, r.text
+        assert r.json()["headers"]["x-vcgate-principal"] == w.user.did
+        assert r.json()["headers"]["x-vcgate-actors"] == f'["{w.agent.did}","{w.sub.did}"]'
+        r = c.post("/v1/chat/completions", json={"model": "mistral-7b"}, auth=auth)  # not passed on
+        assert (r.status_code, r.json().get("error")) == (403, "claim_mismatch"), r.text
