@@ -320,7 +320,7 @@ def test_metadata_is_answered_by_the_plugin(world, kong):
 def test_a_failing_pdk_call_is_refused_not_hung(world, kong):
     fake, instance, _log = kong
     out = fake.access(instance, FakeRequest(method="GET", path="/v1/models", fail=frozenset({"kong.request.get_headers"})))
-    assert out.status == 500 and out.body["error"] == "internal_error"
+    assert out.status == 503 and out.body["error"] == "internal_error"
     # The server still serves the next request.
     assert fake.access(instance, FakeRequest(method="GET", path="/v1/models")).status == 401
 
