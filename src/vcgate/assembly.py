@@ -36,6 +36,17 @@ ENV_VARS: dict[str, str] = {
     "VCGATE_REGISTRY": "address of the revocation registry the mirror follows",
     "VCGATE_CONFIRMATIONS": "blocks the mirror keeps undo data for (reorg window), default 12",
     "VCGATE_MIRROR_CHECKPOINT": "file the mirror checkpoints to, so a restart syncs from there",
+    "VCGATE_MAX_STALENESS": "seconds after the mirror's last good sync when on-chain status checks are refused "
+    "(status_unavailable), default 30",
+    "VCGATE_MIRROR_POLL_INTERVAL": "seconds between mirror syncs, default 1",
+    "VCGATE_MIRROR_READY_TIMEOUT": "seconds start-up waits for the mirror's first sync, default 30",
+    "VCGATE_RPC_TIMEOUT": "seconds one JSON-RPC request may take in total (a trickling node is cut off), default 10",
+    "VCGATE_REGISTRY_CODE_HASH": "keccak-256 of the registry's runtime code the mirror must see "
+    "(default: pinned at the first sync)",
+    "VCGATE_REDIS_TIMEOUT": "seconds one Redis command may take before the request is refused "
+    "(store_unavailable), default 0.25",
+    "VCGATE_AUDIT_TIMEOUT": "seconds a decision waits for the audit disk before it is refused "
+    "(audit_unavailable), default 5",
     "VCGATE_STATUS_LISTS": "1: fetch Bitstring Status List credentials over HTTPS (SSRF-safe)",
     "VCGATE_DID_WEB": "1: resolve did:web issuers over HTTPS (SSRF-safe)",
     "VCGATE_ALLOW_NETWORKS": "comma-separated networks did:web / status-list fetches may reach "
@@ -45,6 +56,17 @@ ENV_VARS: dict[str, str] = {
 }
 
 _TRUE = ("1", "true", "yes", "on")
+# Numeric settings: (environment variable, GateConfig field, type); the bounds after the first
+# are seconds that must be > 0.
+_NUMBERS: tuple[tuple[str, str, type], ...] = (
+    ("VCGATE_CONFIRMATIONS", "confirmations", int),
+    ("VCGATE_MAX_STALENESS", "max_staleness", float),
+    ("VCGATE_MIRROR_POLL_INTERVAL", "mirror_poll_interval", float),
+    ("VCGATE_MIRROR_READY_TIMEOUT", "mirror_ready_timeout", float),
+    ("VCGATE_RPC_TIMEOUT", "rpc_timeout", float),
+    ("VCGATE_REDIS_TIMEOUT", "redis_timeout", float),
+    ("VCGATE_AUDIT_TIMEOUT", "audit_timeout", float),
+)
 log = logging.getLogger("vcgate.assembly")
 
 
@@ -62,6 +84,12 @@ class GateConfig:
     confirmations: int = 12
     mirror_checkpoint: str | None = None
     mirror_ready_timeout: float = 30.0
+    max_staleness: float = 30.0
+    mirror_poll_interval: float = 1.0
+    rpc_timeout: float = 10.0
+    registry_code_hash: str | None = None
+    redis_timeout: float = 0.25
+    audit_timeout: float = 5.0
     status_lists: bool = False
     did_web: bool = False
     allow_networks: tuple[str, ...] = ()
@@ -96,12 +124,14 @@ class GateConfig:
             from .did.web import parse_ports  # raises ValueError naming the variable
 
             values["did_web_ports"] = parse_ports(ports)
-        confirmations = get("VCGATE_CONFIRMATIONS")
-        if confirmations is not None:
-            try:
-                values["confirmations"] = int(confirmations)
-            except ValueError:
-                raise ValueError(f"VCGATE_CONFIRMATIONS must be an integer, not {confirmations!r}") from None
+        values["registry_code_hash"] = get("VCGATE_REGISTRY_CODE_HASH")
+        for name, key, kind in _NUMBERS:
+            raw = get(name)
+            if raw is not None:
+                try:
+                    values[key] = kind(raw)
+                except ValueError:
+                    raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}, not {raw!r}") from None
         values.update(overrides)
         if not values.get("policy"):
             raise ValueError("no policy file: set VCGATE_POLICY (or pass policy=...)")
@@ -111,7 +141,11 @@ class GateConfig:
         if (self.rpc_url is None) != (self.registry is None):
             raise ValueError("the revocation mirror needs both an RPC URL and a registry address")
         if self.confirmations < 0:
-            raise ValueError("confirmations must be >= 0")
+            raise ValueError("confirmations must be >= 0 (VCGATE_CONFIRMATIONS, --confirmations)")
+        for name, key, _kind in _NUMBERS[1:]:
+            value = getattr(self, key)
+            if not value > 0 or value == float("inf"):
+                raise ValueError(f"{key} must be a positive number of seconds ({name}, --{key.replace('_', '-')})")
 
     def build(self, **gate_options: Any) -> AssembledGate:
         """Build the gate and start what runs beside it (mirror polling, audit writer).
@@ -157,7 +191,7 @@ class GateConfig:
         if self.redis_url:
             from .stores import RedisNonceStore, RedisReplayStore, redis_client
 
-            client = redis_client(self.redis_url)
+            client = redis_client(self.redis_url, timeout=self.redis_timeout)
             opts["nonce_store"] = RedisNonceStore(client)
             opts["replay_store"] = RedisReplayStore(client)
             closers.append(client.close)
@@ -169,13 +203,16 @@ class GateConfig:
             from .status.mirror import RevocationMirror
             from .status.registry import OnchainStatusMethod
 
-            chain = connect(self.rpc_url)
+            chain = connect(self.rpc_url, timeout=self.rpc_timeout)
             mirror = RevocationMirror(
                 chain=chain,
                 registry=self.registry,
                 chain_id=chain.chain_id(),
                 confirmations=self.confirmations,
                 checkpoint_path=self.mirror_checkpoint,
+                max_staleness=self.max_staleness,
+                poll_interval=self.mirror_poll_interval,
+                code_hash=self.registry_code_hash,
             )
             mirror.start()
             closers.append(mirror.stop)
@@ -206,6 +243,7 @@ class GateConfig:
             closers.append(audit.close)
             opts["audit"] = audit
 
+        opts["audit_timeout"] = self.audit_timeout
         opts.update(gate_options)
         gate = Gate.from_policy_file(self.policy, key_file=self.key_file, key_passphrase=self.key_passphrase, **opts)
         return AssembledGate(gate=gate, mirror=mirror, audit=audit, closers=tuple(closers))

@@ -59,6 +59,7 @@ __all__ = [
     "ChainError",
     "ChainUnavailableError",
     "RegistryNotFoundError",
+    "ChainMismatchError",
     "TransactionFailedError",
     "NotAuthorizedError",
     "TransactionPendingError",
@@ -443,6 +444,20 @@ class RegistryNotFoundError(ChainError):
     code = "registry_not_found"
     status = 502
     default_message = "no revocation registry contract at this address on this chain"
+
+
+class ChainMismatchError(ChainError):
+    """The node is not (or no longer) provably the chain a mirror was configured for.
+
+    ``details["reason"]`` says which proof failed: ``chain_id`` (the node reports another
+    chain id), ``registry_code`` (no contract, or other code, at the registry address) or
+    ``history`` (the blocks already mirrored are not on the node's chain, deeper than the
+    reorg window: a replaced or reset chain).
+    """
+
+    code = "chain_mismatch"
+    status = 503
+    default_message = "the node is not the chain the revocation mirror follows"
 
 
 class TransactionFailedError(ChainError):

@@ -290,10 +290,12 @@ def test_sync_errors_are_counted_never_raised(make_mirror, owner, caplog):  # no
 
 def test_wrong_chain_or_registry_never_becomes_healthy(make_mirror, chain, owner):  # noqa: F811
     m = make_mirror(chain_id=chain.chain_id() + 1)
-    assert m.sync_once().error.code == "chain_error"
-    assert not m.healthy
+    error = m.sync_once().error
+    assert (error.code, error.details["reason"]) == ("chain_mismatch", "chain_id")
+    assert not m.healthy and m.lag().chain_mismatch == "chain_id"
     m = make_mirror(registry=owner.address)  # an account, no contract: no events, ever
-    assert m.sync_once().error.code == "registry_not_found"
+    error = m.sync_once().error
+    assert (error.code, error.details["reason"]) == ("chain_mismatch", "registry_code")
     assert refused(m.check, owner.address, os.urandom(32), os.urandom(32)) == "status_unavailable"
 
 
@@ -422,7 +424,7 @@ def test_bad_checkpoint_means_full_resync_with_a_warning(
     assert second.is_revoked(owner.address, lst, key)
 
 
-def test_checkpoint_block_reorganised_away_means_full_resync(make_mirror, registry, owner, chain, tmp_path, caplog):  # noqa: F811
+def test_checkpoint_block_reorganised_away_fails_closed(make_mirror, registry, owner, chain, tmp_path, caplog):  # noqa: F811
     lst, key = os.urandom(32), os.urandom(32)
     snapshot = chain.w3.testing.snapshot()
     registry.change_status(owner, revoked=True, revocation_list=lst, revocation_key=key)
@@ -439,11 +441,16 @@ def test_checkpoint_block_reorganised_away_means_full_resync(make_mirror, regist
 
     with caplog.at_level(logging.WARNING, logger="vcgate.status.mirror"):
         second = make_mirror(checkpoint_path=path, confirmations=1)
-        result = synced(second)
-    assert result.full_resync and second.stats().full_resyncs == 1
-    assert any("no longer on the chain" in r.getMessage() for r in caplog.records)
-    assert not second.is_revoked(owner.address, lst, key)
-    second.check(owner.address, lst, key)
+        result = second.sync_once()
+    assert not result.ok and result.error.details["reason"] == "history"
+    assert any("no longer on the node's chain" in r.getMessage() for r in caplog.records)
+    assert second.is_revoked(owner.address, lst, key)  # the checkpoint's state is kept, unanswered
+    assert refused(second.check, owner.address, lst, key) == "status_unavailable"
+    # An operator who accepts the node's new history removes the checkpoint.
+    path.unlink()
+    third = make_mirror(checkpoint_path=path, confirmations=1)
+    synced(third)
+    third.check(owner.address, lst, key)
 
 
 # --- reorgs on the embedded chain -------------------------------------------------------------
@@ -531,8 +538,12 @@ class FakeChain:
     def chain_id(self) -> int:
         return self._chain_id
 
-    def code_at(self, address: str) -> bytes:
-        return b"\x60"
+    node_chain_id = chain_id
+
+    code = b"\x60"
+
+    def code_at(self, address: str, block="latest") -> bytes:
+        return self.code
 
     def block(self, ident="latest"):
         if ident == "latest":
@@ -600,7 +611,9 @@ def test_fake_reorg_within_the_window(fake):
     assert not m.is_revoked(NS, LIST, K1) and m.is_revoked(NS, LIST, K2)
 
 
-def test_fake_reorg_deeper_than_the_window_resyncs(fake, caplog):
+def test_fake_reorg_deeper_than_the_window_is_a_replaced_chain(fake, caplog):
+    """A reorg below the confirmed base cannot be told from a replaced chain: refuse, keep the
+    state, and answer again only when the mirrored history is back."""
     for _ in range(3):
         fake.mine()
     fake.mine((K1, True))
@@ -609,14 +622,59 @@ def test_fake_reorg_deeper_than_the_window_resyncs(fake, caplog):
     m = fake_mirror(fake, confirmations=2)
     synced(m)
     assert m.is_revoked(NS, LIST, K1)
+    original = (list(fake.blocks), dict(fake.events))
     fake.fork(2)  # below the confirmed base (block 8)
     for _ in range(9):
         fake.mine()
-    with caplog.at_level(logging.WARNING, logger="vcgate.status.mirror"):
-        result = synced(m)
-    assert result.full_resync and m.stats().full_resyncs == 1
-    assert not m.is_revoked(NS, LIST, K1)
-    assert m.healthy
+    with caplog.at_level(logging.ERROR, logger="vcgate.status.mirror"):
+        result = m.sync_once()
+    assert not result.ok and result.error.code == "chain_mismatch"
+    assert result.error.details["reason"] == "history"
+    assert any("no longer on the node's chain" in r.getMessage() for r in caplog.records)
+    assert m.is_revoked(NS, LIST, K1)  # the state is kept...
+    assert refused(m.check, NS, LIST, K2) == "status_unavailable"  # ...and nothing is answered
+    assert not m.healthy and m.lag().chain_mismatch == "history" and m.stats().chain_mismatches == 1
+    fake.blocks, fake.events = original  # the configured chain is back
+    synced(m)
+    assert m.healthy and m.lag().chain_mismatch is None
+    assert refused(m.check, NS, LIST, K1) == "revoked"
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        pytest.param(lambda node: setattr(node, "_chain_id", 999), "chain_id", id="other-chain-id"),
+        pytest.param(lambda node: setattr(node, "code", b""), "registry_code", id="no-contract"),
+        pytest.param(lambda node: setattr(node, "code", b"\x60\x00"), "registry_code", id="other-code"),
+    ],
+)
+def test_fake_identity_is_checked_on_every_sync(fake, fault, reason):
+    fake.mine((K1, True))
+    m = fake_mirror(fake, confirmations=0)
+    synced(m)
+    assert refused(m.check, NS, LIST, K1) == "revoked"
+    saved = (fake._chain_id, fake.code)
+    fault(fake)
+    result = m.sync_once()
+    assert not result.ok and result.error.code == "chain_mismatch" and result.error.details["reason"] == reason
+    # At once, not after max_staleness: the last good sync is still fresh.
+    assert refused(m.check, NS, LIST, K2) == "status_unavailable"
+    assert m.lag().chain_mismatch == reason and not m.lag().healthy
+    fake._chain_id, fake.code = saved
+    synced(m)
+    m.check(NS, LIST, K2)
+    assert refused(m.check, NS, LIST, K1) == "revoked"
+
+
+def test_fake_configured_code_hash(fake):
+    from eth_utils.crypto import keccak
+
+    good = "0x" + keccak(fake.code).hex()
+    assert fake_mirror(fake, code_hash=good).sync_once().ok
+    other = fake_mirror(fake, code_hash="0x" + "00" * 32).sync_once()
+    assert not other.ok and other.error.details["reason"] == "registry_code"
+    with pytest.raises(ValueError):
+        fake_mirror(fake, code_hash="0x12")
 
 
 def test_fake_branch_switch_during_a_sync_is_retried(fake):

@@ -19,6 +19,7 @@ Every failure to talk to the node becomes a :class:`ChainUnavailableError`
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -29,7 +30,7 @@ from eth_typing import HexStr
 from web3 import HTTPProvider, Web3
 from web3.exceptions import BlockNotFound, TimeExhausted, Web3Exception
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
-from web3.types import Wei
+from web3.types import RPCEndpoint, Wei
 
 from ._limits import keep_recursion_limit
 from .accounts import checksum_address
@@ -65,8 +66,19 @@ class Chain:
     more than this class offers; they should go through :meth:`guard` to keep errors typed.
     """
 
-    def __init__(self, w3: Web3, *, kind: str, endpoint: str, receipt_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        w3: Web3,
+        *,
+        kind: str,
+        endpoint: str,
+        receipt_timeout: float = 120.0,
+        probe: HTTPProvider | None = None,
+    ) -> None:
         self._w3 = w3
+        # An uncached provider for identity probes (``eth_chainId``): ``w3``'s provider caches
+        # that answer for web3's own sake, which would hide a node replaced by another chain.
+        self._probe = probe
         self.kind = kind
         #: Where the node is, without credentials (safe to log and to show).
         self.endpoint = endpoint
@@ -89,8 +101,9 @@ class Chain:
         except ChainError:
             raise
         except (requests.RequestException, OSError) as exc:
+            why = f"{type(exc).__name__}: {exc}" if isinstance(exc, (ResponseTooSlowError, ResponseTooLargeError)) else type(exc).__name__
             raise ChainUnavailableError(
-                f"{what}: cannot reach the node at {self.endpoint} ({type(exc).__name__})",
+                f"{what}: cannot reach the node at {self.endpoint} ({why})",
                 endpoint=self.endpoint,
             ) from exc
         except node_errors as exc:
@@ -112,6 +125,25 @@ class Chain:
                 self._chain_id = int(self._w3.eth.chain_id)
         return self._chain_id
 
+    def node_chain_id(self) -> int:
+        """The chain id the node reports *now* (never cached): for callers that must notice a
+        node replaced by one of another chain behind the same URL (the mirror asks every sync)."""
+        with self.guard("eth_chainId"):
+            if self._probe is None:  # embedded: the chain lives in this process
+                return int(self._w3.eth.chain_id)
+            response = self._probe.make_request(RPCEndpoint("eth_chainId"), [])
+            if not isinstance(response, dict) or "result" not in response:
+                raise ChainUnavailableError(
+                    f"eth_chainId: the node answered without a result: {str(response)[:200]}",
+                    endpoint=self.endpoint,
+                )
+            result = response["result"]
+            if not isinstance(result, str) or not result.startswith("0x"):
+                raise ChainUnavailableError(
+                    f"eth_chainId: unusable answer from the node: {str(result)[:80]!r}", endpoint=self.endpoint
+                )
+            return int(result, 16)
+
     def block_number(self) -> int:
         with self.guard("eth_blockNumber"):
             return int(self._w3.eth.block_number)
@@ -131,9 +163,9 @@ class Chain:
                 timestamp=int(block["timestamp"]),
             )
 
-    def code_at(self, address: str) -> bytes:
+    def code_at(self, address: str, block: int | str = "latest") -> bytes:
         with self.guard("eth_getCode"):
-            return bytes(self._w3.eth.get_code(checksum_address(address)))
+            return bytes(self._w3.eth.get_code(checksum_address(address), block_identifier=cast(Any, block)))
 
     def balance(self, address: str) -> int:
         with self.guard("eth_getBalance"):
@@ -179,6 +211,53 @@ class Chain:
         return tx_hash
 
 
+#: Default cap on one JSON-RPC answer (an ``eth_getLogs`` page of 2,000 blocks is far below).
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+class ResponseTooSlowError(requests.RequestException):
+    """The node's answer did not arrive in full within the request's total time."""
+
+
+class ResponseTooLargeError(requests.RequestException):
+    """The node's answer exceeds the response size cap."""
+
+
+class _BoundedSession(requests.Session):
+    """A session whose answers are bounded in *total* time and in size.
+
+    ``requests``' ``timeout`` bounds each socket read, so a node (or a proxy) that trickles
+    one byte a second never times out, and one that answers with gigabytes is read into
+    memory whole. web3's own streaming mode reads one byte per iteration; hence this small
+    reader instead of a library option.
+    """
+
+    def __init__(self, *, total_timeout: float, max_bytes: int) -> None:
+        super().__init__()
+        self.total_timeout = total_timeout
+        self.max_bytes = max_bytes
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        deadline = time.monotonic() + self.total_timeout
+        kwargs["stream"] = True
+        response = super().request(method, url, *args, **kwargs)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_content(65536):
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise ResponseTooLargeError(f"answer larger than {self.max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise ResponseTooSlowError(f"answer not complete within {self.total_timeout:g} s")
+                chunks.append(chunk)
+        finally:
+            response.close()
+        response._content = b"".join(chunks)  # what .content returns from now on
+        response._content_consumed = True
+        return response
+
+
 def connect(
     rpc_url: str | None = None,
     *,
@@ -186,11 +265,13 @@ def connect(
     retries: int = 0,
     receipt_timeout: float = 120.0,
     expected_chain_id: int | None = None,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
 ) -> Chain:
     """Connect to a chain.
 
     ``rpc_url`` ``None`` or ``"embedded"`` starts a fresh in-process EVM; an ``http(s)://`` URL
-    talks JSON-RPC to that node, each request bounded by ``timeout`` seconds and retried
+    talks JSON-RPC to that node, each request bounded by ``timeout`` seconds in total (a node
+    that trickles its answer is cut off too) and ``max_response_bytes`` in size, and retried
     ``retries`` times on connection errors. Connecting does no I/O unless
     ``expected_chain_id`` is given, in which case the node's chain id is checked at once
     (a :class:`ChainError` if it differs) -- a credential's status entry names its chain, and
@@ -205,10 +286,15 @@ def connect(
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         chain = Chain(
-            Web3(_http_provider(rpc_url, timeout=timeout, retries=retries)),
+            Web3(_http_provider(rpc_url, timeout=timeout, retries=retries, max_response_bytes=max_response_bytes)),
             kind="rpc",
             endpoint=_redact(rpc_url),
             receipt_timeout=receipt_timeout,
+            probe=HTTPProvider(
+                rpc_url,
+                request_kwargs={"timeout": timeout},
+                session=_BoundedSession(total_timeout=timeout, max_bytes=64 * 1024),
+            ),
         )
     if expected_chain_id is not None and chain.chain_id() != expected_chain_id:
         raise ChainError(
@@ -219,11 +305,12 @@ def connect(
     return chain
 
 
-def _http_provider(url: str, *, timeout: float, retries: int) -> HTTPProvider:
+def _http_provider(url: str, *, timeout: float, retries: int, max_response_bytes: int) -> HTTPProvider:
     retry = ExceptionRetryConfiguration(retries=retries) if retries > 0 else None
     return HTTPProvider(
         url,
         request_kwargs={"timeout": timeout},
+        session=_BoundedSession(total_timeout=timeout, max_bytes=max_response_bytes),
         exception_retry_configuration=retry,
         cache_allowed_requests=True,
         cacheable_requests={"eth_chainId"},

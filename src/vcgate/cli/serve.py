@@ -35,7 +35,32 @@ from .base import EXISTING_FILE, CLIError, cli, did_web_ports_option, info, warn
 @click.option("--registry", default=None, envvar="VCGATE_REGISTRY", metavar="ADDRESS",
               help="The ERC-5539 registry the mirror follows (with --rpc). [env: VCGATE_REGISTRY]")
 @click.option("--confirmations", default=12, show_default=True, type=click.IntRange(0, 10_000),
-              help="Reorg window the mirror keeps undo data for.")
+              envvar="VCGATE_CONFIRMATIONS",
+              help="Reorg window the mirror keeps undo data for. [env: VCGATE_CONFIRMATIONS]")
+@click.option("--max-staleness", default=30.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              envvar="VCGATE_MAX_STALENESS", metavar="SECONDS",
+              help="Refuse on-chain status checks (status_unavailable, /readyz 503) when the mirror's last good "
+                   "sync is older than this. [env: VCGATE_MAX_STALENESS]")
+@click.option("--mirror-poll-interval", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              envvar="VCGATE_MIRROR_POLL_INTERVAL", metavar="SECONDS",
+              help="Seconds between mirror syncs. [env: VCGATE_MIRROR_POLL_INTERVAL]")
+@click.option("--mirror-ready-timeout", default=30.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              envvar="VCGATE_MIRROR_READY_TIMEOUT", metavar="SECONDS",
+              help="How long start-up waits for the mirror's first sync. [env: VCGATE_MIRROR_READY_TIMEOUT]")
+@click.option("--rpc-timeout", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              envvar="VCGATE_RPC_TIMEOUT", metavar="SECONDS",
+              help="Total time one JSON-RPC request may take. [env: VCGATE_RPC_TIMEOUT]")
+@click.option("--registry-code-hash", default=None, envvar="VCGATE_REGISTRY_CODE_HASH", metavar="0xHASH",
+              help="keccak-256 of the registry's runtime code (default: pinned at the first sync, kept in the "
+                   "checkpoint). [env: VCGATE_REGISTRY_CODE_HASH]")
+@click.option("--redis-timeout", default=0.25, show_default=True, type=click.FloatRange(0, min_open=True),
+              envvar="VCGATE_REDIS_TIMEOUT", metavar="SECONDS",
+              help="Time one Redis command may take before the request is refused (store_unavailable). "
+                   "[env: VCGATE_REDIS_TIMEOUT]")
+@click.option("--audit-timeout", default=5.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              envvar="VCGATE_AUDIT_TIMEOUT", metavar="SECONDS",
+              help="Time a decision waits for the audit disk before it is refused (audit_unavailable). "
+                   "[env: VCGATE_AUDIT_TIMEOUT]")
 @click.option("--mirror-checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
               envvar="VCGATE_MIRROR_CHECKPOINT", help="Checkpoint file: a restart syncs from there.")
 @click.option("--status-lists", is_flag=True, help="Fetch Bitstring Status List credentials (HTTPS, SSRF-safe).")
@@ -74,6 +99,13 @@ def serve(
     rpc_url: str | None,
     registry: str | None,
     confirmations: int,
+    max_staleness: float,
+    mirror_poll_interval: float,
+    mirror_ready_timeout: float,
+    rpc_timeout: float,
+    registry_code_hash: str | None,
+    redis_timeout: float,
+    audit_timeout: float,
     mirror_checkpoint: Path | None,
     status_lists: bool,
     did_web: bool,
@@ -135,6 +167,9 @@ def serve(
             raise click.UsageError("--policy is required (or serve only the VC-API with --vc-api)")
         _run_vcapi(vcapi, host=host, port=port, tls=(tls_cert, tls_key))
         return
+    if registry_code_hash is not None and not _is_hash(registry_code_hash):
+        raise click.BadParameter("0x followed by 64 hex digits (env: VCGATE_REGISTRY_CODE_HASH)",
+                                 param_hint="--registry-code-hash")
     config = GateConfig(
         policy=str(policy_file),
         key_file=str(key_file) if key_file else None,
@@ -144,6 +179,13 @@ def serve(
         rpc_url=rpc_url,
         registry=registry,
         confirmations=confirmations,
+        max_staleness=max_staleness,
+        mirror_poll_interval=mirror_poll_interval,
+        mirror_ready_timeout=mirror_ready_timeout,
+        rpc_timeout=rpc_timeout,
+        registry_code_hash=registry_code_hash,
+        redis_timeout=redis_timeout,
+        audit_timeout=audit_timeout,
         mirror_checkpoint=str(mirror_checkpoint) if mirror_checkpoint else None,
         status_lists=status_lists,
         did_web=did_web,
@@ -221,6 +263,12 @@ def _run_vcapi(service: Any, *, host: str, port: int, tls: tuple[Path | None, Pa
     except (KeyboardInterrupt, SystemExit):
         pass
     info("vcgate serve: stopped")
+
+
+def _is_hash(value: str) -> bool:
+    import re
+
+    return re.fullmatch(r"0x[0-9a-fA-F]{64}", value) is not None
 
 
 def _passphrase() -> str | None:

@@ -131,6 +131,7 @@ class AuthService:
                 "lag_seconds": lag.seconds,
                 "blocks_behind": lag.blocks_behind,
                 "synced_block": lag.synced_block,
+                "chain_mismatch": lag.chain_mismatch,
             }
             ready = ready and lag.healthy
         audit = self.gate.audit

@@ -23,6 +23,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+# The proofs a mirror makes on every sync (vcgate.errors.ChainMismatchError's reasons): one
+# series each, so an alert can name the failed proof.
+_MISMATCH_REASONS = ("chain_id", "registry_code", "history")
+
+
 class _MirrorCollector(Collector):
     """``vcgate_mirror_*`` gauges read from the mirror's :meth:`lag` when scraped."""
 
@@ -52,6 +57,15 @@ class _MirrorCollector(Collector):
         )
         healthy.add_metric([reg], 1.0 if lag.healthy else 0.0)
         yield healthy
+        mismatch = GaugeMetricFamily(
+            "vcgate_mirror_chain_mismatch",
+            "1 for the proof that failed when the node is not provably the configured chain "
+            "(reason: chain_id, registry_code, history); checks are refused meanwhile",
+            labels=["registry", "reason"],
+        )
+        for reason in _MISMATCH_REASONS:
+            mismatch.add_metric([reg, reason], 1.0 if lag.chain_mismatch == reason else 0.0)
+        yield mismatch
 
 
 class _InfoCollector(Collector):

@@ -8,6 +8,15 @@ run by a background thread (:meth:`~RevocationMirror.start`) or by the caller.
 
 What it guarantees:
 
+* **The same chain, or a refusal.** Every sync first proves that the node is still the chain
+  the mirror was configured for: the chain id the node reports *now* (never a cached
+  answer), the hash of the registry's code at the head block (pinned at the first sync, or
+  given as ``code_hash``, and kept in the checkpoint), and continuity with the blocks already
+  mirrored (see reorgs below). When any proof fails -- a node replaced by an empty chain, by
+  another network, a registry address without that code -- checks are refused at once with
+  ``status_unavailable``, :attr:`~MirrorLag.chain_mismatch` names the reason, and the mirror
+  keeps its state and keeps asking; it answers again only when the configured chain is back.
+  "No events" from a chain it cannot prove is the same never reads as "nothing revoked".
 * **Freshness, or a refusal.** It records the wall time of its last *good* sync (one that
   reached the node's head). When that is older than ``max_staleness`` -- node down, network
   cut, registry gone -- :meth:`~RevocationMirror.check` raises
@@ -18,14 +27,17 @@ What it guarantees:
   are remembered along with an undo log of what each block changed. Every sync checks that
   the tail still is the node's chain (block hash / parent hash); if not, it undoes the blocks
   back to the last common one and replays the new branch -- atomically for readers, who see
-  either the old branch or the new one, never a mix. A reorganisation deeper than the tail
-  (or a checkpoint block that is no longer on the chain) empties the mirror and resyncs from
-  ``start_block``; checks are refused meanwhile.
+  either the old branch or the new one, never a mix. When none of the mirrored blocks (tail
+  or confirmed base, or a checkpoint's block) is on the node's chain any more, the change is
+  deeper than the reorg window: the mirror treats it as a *replaced chain* (``history``
+  mismatch, above) rather than resyncing from scratch.
 * **Restarts.** With ``checkpoint_path`` it persists the state at the last *confirmed* block
   (number, hash, revoked lists and keys), written atomically (temporary file, ``fsync``,
   ``os.replace``). A restart loads it and syncs from there instead of from ``start_block``; a
-  checkpoint for another chain, registry or namespace filter, a corrupt file, or one whose
-  block hash is no longer on the chain is discarded with a warning and the mirror resyncs.
+  checkpoint for another chain, registry, code hash or namespace filter, or a corrupt file,
+  is discarded with a warning and the mirror resyncs. A checkpoint whose block is no longer
+  on the chain is a ``history`` mismatch: refused until that chain is back (or an operator
+  removes the checkpoint, accepting the node's new history).
 
 Sync errors (:class:`~vcgate.errors.ChainUnavailableError` and the rest) are logged and
 counted, never raised into request threads; :meth:`~RevocationMirror.lag` and
@@ -48,13 +60,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from eth_utils.crypto import keccak
+
 from ..chain import BlockRef, Chain, RevocationEvent, fetch_events
 from ..chain.accounts import checksum_address
 from ..errors import (
-    ChainError,
+    ChainMismatchError,
     ChainUnavailableError,
     MalformedError,
-    RegistryNotFoundError,
     RevokedError,
     StatusUnavailableError,
     StatusUnsupportedError,
@@ -86,8 +99,12 @@ class MirrorLag:
     head_block: int | None
     #: ``head_block - synced_block`` (``None`` if either is unknown).
     blocks_behind: int | None
-    #: Whether checks are answered now (last good sync within ``max_staleness``).
+    #: Whether checks are answered now (last good sync within ``max_staleness`` and the
+    #: node proven to be the configured chain).
     healthy: bool
+    #: Why the node is not provably the configured chain (``chain_id``, ``registry_code``,
+    #: ``history``), ``None`` when it is (or when that is not known yet).
+    chain_mismatch: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +121,7 @@ class MirrorStats:
     header_queries: int
     reorgs: int
     blocks_rolled_back: int
-    full_resyncs: int
+    chain_mismatches: int
     revoked_keys: int
     revoked_lists: int
     tail_blocks: int
@@ -124,8 +141,6 @@ class SyncResult:
     events: int
     #: Unconfirmed blocks undone because the node switched to another branch.
     rolled_back: int
-    #: The mirror was emptied and is resyncing from ``start_block``.
-    full_resync: bool
     error: VCGateError | None
     seconds: float
 
@@ -152,7 +167,6 @@ class _Progress:
     to_block: int | None = None
     events: int = 0
     rolled_back: int = 0
-    full_resync: bool = False
     completed: bool = True
 
 
@@ -162,8 +176,10 @@ class RevocationMirror:
     Configuration (keyword-only):
 
     * ``chain``, ``registry``, ``chain_id`` -- which node, which contract, and the chain id the
-      node must report (checked before the first sync: answering for another chain would be
-      answering about another registry).
+      node must report (checked on every sync: answering for another chain would be answering
+      about another registry).
+    * ``code_hash`` -- keccak-256 (``0x`` hex) of the registry's runtime code; ``None`` pins
+      the code seen at the first sync (and keeps it in the checkpoint).
     * ``confirmations`` -- depth after which a block is taken as final: the undo window for
       reorgs and the block the checkpoint is written at (default 12).
     * ``poll_interval`` -- seconds between syncs of the background thread (default 1.0).
@@ -197,6 +213,7 @@ class RevocationMirror:
         checkpoint_interval: float = 60.0,
         namespaces: Iterable[str] | None = None,
         max_head_age: float | None = None,
+        code_hash: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if type(chain_id) is not int or chain_id < 1:
@@ -220,6 +237,7 @@ class RevocationMirror:
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
         self.checkpoint_interval = float(checkpoint_interval)
         self.max_head_age = max_head_age
+        self.code_hash = _code_hash_hex(code_hash) if code_hash is not None else None
         self._clock = clock
         if namespaces is None:
             self.namespaces: tuple[str, ...] | None = None
@@ -244,8 +262,10 @@ class RevocationMirror:
         self._base: BlockRef | None = None  # last confirmed block applied
         self._tail: deque[_TailBlock] = deque()  # unconfirmed blocks applied, oldest first
         self._pending_rollback: BlockRef | None = None
-        self._set_up = False
         self._loaded = False
+        # The code hash every sync must see at the registry: configured, from the checkpoint,
+        # or pinned by the first sync.
+        self._code_hash: str | None = self.code_hash
         self._saved_base: BlockRef | None = None
         self._saved_at: float | None = None  # time.monotonic() of the last checkpoint write
 
@@ -253,6 +273,7 @@ class RevocationMirror:
         self._good_time: float | None = None
         self._good_block: int | None = None
         self._head_seen: int | None = None
+        self._mismatch: ChainMismatchError | None = None  # set and cleared by the sync
         self._ready = threading.Event()
 
         self._n = dict.fromkeys(
@@ -266,7 +287,7 @@ class RevocationMirror:
                 "header_queries",
                 "reorgs",
                 "blocks_rolled_back",
-                "full_resyncs",
+                "chain_mismatches",
                 "checkpoints_written",
                 "checkpoints_rejected",
             ),
@@ -292,7 +313,14 @@ class RevocationMirror:
         for a namespace this mirror does not follow. Returns the POSIX time of the last good
         sync. Never touches the network. Identifiers are raw bytes (20, 32, 32) or ``0x`` hex.
         """
-        good = self._good_time
+        good, mismatch = self._good_time, self._mismatch
+        if mismatch is not None:
+            raise StatusUnavailableError(
+                f"the revocation mirror cannot prove its node is chain {self.chain_id} with the registry "
+                f"it follows: {mismatch.message}",
+                registry=self.registry,
+                reason=mismatch.details.get("reason"),
+            )
         if good is None:
             raise StatusUnavailableError(
                 "the revocation mirror has not completed a sync yet", registry=self.registry
@@ -345,19 +373,21 @@ class RevocationMirror:
 
     @property
     def healthy(self) -> bool:
-        """Whether :meth:`check` answers now (the last good sync is within ``max_staleness``)."""
+        """Whether :meth:`check` answers now (the last good sync is within ``max_staleness``
+        and the node was proven to be the configured chain)."""
         good = self._good_time
-        return good is not None and self._clock() - good <= self.max_staleness
+        return self._mismatch is None and good is not None and self._clock() - good <= self.max_staleness
 
     def lag(self) -> MirrorLag:
-        good, block, head = self._good_time, self._good_block, self._head_seen
+        good, block, head, mismatch = self._good_time, self._good_block, self._head_seen, self._mismatch
         seconds = None if good is None else max(0.0, self._clock() - good)
         return MirrorLag(
             seconds=seconds,
             synced_block=block,
             head_block=head,
             blocks_behind=None if block is None or head is None else max(0, head - block),
-            healthy=seconds is not None and seconds <= self.max_staleness,
+            healthy=mismatch is None and seconds is not None and seconds <= self.max_staleness,
+            chain_mismatch=None if mismatch is None else mismatch.details.get("reason"),
         )
 
     def stats(self) -> MirrorStats:
@@ -373,7 +403,7 @@ class RevocationMirror:
             header_queries=n["header_queries"],
             reorgs=n["reorgs"],
             blocks_rolled_back=n["blocks_rolled_back"],
-            full_resyncs=n["full_resyncs"],
+            chain_mismatches=n["chain_mismatches"],
             revoked_keys=self._key_count,
             revoked_lists=len(self._lists),
             tail_blocks=len(self._tail),
@@ -465,7 +495,6 @@ class RevocationMirror:
                     to_block=progress.to_block,
                     events=progress.events,
                     rolled_back=progress.rolled_back,
-                    full_resync=progress.full_resync,
                     error=exc,
                     seconds=time.monotonic() - t0,
                 )
@@ -477,12 +506,20 @@ class RevocationMirror:
             to_block=progress.to_block,
             events=progress.events,
             rolled_back=progress.rolled_back,
-            full_resync=progress.full_resync,
             error=None,
             seconds=time.monotonic() - t0,
         )
 
     def _failed(self, exc: VCGateError) -> None:
+        if isinstance(exc, ChainMismatchError):
+            if self._mismatch is None or self._mismatch.details.get("reason") != exc.details.get("reason"):
+                self._n["chain_mismatches"] += 1
+                log.error(
+                    "revocation mirror %s: %s -- refusing every status check until the configured chain is back",
+                    self.registry,
+                    exc.message,
+                )
+            self._mismatch = exc
         self._n["errors"] += 1
         self._n["consecutive_errors"] += 1
         self._last_error = f"{exc.code}: {exc.message}"
@@ -499,6 +536,14 @@ class RevocationMirror:
                 f"(max_head_age {self.max_head_age:g} s): it is not following its network",
                 endpoint=self.chain.endpoint,
             )
+        if self._mismatch is not None:
+            log.warning(
+                "revocation mirror %s: the node is chain %d with the registry's code and the mirrored blocks again; "
+                "answering status checks",
+                self.registry,
+                self.chain_id,
+            )
+            self._mismatch = None
         if self._n["consecutive_errors"]:
             log.info(
                 "revocation mirror %s: recovered after %d failed syncs", self.registry, self._n["consecutive_errors"]
@@ -509,31 +554,43 @@ class RevocationMirror:
         self._good_time = now
         self._ready.set()
 
-    def _setup(self) -> None:
-        if not self._loaded:
-            self._loaded = True
-            self._load_checkpoint()
-        if self._set_up:
-            return
-        actual = self.chain.chain_id()
+    def _verify_identity(self, head: BlockRef) -> None:
+        """Prove the node is still the configured chain with the registry's code; else raise
+        :class:`ChainMismatchError` (the caller keeps the state and refuses checks)."""
+        actual = self.chain.node_chain_id()
         if actual != self.chain_id:
-            raise ChainError(
+            raise ChainMismatchError(
                 f"{self.chain.endpoint} is chain {actual}, the mirror is configured for chain {self.chain_id}",
+                reason="chain_id",
                 expected=self.chain_id,
                 actual=actual,
             )
-        if not self.chain.code_at(self.registry):
-            # Without this, a wrong address would yield no events and every key would pass.
-            raise RegistryNotFoundError(
-                f"no contract at {self.registry} on chain {self.chain_id}", registry=self.registry
+        code = self.chain.code_at(self.registry, head.number)
+        if not code:
+            # Without this, a wrong address or an emptied chain would yield no events and
+            # every key would pass.
+            raise ChainMismatchError(
+                f"no contract at {self.registry} on chain {self.chain_id} at block {head.number}",
+                reason="registry_code",
+                registry=self.registry,
             )
-        self._set_up = True
+        seen = "0x" + keccak(code).hex()
+        if self._code_hash is None:
+            self._code_hash = seen
+        elif seen != self._code_hash:
+            raise ChainMismatchError(
+                f"the code at {self.registry} hashes to {seen[:18]}..., not to the registry's {self._code_hash[:18]}...",
+                reason="registry_code",
+                registry=self.registry,
+            )
 
     def _tip(self) -> BlockRef | None:
         return self._tail[-1].ref if self._tail else self._base
 
     def _sync(self, progress: _Progress) -> None:
-        self._setup()
+        if not self._loaded:
+            self._loaded = True
+            self._load_checkpoint()
         self._pending_rollback = None
         headers: dict[int, BlockRef | None] = {}
 
@@ -548,6 +605,7 @@ class RevocationMirror:
             raise ChainUnavailableError("the node reports no latest block", endpoint=self.chain.endpoint)
         self._head_seen = head.number
         headers[head.number] = head
+        self._verify_identity(head)
 
         # 1. Is what we applied still the node's chain?
         tip = self._tip()
@@ -558,21 +616,27 @@ class RevocationMirror:
                 canon = header(tip.number) if tip.number <= head.number else None
                 if canon is None or canon.hash != tip.hash:
                     cursor = self._common_ancestor(header)
-                    self._n["reorgs"] += 1
                     if cursor is None:
-                        self._full_reset(
-                            f"block {tip.number} ({tip.hash[:14]}...) is no longer on the chain"
-                            + (f", nor any of the {len(self._tail) - 1} unconfirmed blocks before it" if len(self._tail) > 1 else "")
+                        # Deeper than the reorg window: a replaced (reset, other) chain, or a
+                        # reorg of blocks taken as final. Either way the mirrored history
+                        # cannot be proven on this node; keep it and refuse until it is back.
+                        oldest = self._base or self._tail[0].ref
+                        raise ChainMismatchError(
+                            f"block {tip.number} ({tip.hash[:14]}...) is no longer on the node's chain, "
+                            f"nor is any mirrored block back to block {oldest.number} "
+                            f"(head {head.number}): the chain was replaced or reorganised deeper than "
+                            f"{self.confirmations} confirmations",
+                            reason="history",
+                            block=tip.number,
                         )
-                        progress.full_resync = True
-                    else:
-                        log.info(
-                            "revocation mirror %s: reorg, rolling back from block %d to %d",
-                            self.registry,
-                            tip.number,
-                            cursor.number,
-                        )
-                        self._pending_rollback = cursor
+                    self._n["reorgs"] += 1
+                    log.info(
+                        "revocation mirror %s: reorg, rolling back from block %d to %d",
+                        self.registry,
+                        tip.number,
+                        cursor.number,
+                    )
+                    self._pending_rollback = cursor
         elif tip is not None:
             self._good(head)  # nothing new
             return
@@ -646,26 +710,6 @@ class RevocationMirror:
             if canon is not None and canon.hash == ref.hash:
                 return ref
         return None
-
-    def _full_reset(self, why: str) -> None:
-        log.warning(
-            "revocation mirror %s: %s; discarding the mirrored state and resyncing from block %d",
-            self.registry,
-            why,
-            self.start_block,
-        )
-        self._n["full_resyncs"] += 1
-        with self._lock:
-            self._lists.clear()
-            self._keys.clear()
-            self._key_count = 0
-            self._base = None
-            self._tail.clear()
-            self._pending_rollback = None
-            # Fail closed until the new history is in.
-            self._good_time = None
-            self._good_block = None
-        self._ready.clear()
 
     def _commit(
         self,
@@ -823,6 +867,7 @@ class RevocationMirror:
             "registry": self.registry,
             "namespaces": list(self.namespaces) if self.namespaces is not None else None,
             "startBlock": self.start_block,
+            "codeHash": self._code_hash,
             "block": {
                 "number": base.number,
                 "hash": base.hash,
@@ -867,7 +912,7 @@ class RevocationMirror:
             self._reject_checkpoint(path, f"cannot read it ({exc})")
             return
         try:
-            base, lists, keys = self._parse_checkpoint(json.loads(text))
+            base, lists, keys, code_hash = self._parse_checkpoint(json.loads(text))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             self._reject_checkpoint(path, str(exc) or type(exc).__name__)
             return
@@ -878,6 +923,8 @@ class RevocationMirror:
             self._base = base
             self._tail.clear()
         self._saved_base = base
+        if code_hash is not None:
+            self._code_hash = code_hash
         log.info(
             "revocation mirror %s: loaded checkpoint at block %d (%d revoked keys, %d revoked lists)",
             self.registry,
@@ -896,7 +943,7 @@ class RevocationMirror:
             self.start_block,
         )
 
-    def _parse_checkpoint(self, doc: Any) -> tuple[BlockRef, set[bytes], dict[bytes, set[bytes]]]:
+    def _parse_checkpoint(self, doc: Any) -> tuple[BlockRef, set[bytes], dict[bytes, set[bytes]], str | None]:
         if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
             raise _CheckpointInvalid(f"not a {CHECKPOINT_FORMAT} checkpoint")
         expected = {
@@ -908,6 +955,11 @@ class RevocationMirror:
         for name, value in expected.items():
             if doc.get(name) != value:
                 raise _CheckpointInvalid(f"it was written for {name} {doc.get(name)!r}, this mirror has {value!r}")
+        saved_hash = doc.get("codeHash")
+        if saved_hash is not None:
+            saved_hash = _code_hash_hex(saved_hash)
+            if self.code_hash is not None and saved_hash != self.code_hash:
+                raise _CheckpointInvalid(f"it was written for registry code {saved_hash}, this mirror expects {self.code_hash}")
         block = doc["block"]
         number, timestamp = block["number"], block["timestamp"]
         if type(number) is not int or number < self.start_block or type(timestamp) is not int:
@@ -932,7 +984,7 @@ class RevocationMirror:
             total += len(found)
         if total != doc["keyCount"]:
             raise _CheckpointInvalid(f"key count {total} does not match {doc['keyCount']!r}")
-        return base, lists, keys
+        return base, lists, keys, saved_hash
 
 
 def _has(keys: bytes | set[bytes] | None, key: bytes) -> bool:
@@ -981,6 +1033,13 @@ def _bytes32(value: bytes | str, what: str) -> bytes:
 def _hash_hex(value: Any) -> str:
     if not isinstance(value, str) or len(value) != 66 or value[:2] != "0x":
         raise _CheckpointInvalid("bad block hash")
+    bytes.fromhex(value[2:])
+    return value.lower()
+
+
+def _code_hash_hex(value: Any) -> str:
+    if not isinstance(value, str) or len(value) != 66 or value[:2] not in ("0x", "0X"):
+        raise ValueError("a registry code hash is 0x followed by 64 hex digits")
     bytes.fromhex(value[2:])
     return value.lower()
 
