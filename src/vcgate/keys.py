@@ -443,7 +443,11 @@ def read_key_header(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise KeyFileError(f"{path} is too large to be a key file")
     try:
         header = json.loads(data)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
+        raise KeyFileError(
+            f"{path} is not a vcgate key file (not JSON: {exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from exc
+    except (ValueError, RecursionError) as exc:  # not UTF-8; nested too deeply
         raise KeyFileError(f"{path} is not a vcgate key file (not JSON)") from exc
     if not isinstance(header, dict) or header.get("vcgate_key") != 1:
         raise KeyFileError(f"{path} is not a vcgate key file")
@@ -489,7 +493,7 @@ def read_key_file(path: str | os.PathLike[str], *, passphrase: str | None) -> Pr
             except InvalidTag as exc:
                 raise PassphraseError(f"wrong passphrase for {path} (or the file was altered)") from exc
         key = serialization.load_der_private_key(der, password=None)
-    except (KeyError, TypeError, ValueError, MalformedError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, MalformedError) as exc:
         raise KeyFileError(f"{path} is damaged") from exc
     if not isinstance(key, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey)):
         raise KeyFileError(f"{path} holds an unsupported key type")

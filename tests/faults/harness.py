@@ -266,3 +266,24 @@ def until(what: str, predicate: Callable[[], bool], bound: float, *, every: floa
         if time.monotonic() - t0 > bound:
             raise AssertionError(f"{what}: not within {bound} s" + (f" (last: {show()})" if show else ""))
         time.sleep(every)
+
+
+def serve(policy: Path, args: tuple[str, ...], env: dict[str, str] | None = None) -> Any:
+    """A ``vcgate serve`` process (tests.integration.gateway_support.AuthService) given up to
+    60 s to start: the machine may be busy, and the mirror's first sync is part of the start."""
+    from tests.integration.gateway_support import AuthService, stop_process, wait_http
+
+    class SlowStart(AuthService):
+        def __enter__(self) -> AuthService:
+            import subprocess
+
+            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env,
+                                         start_new_session=True)
+            try:
+                wait_http(self.url + "/healthz", proc=self.proc, timeout=60)
+            except BaseException:
+                self.output = stop_process(self.proc)
+                raise
+            return self
+
+    return SlowStart(policy, args=args, env=env)

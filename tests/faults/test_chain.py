@@ -20,8 +20,7 @@ from tests.support import require_real
 
 require_chain_stack()
 
-from tests.faults.harness import ChainWorld, Prober, RPCFaultProxy, rpc, until  # noqa: E402
-from tests.integration.gateway_support import AuthService  # noqa: E402
+from tests.faults.harness import ChainWorld, Prober, RPCFaultProxy, rpc, serve, until  # noqa: E402
 from vcgate.chain import AnvilNode, find_anvil  # noqa: E402
 from vcgate.chain.anvil import ANVIL_INSTALL_HINT  # noqa: E402
 
@@ -77,7 +76,7 @@ def stage(tmp_path_factory):
     _require_anvil()
     with AnvilNode() as node:
         s = Stage(tmp_path_factory.mktemp("chain-faults"), node)
-        with AuthService(s.world.policy, args=s.world.serve_args(s.proxy.url, *SERVE_ARGS)) as svc:
+        with serve(s.world.policy, s.world.serve_args(s.proxy.url, *SERVE_ARGS)) as svc:
             s.svc, s.probe = svc, Prober(s.world, svc.url)
             until("serve answers", lambda: s.healthy(s.probe), 20)
             yield s

@@ -20,7 +20,7 @@ from tests.chain.helpers import require_chain_stack
 
 require_chain_stack()
 
-from tests.faults.harness import ChainWorld, Prober, rpc, until  # noqa: E402
+from tests.faults.harness import ChainWorld, Prober, rpc, serve, until  # noqa: E402
 from tests.faults.test_chain import (  # noqa: E402
     IDENTITY_FAIL_BOUND,
     RECOVER_BOUND,
@@ -51,7 +51,7 @@ def test_node_replaced_on_the_same_port_then_back(tmp_path, timing):
         world.issue("revoked")
         world.revoke("revoked")
         checker = Stage.__new__(Stage)  # only its probing helpers
-        with AuthService(world.policy, args=world.serve_args(node.url, *SERVE_ARGS)) as svc:
+        with serve(world.policy, world.serve_args(node.url, *SERVE_ARGS)) as svc:
             checker.svc = svc
             probe = Prober(world, svc.url)
             until("healthy", lambda: checker.healthy(probe), START_BOUND)
@@ -100,7 +100,7 @@ def test_reorg_deeper_than_the_window_fails_closed(tmp_path, timing):
         world.issue("good")
         world.issue("revoked")
         checker = Stage.__new__(Stage)
-        with AuthService(world.policy, args=world.serve_args(node.url, *SERVE_ARGS)) as svc:
+        with serve(world.policy, world.serve_args(node.url, *SERVE_ARGS)) as svc:
             checker.svc = svc
             probe = Prober(world, svc.url)
             until("healthy", lambda: probe("good") == (200, None), START_BOUND)

@@ -110,8 +110,9 @@ class Chain:
             raise ChainUnavailableError(
                 f"{what}: the node answered with an error: {exc}", endpoint=self.endpoint
             ) from exc
-        except (ValueError, KeyError, TypeError) as exc:
-            # Malformed JSON-RPC responses surface as these from web3's formatters.
+        except (ValueError, LookupError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
+            # Malformed JSON-RPC responses surface as these from web3's formatters (and a
+            # hostile, deeply nested answer as RecursionError from the JSON decoder).
             raise ChainUnavailableError(
                 f"{what}: unusable answer from the node: {exc}", endpoint=self.endpoint
             ) from exc

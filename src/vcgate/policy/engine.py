@@ -603,7 +603,11 @@ class Policy:
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise PolicyError([PolicyProblem(source, None, None, "", "the policy file is not UTF-8")]) from exc
+            line = data.count(b"\n", 0, exc.start) + 1
+            column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+            raise PolicyError(
+                [PolicyProblem(source, line, column, "", f"the policy file is not UTF-8 (byte 0x{data[exc.start]:02x})")]
+            ) from exc
         return cls.from_yaml(text, source)
 
     # -- what the file says --

@@ -106,7 +106,11 @@ for _tag, _pattern in (
 
 
 def _compose(text: str, source: str) -> Node | None:
-    loader = _Loader(text)
+    try:
+        # The reader rejects control characters, a BOM in the middle etc. in its constructor.
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        raise PolicyError([_problem_at_offset(source, text, exc.position, _reader_message(exc))]) from exc
     try:
         return loader.get_single_node()  # type: ignore[no-any-return]
     except _AliasFound as exc:
@@ -119,10 +123,31 @@ def _compose(text: str, source: str) -> Node | None:
         if exc.context_mark is not None and mark is not None and exc.context_mark.line != mark.line:
             what += f" (the construct opened at line {exc.context_mark.line + 1})"
         raise PolicyError([_problem_at(source, mark, "", f"YAML syntax error: {what}")]) from exc
+    except yaml.reader.ReaderError as exc:
+        raise PolicyError([_problem_at_offset(source, text, exc.position, _reader_message(exc))]) from exc
     except yaml.YAMLError as exc:
         raise PolicyError([PolicyProblem(source, None, None, "", f"YAML error: {exc}")]) from exc
+    except RecursionError as exc:
+        raise PolicyError([PolicyProblem(source, None, None, "", "the YAML is nested too deeply")]) from exc
     finally:
         loader.dispose()
+
+
+def _reader_message(exc: yaml.reader.ReaderError) -> str:
+    if exc.encoding == "unicode" and isinstance(exc.character, int):
+        return (
+            f"character U+{exc.character:04X} is not allowed in a policy file "
+            "(no control characters but tab and line breaks)"
+        )
+    return "the policy file is not valid UTF-8 text"
+
+
+def _problem_at_offset(source: str, text: str, offset: int, message: str) -> PolicyProblem:
+    """A problem at a character offset of ``text`` (the YAML reader reports offsets, not lines)."""
+    offset = max(0, min(offset, len(text)))
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return PolicyProblem(source, line, column, "", message)
 
 
 def _problem_at(source: str, mark: yaml.Mark | None, field: str, message: str) -> PolicyProblem:

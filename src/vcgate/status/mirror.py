@@ -913,7 +913,7 @@ class RevocationMirror:
             return
         try:
             base, lists, keys, code_hash = self._parse_checkpoint(json.loads(text))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             self._reject_checkpoint(path, str(exc) or type(exc).__name__)
             return
         with self._lock:
