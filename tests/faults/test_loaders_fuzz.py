@@ -155,7 +155,8 @@ def _answers():
 @given(body=_answers(), call=st.sampled_from(["node_chain_id", "block", "code_at", "events"]))
 def test_any_json_rpc_answer_is_a_chain_error(fake_node, body, call):
     require_chain_stack()
-    from vcgate.chain import ChainError, fetch_events
+    from vcgate.chain import fetch_events
+    from vcgate.errors import ChainError
 
     fake_node.body = body
     chain = fake_node.chain
