@@ -305,6 +305,37 @@ def test_policy_reload(tmp_path, caplog):
     assert w.gate.check(view("GET", "/livez", model=None)).allow
 
 
+BAD_EDITS = [
+    pytest.param("  - name: broken\n    requir: {}\n", id="schema-error"),
+    pytest.param("  - name: ctl\x01\n", id="control-character"),
+    pytest.param("  - [unclosed\n", id="yaml-syntax"),
+    pytest.param("\x7f", id="del"),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_EDITS)
+def test_a_failed_reload_is_visible_and_never_reaches_a_request(tmp_path, caplog, bad):
+    w = make_world(AUD, tmp_path=tmp_path)
+    first = w.gate.policy_state
+    assert first.sha256 and not first.stale and first.reload_failures == 0
+    text = w.policy_path.read_text()
+    w.policy_path.write_text(text + bad)
+    with caplog.at_level(logging.ERROR, logger="vcgate.gate"):
+        assert not w.gate.reload_if_changed(force=True)
+        d = w.gate.check(view("GET", "/healthz", model=None))  # answered by the policy in force
+    assert d.allow
+    state = w.gate.policy_state
+    assert state.stale and state.reload_failures == 1 and state.sha256 == first.sha256 and state.last_error
+    assert "not reloaded" in caplog.text and first.sha256[:16] in caplog.text
+    # A good edit recovers, says so, and keeps the count of failures.
+    w.policy_path.write_text(text.replace("/healthz", "/livez"))
+    with caplog.at_level(logging.INFO, logger="vcgate.gate"):
+        assert w.gate.reload_if_changed(force=True)
+    state = w.gate.policy_state
+    assert not state.stale and state.reload_failures == 1 and state.sha256 != first.sha256
+    assert "reloaded" in caplog.text and w.gate.check(view("GET", "/livez", model=None)).allow
+
+
 def test_reload_is_rate_limited(tmp_path):
     w = make_world(AUD, tmp_path=tmp_path, reload_interval=3600)
     w.policy_path.write_text(w.policy_path.read_text().replace("/healthz", "/livez"))

@@ -321,3 +321,20 @@ def test_message_header_has_no_quotes_or_backslashes():
     from vcgate.server.authservice import _one_line
 
     assert _one_line('rule "a\\b"\r\nX: y') == "rule 'a/b'  X: y"
+
+
+def test_a_failed_policy_reload_shows_in_readyz_and_metrics(tmp_path):
+    world = make_world(AUD, tmp_path=tmp_path)
+    client = create_app(AuthService(world.gate)).test_client()
+    ok = client.get("/readyz").get_json()["checks"]["policy"]
+    assert ok["status"] == "ok" and ok["reload_failures"] == 0 and len(ok["sha256"]) == 64
+    world.policy_path.write_text(world.policy_path.read_text() + "  - name: x\x01\n")
+    world.gate.reload_interval = 0
+    r = client.get("/readyz")
+    assert r.status_code == 200  # the last good policy still decides: ready, but stale
+    stale = r.get_json()["checks"]["policy"]
+    assert stale["status"] == "stale" and stale["reload_failures"] == 1 and stale["sha256"] == ok["sha256"]
+    assert stale["last_error"] and stale["last_error_at"].endswith("Z")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "vcgate_policy_reload_failures_total 1.0" in text and "vcgate_policy_stale 1.0" in text
+    assert f'sha256="{ok["sha256"]}"' in text

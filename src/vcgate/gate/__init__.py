@@ -3,6 +3,6 @@
 See ``docs/architecture.md`` for where each concern lives.
 """
 
-from .core import DEFAULT_TOKEN_PATH, GRANT_PREFIX, METADATA_PATH, Decision, Gate, RequestView
+from .core import DEFAULT_TOKEN_PATH, GRANT_PREFIX, METADATA_PATH, Decision, Gate, PolicyState, RequestView
 
-__all__ = ["DEFAULT_TOKEN_PATH", "GRANT_PREFIX", "METADATA_PATH", "Decision", "Gate", "RequestView"]
+__all__ = ["DEFAULT_TOKEN_PATH", "GRANT_PREFIX", "METADATA_PATH", "Decision", "Gate", "PolicyState", "RequestView"]

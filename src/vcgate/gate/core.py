@@ -48,6 +48,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from ..audit import AuditLog, Ticket
@@ -59,7 +60,6 @@ from ..errors import (
     DPoPKeyMismatchError,
     MalformedError,
     NonceMismatchError,
-    PolicyError,
     StoreUnavailableError,
     TokenInvalidError,
     VCGateError,
@@ -78,7 +78,7 @@ from .body import MAX_BODY, TOO_LARGE, model_of, token_form, too_large
 from .pipeline import CHECK, METADATA, TOKEN, Plan, Result, answer, dumps
 from .request import GRANT_PREFIX, Headers, RequestView
 
-__all__ = ["DEFAULT_TOKEN_PATH", "GRANT_PREFIX", "METADATA_PATH", "Decision", "Gate", "RequestView"]
+__all__ = ["DEFAULT_TOKEN_PATH", "GRANT_PREFIX", "METADATA_PATH", "Decision", "Gate", "PolicyState", "RequestView"]
 
 log = logging.getLogger("vcgate.gate")
 
@@ -127,6 +127,26 @@ class _Session(NamedTuple):
 def _quote(text: str) -> str:
     """A safe quoted-string for a challenge parameter (printable ASCII, no quote or backslash)."""
     return "".join(c for c in text if 0x20 <= ord(c) < 0x7F and c not in '"\\')[:200]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyState:
+    """Which policy the gate runs and how its reloads went (``/readyz``, metrics).
+
+    ``stale`` is True while the file on disk is not the policy in force: its last edit did
+    not load (``last_error`` says why) and the previous policy still decides.
+    """
+
+    source: str | None
+    sha256: str | None
+    loaded_at: float
+    reload_failures: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+    @property
+    def stale(self) -> bool:
+        return self.last_error is not None
 
 
 def _model_pending(pd: PolicyDecision) -> bool:
@@ -235,6 +255,9 @@ class Gate:
         self._reload_lock = threading.Lock()
         self._last_stat_check = time.monotonic()
         self._file_sig = self._stat() if self.policy_path else None
+        self._policy_state = PolicyState(
+            source=self.policy_path or policy.source, sha256=getattr(policy, "sha256", None), loaded_at=time.time()
+        )
 
     # --- construction ---------------------------------------------------------------------
 
@@ -261,6 +284,11 @@ class Gate:
     @property
     def policy(self) -> Policy:
         return self._policy
+
+    @property
+    def policy_state(self) -> PolicyState:
+        """The policy in force and the outcome of its reloads."""
+        return self._policy_state
 
     # --- policy reload --------------------------------------------------------------------
 
@@ -293,18 +321,30 @@ class Gate:
             self._file_sig = sig
             try:
                 new = Policy.from_file(self.policy_path)
-            except (PolicyError, OSError) as exc:
-                log.error("vcgate: policy %s not reloaded, keeping the current one: %s", self.policy_path, exc)
-                return False
+            except Exception as exc:  # noqa: BLE001 -- whatever the loader raised, the request must not see it
+                why = exc.message if isinstance(exc, VCGateError) else f"{type(exc).__name__}: {exc}"
+                return self._reload_failed(why)
             if new.audience.rstrip("/") != self.audience:
-                log.error("vcgate: policy %s changes the audience; restart the gateway to change it", self.policy_path)
-                return False
+                return self._reload_failed("the new policy changes the audience; restart the gateway to change it")
             self._policy = new  # one reference assignment: atomic for concurrent readers
             self._needs_body_memo = {}
-            log.info("vcgate: policy %s reloaded", self.policy_path)
+            self._policy_state = PolicyState(
+                source=self.policy_path, sha256=new.sha256, loaded_at=time.time(),
+                reload_failures=self._policy_state.reload_failures,
+            )
+            log.info("vcgate: policy %s reloaded (sha256 %s)", self.policy_path, (new.sha256 or "")[:16])
             return True
         finally:
             self._reload_lock.release()
+
+    def _reload_failed(self, why: str) -> bool:
+        state = self._policy_state
+        self._policy_state = replace(
+            state, reload_failures=state.reload_failures + 1, last_error=why[:500], last_error_at=time.time()
+        )
+        log.error("vcgate: policy %s not reloaded, keeping the one loaded (sha256 %s): %s",
+                  self.policy_path, (state.sha256 or "")[:16], why)
+        return False
 
     # --- helpers for adapters --------------------------------------------------------------
 

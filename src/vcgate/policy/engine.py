@@ -25,6 +25,7 @@ How a request is decided:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -571,6 +572,8 @@ class Policy:
 
     def __init__(self, document: PolicyDocument) -> None:
         self.document = document
+        #: SHA-256 of the YAML text it was loaded from (None when built from a document).
+        self.sha256: str | None = None
         self._trusted: dict[str, frozenset[str] | None] = {i.did: i.types for i in document.trusted_issuers}
         self._rules = tuple(_Rule(spec, document.defaults, document.delegation) for spec in document.rules)
         self._uses_hosts = any(r.hosts for r in self._rules)
@@ -586,7 +589,9 @@ class Policy:
     @classmethod
     def from_yaml(cls, text: str, source: str = "policy.yaml") -> Policy:
         """Parse and validate policy YAML; raises :class:`PolicyError` naming line and field."""
-        return cls(load_policy(text, source))
+        policy = cls(load_policy(text, source))
+        policy.sha256 = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        return policy
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Policy:

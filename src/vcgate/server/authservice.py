@@ -39,6 +39,7 @@ Decisions made here:
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -64,6 +65,10 @@ def _one_line(text: str, limit: int = 512) -> str:
     """A header-safe rendering of a message: no CR/LF or other controls, bounded, and no
     ``"`` or ``\\`` so NGINX can put it in a JSON body verbatim."""
     return "".join(ch if 32 <= ord(ch) < 127 else " " for ch in text).translate(_HEADER_SAFE)[:limit]
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _scheme(value: str | None) -> str:
@@ -93,7 +98,7 @@ class AuthService:
     ) -> None:
         self.gate = gate
         self.mirror = mirror
-        self.metrics = metrics if metrics is not None else Metrics(mirror=mirror, version=__version__,
+        self.metrics = metrics if metrics is not None else Metrics(mirror=mirror, gate=gate, version=__version__,
                                                                    audience=gate.audience)
         self._timer = timer
 
@@ -121,9 +126,19 @@ class AuthService:
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready when the policy is loaded, the mirror (if any) answers and the audit log takes records."""
-        checks: dict[str, Any] = {"policy": "ok"}
         ready = True
         self.gate.reload_if_changed()
+        # A policy edit that does not load keeps the last good policy and the service ready
+        # (taking every replica out over a typo would be an outage); it is reported here and
+        # by vcgate_policy_stale / vcgate_policy_reload_failures_total for alerting.
+        state = self.gate.policy_state
+        checks: dict[str, Any] = {"policy": {
+            "status": "stale" if state.stale else "ok",
+            "sha256": state.sha256,
+            "loaded_at": _iso(state.loaded_at),
+            "reload_failures": state.reload_failures,
+            **({"last_error": state.last_error, "last_error_at": _iso(state.last_error_at)} if state.stale else {}),
+        }}
         if self.mirror is not None:
             lag = self.mirror.lag()
             checks["mirror"] = {

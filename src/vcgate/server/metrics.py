@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
@@ -68,6 +68,32 @@ class _MirrorCollector(Collector):
         yield mismatch
 
 
+class _PolicyCollector(Collector):
+    """``vcgate_policy_*`` read from the gate's :attr:`~vcgate.gate.Gate.policy_state` when scraped."""
+
+    def __init__(self, gate: Any) -> None:
+        self.gate = gate
+
+    def collect(self) -> Iterator[Any]:
+        state = self.gate.policy_state
+        failures = CounterMetricFamily(
+            "vcgate_policy_reload_failures", "Policy file edits that did not load (the previous policy stayed)"
+        )
+        failures.add_metric([], state.reload_failures)
+        yield failures
+        loaded = GaugeMetricFamily("vcgate_policy_loaded_timestamp_seconds", "When the policy in force was loaded")
+        loaded.add_metric([], state.loaded_at)
+        yield loaded
+        stale = GaugeMetricFamily(
+            "vcgate_policy_stale", "1 while the policy file's last edit did not load and the previous policy decides"
+        )
+        stale.add_metric([], 1.0 if state.stale else 0.0)
+        yield stale
+        info = InfoMetricFamily("vcgate_policy", "The policy in force")
+        info.add_metric([], {"sha256": state.sha256 or "", "source": str(state.source or "")})
+        yield info
+
+
 class _InfoCollector(Collector):
     def __init__(self, version: str, audience: str) -> None:
         self.version, self.audience = version, audience
@@ -81,7 +107,7 @@ class _InfoCollector(Collector):
 class Metrics:
     """The service's counters and histogram, and their text exposition."""
 
-    def __init__(self, *, mirror: Any = None, version: str = "", audience: str = "") -> None:
+    def __init__(self, *, mirror: Any = None, gate: Any = None, version: str = "", audience: str = "") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.decisions = Counter(
             "vcgate_decisions",
@@ -99,6 +125,8 @@ class Metrics:
         self.registry.register(_InfoCollector(version, audience))
         if mirror is not None:
             self.registry.register(_MirrorCollector(mirror))
+        if gate is not None:
+            self.registry.register(_PolicyCollector(gate))
 
     def observe(self, adapter: str, allow: bool, code: str | None, seconds: float) -> None:
         self.decisions.labels(adapter, "allow" if allow else "deny", code or "ok").inc()
