@@ -189,6 +189,12 @@ INVALID = [
                  "gpt-4o:", "prices.gpt-4o", "missing required key 'output'", id="price-missing-output"),
     pytest.param("limits:\n  - {name: a, key: $subject, requests: 5, per: 1m, window: 3}\n", "name: a", "limits[0].window",
                  "unknown key", id="unknown-key"),
+    pytest.param("limits:\n  - name: a\n    key: $subject\n    requests: 5\n    per: 2y\n", "per: 2y", "limits[0].per",
+                 "not a duration", id="per-unit-unknown"),
+    pytest.param("limits:\n  - name: a\n    key: $subject\n    requests: 5\n    per: 400d\n", "per: 400d", "limits[0].per",
+                 "at most 366d", id="per-too-long"),
+    pytest.param("limits:\n  - name: a\n    key: $subject\n    usd: 10000000000000\n    per: 1d\n", "usd: 1", "limits[0].usd",
+                 "non-negative amount", id="usd-too-large"),
 ]
 
 

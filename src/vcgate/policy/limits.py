@@ -28,7 +28,7 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from ..errors import LimitUnresolvedError
-from ..stores import Counter
+from ..stores import MAX_WINDOW, Counter
 from .model import MISSING, Template, compile_text_glob, is_number, lookup_claim
 
 __all__ = [
@@ -57,7 +57,8 @@ KEY_VARIABLES = ("$subject", "$principal", "$credential", "$issuer", "$chain")
 DEFAULT_RESERVE = 4096
 #: 1 USD in the integer unit the stores count (micro-USD): exact sums, no float drift.
 USD_UNIT = 1_000_000
-_MAX_NUMBER = 10**15
+# 10**12 USD is 10**18 micro-USD: every count stays inside Redis's 64-bit integers.
+_MAX_NUMBER = 10**12
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _LIMIT_KEYS = ("name", "description", "key", "requests", "tokens", "usd", "per", "default", "reserve")
 _PRICE_KEYS = ("input", "output")
@@ -280,6 +281,9 @@ def _limit(c: Any, node: Node, field_: str, names: dict[str, int]) -> LimitSpec 
         good, number, claim = _number(c, spec[kind][1], f"{field_}.{kind}", kind)
         ok &= good
     per = c.duration(spec["per"][1], f"{field_}.per") if "per" in spec else None
+    if per is not None and per > MAX_WINDOW:
+        c.problem(spec["per"][1], f"{field_}.per", "a limit's window is at most 366d")
+        per = None
     ok &= per is not None
     default = None
     if "default" in spec:
@@ -473,7 +477,10 @@ def plan_limits(
         amount = _amount(spec, estimate, price)
         counter_name = f"{spec.name}/{spec.per}"
         if spec.key == "$chain":
-            hops = caller.chain or (((caller.subject or ""), caller.claims),)
+            if not caller.chain and not caller.subject:
+                raise LimitUnresolvedError(f"limit '{spec.name}' counts by $chain, and this call has no subject",
+                                           limit=spec.name)
+            hops = caller.chain or ((str(caller.subject), caller.claims),)
             path: list[str] = []
             inherited: int | None = None
             for did, claims in hops:
