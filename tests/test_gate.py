@@ -12,6 +12,7 @@ from tests.middleware.helpers import World, make_world
 from tests.support import NOW, make_party
 from vcgate.gate import Decision, Gate, RequestView
 from vcgate.session import create_proof
+from vcgate.stores import MemorySessionStore
 
 AUD = "https://gw.example"
 CHAT = "/v1/chat/completions"
@@ -250,7 +251,7 @@ def test_session_revocation_takes_effect_per_call(w):
 
 def test_session_unknown_to_this_gateway(w):
     token = get_token(w)[2]["access_token"]
-    w.gate._session_cache.clear()
+    w.gate.session_records.cache = MemorySessionStore()  # a replica that never saw the session
     d = session_call(w, token)
     assert (d.status, d.code) == (401, "token_invalid")
     assert d.body["details"]["reason"] == "session_unknown"

@@ -30,7 +30,7 @@ ENV_VARS: dict[str, str] = {
     "VCGATE_POLICY": "policy file (required)",
     "VCGATE_KEY_FILE": "gateway key file that signs access tokens (a vcgate key file)",
     "VCGATE_KEY_PASSPHRASE": "passphrase of an encrypted VCGATE_KEY_FILE",
-    "VCGATE_REDIS_URL": "redis:// URL for the nonce and DPoP replay stores shared by replicas",
+    "VCGATE_REDIS_URL": "redis:// URL for the nonce, DPoP replay, session and limit stores shared by replicas",
     "VCGATE_AUDIT_LOG": "append every decision to this hash-chained JSON-lines file",
     "VCGATE_RPC_URL": "Ethereum JSON-RPC URL: follow the ERC-5539 registry in VCGATE_REGISTRY",
     "VCGATE_REGISTRY": "address of the revocation registry the mirror follows",
@@ -189,11 +189,13 @@ class GateConfig:
         opts["verifier"] = verifier
 
         if self.redis_url:
-            from .stores import RedisNonceStore, RedisReplayStore, redis_client
+            from .stores import RedisCounterStore, RedisNonceStore, RedisReplayStore, RedisSessionStore, redis_client
 
             client = redis_client(self.redis_url, timeout=self.redis_timeout)
             opts["nonce_store"] = RedisNonceStore(client)
             opts["replay_store"] = RedisReplayStore(client)
+            opts["counter_store"] = RedisCounterStore(client)  # limits (docs/limits.md)
+            opts["session_store"] = RedisSessionStore(client)  # a token works at every replica
             closers.append(client.close)
 
         mirror = None

@@ -273,6 +273,10 @@ class TokenIssuer:
     def public_key(self) -> PublicKey:
         return self._key.public_key
 
+    def sign(self, claims: dict[str, Any], *, typ: str) -> str:
+        """Sign other gateway-issued claims (a usage reservation) with the token key."""
+        return sign_jws(self._key, claims, typ=typ, kid=self.kid)
+
     def issue(
         self,
         *,
@@ -563,6 +567,11 @@ class DPoPVerifier:
         ``iat + max_age + leeway``; one more second covers the inclusive boundaries.
         """
         return self._max_age + 2 * self._leeway + 1
+
+    @property
+    def replay_store(self) -> ReplayStore:
+        """Where proofs' ``jti`` are remembered (also used to settle each usage report once)."""
+        return self._replay
 
     @property
     def requires_nonce(self) -> bool:

@@ -27,7 +27,7 @@ from .base import EXISTING_FILE, CLIError, cli, did_web_ports_option, info, warn
               help="Gateway key file that signs access tokens; without it tokens die with the process. "
                    "Passphrase from VCGATE_KEY_PASSPHRASE. [env: VCGATE_KEY_FILE]")
 @click.option("--redis", "redis_url", default=None, envvar="VCGATE_REDIS_URL", metavar="URL",
-              help="redis:// URL for nonce and DPoP replay stores shared by replicas. [env: VCGATE_REDIS_URL]")
+              help="redis:// URL for the nonce, DPoP replay, session and limit stores shared by replicas. [env: VCGATE_REDIS_URL]")
 @click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), default=None, envvar="VCGATE_AUDIT_LOG",
               help="Append every decision to this hash-chained log. [env: VCGATE_AUDIT_LOG]")
 @click.option("--rpc", "rpc_url", default=None, envvar="VCGATE_RPC_URL", metavar="URL",

@@ -46,7 +46,6 @@ import os
 import threading
 import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
@@ -56,6 +55,7 @@ from ..credentials.delegation import is_link
 from ..credentials.models import VerifiedCredential, VerifiedPresentation
 from ..credentials.verifier import Verifier
 from ..errors import (
+    QuotaExceededError,
     AuditUnavailableError,
     DPoPKeyMismatchError,
     MalformedError,
@@ -73,7 +73,27 @@ from ..policy import (
     StatusOutcome,
 )
 from ..session import DPoPVerifier, SessionVerifier, TokenIssuer, TokenVerifier
-from ..stores import MemoryNonceStore, MemoryReplayStore, NonceStore, ReplayStore
+from ..stores import (
+    CounterStore,
+    MemoryCounterStore,
+    MemoryNonceStore,
+    MemoryReplayStore,
+    MemorySessionStore,
+    NonceStore,
+    ReplayStore,
+    SessionStore,
+)
+from ..usage import (
+    RESERVATION_TYP,
+    LimitMetrics,
+    Meter,
+    Metered,
+    Usage,
+    charge_claims,
+    charge_from_token,
+    meter_call,
+)
+from .sessions import SessionRecords
 from .body import MAX_BODY, TOO_LARGE, model_of, token_form, too_large
 from .pipeline import CHECK, METADATA, TOKEN, Plan, Result, answer, dumps
 from .request import GRANT_PREFIX, Headers, RequestView
@@ -117,11 +137,9 @@ class Decision(NamedTuple):
     headers: Headers = ()
     body: Mapping[str, Any] | None = None
     policy_decision: PolicyDecision | None = None
-
-
-class _Session(NamedTuple):
-    holder: str
-    credentials: tuple[VerifiedCredential, ...]
+    #: The call's charge against its limits (docs/limits.md): settle it with
+    #: :meth:`Gate.finish_call` once the response is known, or :meth:`Gate.abort_call`.
+    metered: Metered | None = None
 
 
 def _quote(text: str) -> str:
@@ -177,6 +195,13 @@ class Gate:
     :param clock: POSIX seconds; tests pass a fixed one.
     :param max_body: the most request-body bytes an adapter reads for the gate (the token
         request, or a body whose ``model`` a rule needs); more is refused ``too_large`` (413).
+    :param counter_store: where the policy's ``limits:`` are counted (default in-memory; a
+        :class:`~vcgate.stores.RedisCounterStore` for several replicas). docs/limits.md.
+    :param session_store: sessions every replica can find (a
+        :class:`~vcgate.stores.RedisSessionStore`); without one a session is known only to
+        the replica that issued its token.
+    :param limit_metrics: :class:`~vcgate.usage.LimitMetrics` to count limits in Prometheus.
+    :param session_cache_bytes, sessions_per_holder: bounds of the in-process session cache.
     """
 
     def __init__(
@@ -197,12 +222,16 @@ class Gate:
         token_lifetime: float = 300,
         nonce_ttl: float = 300,
         algorithms: Sequence[str] = ALGORITHMS,
-        session_cache_size: int = 65536,
         reload_interval: float = 1.0,
         audit: AuditLog | None = None,
         audit_durability: str = "sync",
         audit_timeout: float = 5.0,
         max_body: int = MAX_BODY,
+        counter_store: CounterStore | None = None,
+        session_store: SessionStore | None = None,
+        limit_metrics: LimitMetrics | None = None,
+        session_cache_bytes: int = 64 * 1024 * 1024,
+        sessions_per_holder: int = 16,
     ) -> None:
         if audit_durability not in ("sync", "async"):
             raise ValueError("audit_durability must be 'sync' or 'async'")
@@ -243,8 +272,15 @@ class Gate:
         self.sessions = SessionVerifier(tokens=token_verifier, proofs=dpop_verifier)
         self.token_path = token_path
         self.token_endpoint_url = self.audience + token_path
-        self._session_cache: OrderedDict[str, _Session] = OrderedDict()
-        self._session_cache_size = session_cache_size
+        self.meter = Meter(store=counter_store if counter_store is not None else MemoryCounterStore(),
+                           metrics=limit_metrics)
+        # Verified sessions of this process, bounded per holder and in bytes (their records'
+        # size); the shared store, if any, is where other replicas' sessions are found.
+        self.session_records = SessionRecords(
+            verifier=self.verifier, store=session_store,
+            cache=MemorySessionStore(max_bytes=session_cache_bytes, max_per_holder=sessions_per_holder),
+            clock=clock,
+        )
         self._lock = threading.Lock()
         self._needs_body_memo: dict[tuple[str, str], bool] = {}
         self._policy_needs_body: tuple[Policy | None, bool] = (None, True)
@@ -390,7 +426,8 @@ class Gate:
                 return Plan(METADATA, False, 0)
             if path == self.token_path:
                 return Plan(TOKEN, True, self.max_body)
-        return Plan(CHECK, self.needs_body(view.method, path), self.max_body)
+        read = self.needs_body(view.method, path) or self._policy.limits_need_body
+        return Plan(CHECK, read, self.max_body)
 
     def run(self, plan: Plan, view: RequestView, body: bytes | None = None, *, wait: bool = True) -> Result:
         """Answer or authorise one request; never raises for anything the client sent.
@@ -440,6 +477,80 @@ class Gate:
                                                decision=d, ticket=ticket)
 
     def _check_request(self, view: RequestView, body: bytes | None) -> Decision:
+        """:meth:`_decide_body`, then the call is admitted against its limits."""
+        d = self._decide_body(view, body)
+        if not d.allow or d.policy_decision is None or not self._policy.has_limits:
+            return d
+        return self._limit(d, body if type(body) is bytes else None)
+
+    def _limit(self, d: Decision, body: bytes | None) -> Decision:
+        """Reserve the call's limits (docs/limits.md): a 429, 403 or 503 refusal, or ``d``
+        carrying its charge, the body to send upstream and the RateLimit headers."""
+        try:
+            metered = meter_call(self.meter, self._policy, d.policy_decision, body, holder=d.holder)
+        except QuotaExceededError as exc:
+            r = self._refuse(exc.status, exc.code, exc.message, details=exc.details, pd=d.policy_decision)
+            return r._replace(headers=(*r.headers, *getattr(exc, "headers", ())))
+        except VCGateError as exc:  # limit_unresolved (403), store_unavailable / store_full (503)
+            return self._refuse(exc.status, exc.code, exc.message, details=exc.details, pd=d.policy_decision)
+        return d if metered is None else d._replace(metered=metered)
+
+    def finish_call(self, decision: Decision | None, usage: Usage | None, *, ok: bool = True) -> None:
+        """The upstream answered: commit the call's usage (``ok=False``: it failed, release).
+
+        Adapters call this once per forwarded call whose decision carries ``metered``.
+        A store that cannot take it now leaves the reservation charged (logged): a budget is
+        never widened by a failure.
+        """
+        metered = decision.metered if decision is not None else None
+        if metered is None:
+            return
+        try:
+            if ok:
+                used = self.meter.settle(metered.charge, usage)
+            else:
+                self.meter.release(metered.charge)
+                used = None
+        except VCGateError as exc:
+            log.error("vcgate: usage not recorded, the reservation stays charged: %s", exc.message)
+            return
+        if self.audit is not None and used is not None:
+            names = {}
+            for r, units in zip(metered.charge.plan.limits, used):
+                names[r.name] = max(names.get(r.name, 0), units)
+            try:
+                self.audit.append({"outcome": "usage", "subject": decision.subject, "rule": decision.rule,
+                                   "usage": names})
+            except (AuditUnavailableError, ValueError) as exc:
+                log.error("vcgate: usage record not audited: %s", exc)
+
+    def reservation(self, decision: Decision | None) -> str | None:
+        """The signed reservation of a metered call, for a gateway that reports usage later
+        (``X-Vcgate-Reservation``; docs/limits.md, "The usage report")."""
+        metered = decision.metered if decision is not None else None
+        if metered is None:
+            return None
+        claims = charge_claims(metered.charge, issuer=self.audience, now=self._clock())
+        return self.token_issuer.sign(claims, typ=RESERVATION_TYP)
+
+    def report_usage(self, reservation: str, usage: Usage | None, *, ok: bool = True) -> None:
+        """Settle (or with ``ok=False`` release) a reservation a gateway reports; each once.
+
+        Raises :class:`~vcgate.errors.MalformedError` for a reservation that is not this
+        gateway's, has expired or was reported before; ``StoreUnavailableError`` (503).
+        """
+        charge = charge_from_token(reservation, key=self.token_issuer.public_key, issuer=self.audience,
+                                   now=self._clock(), replay=self.dpop_verifier.replay_store)
+        if ok:
+            self.meter.settle(charge, usage)
+        else:
+            self.meter.release(charge)
+
+    def abort_call(self, decision: Decision | None) -> None:
+        """The call failed or was cancelled before an answer: release its tokens and cost."""
+        self.finish_call(decision, None, ok=False)
+
+    def _decide_body(self, view: RequestView, body: bytes | None) -> Decision:
         """:meth:`_decide` once the body (if read) gave the model, under the body rules."""
         if body is None:
             return self._decide(view)
@@ -638,6 +749,8 @@ class Gate:
             value = getattr(d, name)
             if value is not None:
                 rec[name] = value
+        if d.metered is not None:
+            rec["reserved"] = d.metered.reserved
         try:
             ticket = self.audit.append(rec)  # type: ignore[union-attr]
         except AuditUnavailableError as exc:
@@ -758,10 +871,10 @@ class Gate:
             return self._from_error(exc, dpop_error=True)
         except ValueError:  # our own URL could not be rebuilt (bad Host)
             return self._refuse(400, "request_invalid", "the request URI is not valid")
-        with self._lock:
-            entry = self._session_cache.get(session.token.jti)
-            if entry is not None:
-                self._session_cache.move_to_end(session.token.jti)
+        try:
+            entry = self.session_records.find(session.token)
+        except VCGateError as exc:  # the shared store cannot answer: 503, never a guess
+            return self._from_error(exc)
         if entry is None:
             return self._from_error(
                 TokenInvalidError("this gateway does not know the token's session; present again", reason="session_unknown"),
@@ -822,18 +935,20 @@ class Gate:
             return self._from_policy(pd, holder=pres.holder, mode=None)._replace(subject=pres.holder)
         creds = admission.credentials
         scopes = list(pd.grants.scopes)
+        record = self.session_records.record(pres.holder, creds)
         token = self.token_issuer.issue(
             subject=pres.holder,
             holder_jkt=proof.jkt,
             scopes=scopes,
             audience=self.audience,
             credential_ids=[c.id for c in creds if c.id],
+            extra=self.session_records.claims(record),
         )
         at = self.sessions.tokens.verify(token)  # also warms the token cache
-        with self._lock:
-            self._session_cache[at.jti] = _Session(pres.holder, creds)
-            while len(self._session_cache) > self._session_cache_size:
-                self._session_cache.popitem(last=False)
+        try:
+            self.session_records.keep(at, pres.holder, creds, record)
+        except VCGateError as exc:
+            return self._from_error(exc)
         body: dict[str, Any] = {
             "access_token": token,
             "token_type": "DPoP",

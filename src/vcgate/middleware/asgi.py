@@ -25,6 +25,7 @@ from typing import Any
 from ..gate import Decision, Gate, RequestView
 from ..gate.pipeline import TOO_LARGE, Result
 from ..gate.request import is_gate_header
+from ..usage import ResponseUsage
 
 __all__ = ["VCGateMiddleware"]
 
@@ -130,7 +131,11 @@ class VCGateMiddleware:
         scope = dict(scope)
         scope["headers"] = _upstream_headers(scope.get("headers") or [], result)
         scope["vcgate"] = result.decision
-        await self.app(scope, receive if body is None else _replay(body, receive), send)
+        metered = result.decision.metered if result.decision is not None else None
+        if metered is None:
+            await self.app(scope, receive if body is None else _replay(body, receive), send)
+            return
+        await _metered_call(self.app, gate, result.decision, scope, receive, send, body)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         gate = self.gate
@@ -181,6 +186,49 @@ def _upstream_headers(headers: Any, result: Result) -> list[tuple[bytes, bytes]]
     for k, v in result.grants:
         append((k.lower().encode("latin-1"), v.encode("latin-1")))
     return out
+
+
+async def _metered_call(app: ASGIApp, gate: Gate, decision: Decision, scope: Scope, receive: Receive, send: Send,
+                        body: bytes | None) -> None:
+    """Call the app for a call charged against limits (docs/limits.md): the body the limits
+    need sent upstream, ``RateLimit`` headers on the answer, and the answer's ``usage``
+    settled when its last byte is sent -- or the charge released if the call fails."""
+    metered = decision.metered
+    assert metered is not None
+    if metered.body is not None:  # an output cap or include_usage was added
+        body = metered.body
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+        scope["headers"].append((b"content-length", str(len(body)).encode()))
+    reader = ResponseUsage(strip_usage_chunk=metered.strip_usage_chunk)
+    state = {"status": 0, "done": False}
+
+    async def metered_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            state["status"] = message["status"]
+            headers = list(message.get("headers") or [])
+            ctype = next((v.decode("latin-1") for k, v in headers if k.lower() == b"content-type"), None)
+            reader.start(ctype)
+            if metered.strip_usage_chunk and ctype and "event-stream" in ctype:
+                headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+            headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in metered.headers)
+            message = {**message, "headers": headers}
+        elif message["type"] == "http.response.body" and not state["done"]:
+            chunk = reader.feed(message.get("body", b""))
+            if not message.get("more_body", False):
+                rest, usage = reader.finish()
+                await send({**message, "body": chunk + rest})
+                state["done"] = True  # the client has the whole answer: settle what it used
+                await asyncio.to_thread(gate.finish_call, decision, usage, ok=state["status"] < 400)
+                return
+            message = {**message, "body": chunk}
+        await send(message)
+
+    try:
+        await app(scope, receive if body is None else _replay(body, receive), metered_send)
+    finally:
+        if not state["done"]:  # the app failed or the client went away: give the reservation back
+            state["done"] = True
+            await asyncio.to_thread(gate.abort_call, decision)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from ..gate import Gate, RequestView
 from ..gate.pipeline import TOO_LARGE, Result
 from ..gate.request import is_gate_header
+from ..usage import ResponseUsage
 
 __all__ = ["VCGateWSGI", "environ_headers", "environ_path"]
 
@@ -126,4 +127,63 @@ class VCGateWSGI:
         for name, value in result.grants:
             environ["HTTP_" + name.upper().replace("-", "_")] = value
         environ["vcgate.decision"] = result.decision
-        return self.app(environ, start_response)
+        if result.decision is None or result.decision.metered is None:
+            return self.app(environ, start_response)
+        return _Metered(self.app, gate, result.decision, environ, start_response)
+
+
+class _Metered:
+    """The app's answer to a call charged against limits (docs/limits.md): the body the limits
+    need sent upstream, ``RateLimit`` headers added, the answer's ``usage`` settled once its
+    last byte was produced -- or the charge released if the app fails or the answer is cut."""
+
+    def __init__(self, app: Any, gate: Gate, decision: Any, environ: dict[str, Any], start_response: Any) -> None:
+        metered = decision.metered
+        self.gate, self.decision = gate, decision
+        self.reader = ResponseUsage(strip_usage_chunk=metered.strip_usage_chunk)
+        self.status = 0
+        self.done = False
+        if metered.body is not None:  # an output cap or include_usage was added
+            environ["wsgi.input"] = io.BytesIO(metered.body)
+            environ["CONTENT_LENGTH"] = str(len(metered.body))
+
+        def metered_start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            self.status = int(status.split(" ", 1)[0])
+            ctype = next((v for k, v in headers if k.lower() == "content-type"), None)
+            self.reader.start(ctype)
+            if metered.strip_usage_chunk and ctype and "event-stream" in ctype:
+                headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            return start_response(status, [*headers, *metered.headers], exc_info)
+
+        try:
+            self.inner = app(environ, metered_start)
+        except BaseException:
+            self._abort()
+            raise
+
+    def __iter__(self) -> Any:
+        try:
+            for chunk in self.inner:
+                out = self.reader.feed(chunk)
+                if out:
+                    yield out
+            rest, usage = self.reader.finish()
+            if rest:
+                yield rest
+            self.done = True
+            self.gate.finish_call(self.decision, usage, ok=self.status < 400)
+        finally:
+            self._abort()
+
+    def _abort(self) -> None:
+        if not self.done:
+            self.done = True
+            self.gate.abort_call(self.decision)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.inner, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._abort()

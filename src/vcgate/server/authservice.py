@@ -47,7 +47,14 @@ from .. import __version__
 from ..gate import Gate, RequestView
 from ..gate.pipeline import TOO_LARGE, Result, dumps
 from ..middleware.wsgi import environ_headers, environ_path
+from ..errors import MalformedError, VCGateError
+from ..strictjson import loads_strict
+from ..usage import LimitMetrics, Usage
 from .metrics import CONTENT_TYPE, Metrics
+
+#: Where a gateway reports the usage of a call the auth service reserved (docs/limits.md).
+USAGE_PATH = "/.well-known/vcgate/usage"
+_MAX_USAGE_REPORT = 64 * 1024
 
 __all__ = ["AuthService", "create_app"]
 
@@ -100,6 +107,8 @@ class AuthService:
         self.mirror = mirror
         self.metrics = metrics if metrics is not None else Metrics(mirror=mirror, gate=gate, version=__version__,
                                                                    audience=gate.audience)
+        if gate.meter.metrics is None:  # limits counted per limit name in the service's registry
+            gate.meter.metrics = LimitMetrics(self.metrics.registry)
         self._timer = timer
 
     # --- deciding -------------------------------------------------------------------------
@@ -205,6 +214,16 @@ class AuthService:
         headers.append(("X-Vcgate-Message", _one_line(d.message if d is not None else "")))
         return headers
 
+    def limit_headers(self, result: Result) -> list[tuple[str, str]]:
+        """For a call charged against limits: its signed reservation (``X-Vcgate-Reservation``,
+        for the usage report) and the RateLimit values, for the gateway to use; never meant
+        for the client or the upstream (docs/limits.md)."""
+        d = result.decision
+        if d is None or d.metered is None:
+            return []
+        token = self.gate.reservation(d)
+        return [("X-Vcgate-Reservation", token)] if token else []
+
     def answer_forward(self, result: Result, *, flavour: str) -> tuple[int, list[tuple[str, str]], bytes]:
         """NGINX / Traefik answer: 200 with grants, or the refusal."""
         if result.forward:
@@ -212,6 +231,7 @@ class AuthService:
             d = result.decision
             if d is not None and d.subject:
                 headers.append(("X-Vcgate-Decision-Subject", d.subject))
+            headers.extend(self.limit_headers(result))
             return 200, headers, b""
         headers = self.refusal_headers(result)
         status = result.status
@@ -233,6 +253,7 @@ class AuthService:
             drop = [h for h in drop if h not in granted]
             if drop:
                 headers.append(("x-envoy-auth-headers-to-remove", ",".join(drop)))
+            headers.extend(self.limit_headers(result))
             return 200, headers, b""
         headers = self.refusal_headers(result)
         headers.append(("Content-Type", "application/json"))
@@ -331,6 +352,23 @@ def create_app(service: AuthService, *, envoy_prefix: str = "/envoy") -> Any:
         return send(service.handle(view, "token", read_body(gate.max_body), endpoints=True))
 
     app.add_url_rule(gate.token_path, "token", token, methods=_ALL_METHODS)
+
+    @app.post(USAGE_PATH)
+    def usage() -> Response:
+        """The usage report of a gateway that cannot show the gate its responses (docs/limits.md)."""
+        data = read_body(_MAX_USAGE_REPORT)
+        try:
+            report = loads_strict(data if type(data) is bytes else b"", max_depth=4, what="the usage report")
+            if not isinstance(report, dict) or not isinstance(report.get("reservation"), str):
+                raise MalformedError("the usage report needs a 'reservation'")
+            failed = report.get("outcome") == "failed"
+            used = Usage.from_mapping(report.get("usage"))
+            if not failed and report.get("usage") is not None and used is None:
+                raise MalformedError("'usage' needs prompt_tokens and completion_tokens (non-negative integers)")
+            gate.report_usage(report["reservation"], used, ok=not failed)
+        except VCGateError as exc:
+            return respond(exc.status, [("Cache-Control", "no-store")], exc.to_dict())
+        return Response(status=204)
 
     def forward(flavour: str) -> Response:
         view = service.forward_view(environ_headers(request.environ), flavour=flavour)
