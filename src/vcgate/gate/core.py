@@ -14,14 +14,17 @@ Decisions made here (see also the module docs of each method):
   public route is allowed, an explicit or default deny is answered, and only routes that need a
   credential pay for verification.
 * **Session calls re-run the policy.** The token endpoint keeps the verified credentials of
-  each session it issues in a bounded in-process cache keyed by the token's ``jti``. Each
-  session call re-decides with those credentials (so path, model and claim rules apply per
-  call) and with a fresh status check (the mirror / status list lookups are in-memory), so a
-  revocation takes effect within a call, not a token lifetime. A token whose session is not
-  in the cache (another replica issued it, the process restarted, the cache evicted it) is
-  refused ``token_invalid`` (reason ``session_unknown``) with the challenge: the client simply
-  presents again. Several replicas therefore need sticky sessions or pay one extra
-  presentation per replica.
+  each session it issues in an in-process cache bounded per holder and in bytes, keyed by the
+  token's ``jti``, and -- with a ``session_store`` -- in the store every replica reads
+  (``gate/sessions.py``). Each session call re-decides with those credentials (so path, model
+  and claim rules apply per call) and with a fresh status check (the mirror / status list
+  lookups are in-memory), so a revocation takes effect within a call, not a token lifetime.
+  A token whose session no replica has (expired or evicted, or no shared store and another
+  replica issued it) is refused ``token_invalid`` (reason ``session_unknown``) with the
+  challenge: the client simply presents again.
+* **Allowed calls are admitted against their limits** (docs/limits.md) in one atomic
+  reservation on the ``counter_store``; the decision carries the charge (``metered``) that
+  the adapter settles with the response's usage (:meth:`Gate.finish_call`) or releases.
 * **Every decision is audited, durably before it is answered.** With an
   :class:`~vcgate.audit.AuditLog` configured, each decision of :meth:`Gate.check` and
   :meth:`Gate.token_endpoint` (allow and deny, challenges included) is appended with the
