@@ -245,17 +245,8 @@ def _limit(c: Any, node: Node, field_: str, names: dict[str, int]) -> LimitSpec 
     ok = True
     name = None
     if "name" in spec:
-        name_node = spec["name"][1]
-        name = c.string(name_node, f"{field_}.name", max_len=64)
-        if name is not None and not _NAME.fullmatch(name):
-            c.problem(name_node, f"{field_}.name", "limit names are letters, digits and _ . : - (at most 64)")
-            name = None
-        if name is not None:
-            if name in names:
-                c.problem(name_node, f"{field_}.name", f"duplicate limit name '{name}' (first at line {names[name]})")
-                name = None
-            else:
-                names[name] = name_node.start_mark.line + 1
+        name = c.unique_name(spec["name"][1], f"{field_}.name", names, _NAME,
+                             "limit names are letters, digits and _ . : - (at most 64)", what="limit", max_len=64)
         ok &= name is not None
     if "description" in spec:
         c.string(spec["description"][1], f"{field_}.description")

@@ -642,6 +642,23 @@ class _Checker:
             return None
         return str(node.value)
 
+    def unique_name(
+        self, node: Node, field: str, names: dict[str, int], pattern: re.Pattern[str], rule: str, *, what: str,
+        max_len: int = _MAX_NAME,
+    ) -> str | None:
+        """A name matching ``pattern`` (``rule`` says how, when not) that ``names`` has not
+        seen (``what``: "rule", "limit"); recorded in ``names`` with its line."""
+        name = self.string(node, field, max_len=max_len)
+        if name is not None and not pattern.fullmatch(name):
+            self.problem(node, field, rule)
+            return None
+        if name is not None:
+            if name in names:
+                self.problem(node, field, f"duplicate {what} name '{name}' (first at line {names[name]})")
+                return None
+            names[name] = _line(node)
+        return name
+
     def boolean(self, node: Node, field: str) -> bool | None:
         if not (isinstance(node, ScalarNode) and node.tag == _BOOL):
             shown = f" {node.value!r}" if isinstance(node, ScalarNode) else ""
@@ -925,17 +942,8 @@ def _rule(c: _Checker, node: Node, field: str, trusted: set[str] | None, names: 
     ok = True
     name = None
     if "name" in spec:
-        name_node = spec["name"][1]
-        name = c.string(name_node, f"{field}.name", max_len=_MAX_NAME)
-        if name is not None and not _RULE_NAME.fullmatch(name):
-            c.problem(name_node, f"{field}.name", "rule names are letters, digits and _ . : - (starting with a letter or digit)")
-            name = None
-        if name is not None:
-            if name in names:
-                c.problem(name_node, f"{field}.name", f"duplicate rule name '{name}' (first at line {names[name]})")
-                name = None
-            else:
-                names[name] = _line(name_node)
+        name = c.unique_name(spec["name"][1], f"{field}.name", names, _RULE_NAME,
+                             "rule names are letters, digits and _ . : - (starting with a letter or digit)", what="rule")
     if "description" in spec:
         c.string(spec["description"][1], f"{field}.description")
     allow = c.boolean(spec["allow"][1], f"{field}.allow") if "allow" in spec else True
