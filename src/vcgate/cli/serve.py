@@ -70,7 +70,11 @@ from .base import EXISTING_FILE, CLIError, cli, did_web_ports_option, info, warn
 @click.option("--ca-bundle", type=EXISTING_FILE, default=None, help="CA bundle for did:web / status-list fetches.")
 @did_web_ports_option
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
-              help="Worker threads of the HTTP server (and of the gRPC server).")
+              help="Threads of each worker's HTTP server (and of its gRPC server).")
+@click.option("--workers", default=None, type=click.IntRange(1, 256), envvar="VCGATE_WORKERS",
+              help="Worker processes sharing the port(s): one per core for a CPU-bound check. Default: the "
+                   "number of cores with --redis, else 1 (workers share nonces, DPoP replay and sessions only "
+                   "through --redis). [env: VCGATE_WORKERS]")
 @click.option("--envoy-prefix", default="/envoy", show_default=True,
               help="The ext_authz HTTP path_prefix configured in Envoy.")
 @click.option("--vc-api", is_flag=True, envvar="VCGATE_VC_API",
@@ -113,6 +117,7 @@ def serve(
     ca_bundle: Path | None,
     did_web_ports: tuple[int, ...],
     threads: int,
+    workers: int | None,
     envoy_prefix: str,
     vc_api: bool,
     issuer_key: Path | None,
@@ -122,9 +127,10 @@ def serve(
 ) -> None:
     """Run the auth service that NGINX, Envoy and Traefik ask about each request.
 
-    One process, served by waitress (a production WSGI server) with --threads workers. It
-    holds the access-token sessions and (without --redis) the nonce and replay stores in
-    memory, so run one process per replica; several replicas share --redis and --key-file.
+    Served by waitress (a production WSGI server) with --threads threads in each of --workers
+    processes (default: one per core with --redis, else one). Without --redis the nonce, replay
+    and session stores are in memory, so one process serves; workers and replicas share --redis
+    and --key-file.
 
     \b
     Endpoints (HTTP port):
@@ -193,21 +199,53 @@ def serve(
         ca_bundle=str(ca_bundle) if ca_bundle else None,
         did_web_ports=did_web_ports,
     )
+    workers = _workers(workers, redis_url, grpc_port)
+    gate_options: dict[str, Any] = {}
     if key_file is None:
         warn("no --key-file: access tokens are signed by a key generated now; they die with this process")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # the no-key warning, said once above
-        runtime = config.build()
-    try:
-        service = AuthService(runtime.gate, mirror=runtime.mirror)
-        app = create_app(service, envoy_prefix=envoy_prefix)
-        if vcapi is not None:
-            from ..server.vcapi import create_blueprint
+        if workers > 1:  # generated once, before the fork: every worker accepts every token
+            from ..keys import PrivateKey
 
-            app.register_blueprint(create_blueprint(vcapi))
-        _run(app, service, host=host, port=port, grpc_port=grpc_port, threads=threads)
-    finally:
-        runtime.close()
+            gate_options["gateway_key"] = PrivateKey.generate("EdDSA")
+
+    def run(worker: int | None = None, sock: Any = None) -> None:
+        cfg = config
+        if worker is not None:
+            from dataclasses import replace
+
+            from ..server.workers import per_worker_path
+
+            cfg = replace(config, audit_log=per_worker_path(config.audit_log, worker),
+                          mirror_checkpoint=per_worker_path(config.mirror_checkpoint, worker))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the no-key warning, said once above
+            runtime = cfg.build(**gate_options)
+        try:
+            service = AuthService(runtime.gate, mirror=runtime.mirror)
+            app = create_app(service, envoy_prefix=envoy_prefix)
+            if vcapi is not None:
+                from ..server.vcapi import create_blueprint
+
+                app.register_blueprint(create_blueprint(vcapi))
+            _run(app, service, host=host, port=port, grpc_port=grpc_port, threads=threads, sock=sock)
+        finally:
+            runtime.close()
+
+    if workers == 1:
+        run()
+        return
+    from ..server.workers import bind, supervise
+
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        raise CLIError("io_error", f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    bound = sock.getsockname()[1]
+    where = f"http://{host}:{bound}" + (f", grpc {host}:{grpc_port}" if grpc_port is not None else "")
+    info(f"vcgate serve: listening on {where} ({workers} workers, policy {policy_file}, audience {_audience(policy_file)})")
+    code = supervise(workers, lambda index: run(index, sock), log=warn)
+    info("vcgate serve: stopped")
+    raise SystemExit(code)
 
 
 def _vcapi_service(
@@ -277,7 +315,33 @@ def _passphrase() -> str | None:
     return os.environ.get("VCGATE_KEY_PASSPHRASE") or None
 
 
-def _run(app: Any, service: Any, *, host: str, port: int, grpc_port: int | None, threads: int) -> None:
+def _workers(workers: int | None, redis_url: str | None, grpc_port: int | None) -> int:
+    """The number of worker processes (see --workers), checked against what they must share."""
+    import os
+
+    if workers is None:
+        return (os.cpu_count() or 1) if redis_url else 1
+    if workers > 1 and not redis_url:
+        raise click.UsageError(
+            "--workers above 1 needs --redis (VCGATE_REDIS_URL): workers share nonces, DPoP replay and sessions "
+            "only through Redis; without it a proof used at one worker could be replayed at another"
+        )
+    if workers > 1 and grpc_port == 0:
+        raise click.UsageError("--workers above 1 needs a fixed --grpc-port (the workers share it), not 0")
+    return workers
+
+
+def _audience(policy_file: Path) -> str:
+    from ..policy import Policy
+
+    try:
+        return Policy.from_file(policy_file).audience
+    except Exception:  # noqa: BLE001 -- each worker loads it again and reports what is wrong
+        return "?"
+
+
+def _run(app: Any, service: Any, *, host: str, port: int, grpc_port: int | None, threads: int,
+         sock: Any = None) -> None:
     from waitress.server import create_server
 
     grpc_server = None
@@ -288,7 +352,8 @@ def _run(app: Any, service: Any, *, host: str, port: int, grpc_port: int | None,
     # X-Forwarded-Proto/-Host describe the *original* request (Traefik's ForwardAuth, NGINX and
     # Envoy set them) and are read as data by the service; waitress 3 deletes them by default
     # unless a trusted proxy is configured, so keep them. Only the gateway reaches this port.
-    server = create_server(app, host=host, port=port, threads=threads, ident="vcgate", clear_untrusted_proxy_headers=False)
+    where_to = {"sockets": [sock]} if sock is not None else {"host": host, "port": port}
+    server = create_server(app, threads=threads, ident="vcgate", clear_untrusted_proxy_headers=False, **where_to)
     bound = server.effective_port
 
     def stop(signum: int, frame: Any) -> None:
@@ -296,8 +361,9 @@ def _run(app: Any, service: Any, *, host: str, port: int, grpc_port: int | None,
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    where = f"http://{host}:{bound}" + (f", grpc {host}:{grpc_port}" if grpc_server is not None else "")
-    info(f"vcgate serve: listening on {where} (policy {service.gate.policy_path}, audience {service.gate.audience})")
+    if sock is None:  # a worker: the supervisor said where it listens
+        where = f"http://{host}:{bound}" + (f", grpc {host}:{grpc_port}" if grpc_server is not None else "")
+        info(f"vcgate serve: listening on {where} (policy {service.gate.policy_path}, audience {service.gate.audience})")
     try:
         server.run()
     except (KeyboardInterrupt, SystemExit):
@@ -306,4 +372,5 @@ def _run(app: Any, service: Any, *, host: str, port: int, grpc_port: int | None,
         server.close()
         if grpc_server is not None:
             grpc_server.stop(grace=2).wait(5)
-        info("vcgate serve: stopped")
+        if sock is None:
+            info("vcgate serve: stopped")
