@@ -146,16 +146,26 @@ def test_a_made_up_link_does_not_unbind_someone_elses_credential(w: World) -> No
     from tests.chains import raw_link
 
     victim = w.root()  # the user's credential, copied by mallory
-    mallory = make_party()
-    fake = raw_link(mallory, victim, mallory.did)  # "delegated" by mallory herself
-    vp = create_presentation(mallory.key, holder=mallory.did, kid=mallory.kid, credentials=[victim, fake],
-                             audience="https://gw", nonce="n", issued_at=NOW)
-    with pytest.raises(VCGateError) as info:
-        w.verifier().verify_presentation(vp, audience="https://gw", nonce="n", holder_binding=True)
-    assert info.value.code == "holder_mismatch"
+    mallory, accomplice = make_party(), make_party()
+    for to, code in ((mallory, "delegation_issuer_mismatch"), (accomplice, "holder_mismatch")):
+        fake = raw_link(mallory, victim, to.did)  # "delegated" by mallory herself
+        vp = create_presentation(mallory.key, holder=mallory.did, kid=mallory.kid, credentials=[victim, fake],
+                                 audience="https://gw", nonce="n", issued_at=NOW)
+        with pytest.raises(VCGateError) as info:
+            w.verifier().verify_presentation(vp, audience="https://gw", nonce="n", holder_binding=True)
+        assert info.value.code == code
 
 
 def test_a_vcdm11_root_can_be_delegated(w: World) -> None:
     tokens = w.delegate([w.root(format="vc-jwt11")], w.user, w.agent, {"models": ["llama-3"]})
     chain = verify_chain(tokens, verifier=w.verifier())
     assert chain.claims["models"] == ["llama-3"] and chain.principal == w.user.did
+
+
+def test_verify_presentation_with_holder_binding_names_a_broken_chain(w: World) -> None:
+    tokens = TABLE[0].values[0](w)  # widen-list-models: the agent's link lists gpt-5
+    vp = create_presentation(w.agent.key, holder=w.agent.did, kid=w.agent.kid, credentials=tokens,
+                             audience="https://gw", nonce="n", issued_at=NOW)
+    with pytest.raises(VCGateError) as info:
+        w.verifier().verify_presentation(vp, audience="https://gw", nonce="n", holder_binding=True)
+    assert info.value.code == "delegation_list_widened"

@@ -227,6 +227,9 @@ class Verifier:
             # Only the ancestors of a chain that holds (each link signed by its parent's
             # subject) and ends at this holder: a made-up link cannot unbind a credential.
             _, chains = assemble(credentials)
+            for candidate in chains:
+                if candidate.error is not None and candidate.hops[-1].subject == holder:
+                    raise candidate.error  # the holder's own chain does not hold: say why
             ancestors = {
                 id(h) for c in chains if c.chain is not None and c.chain.leaf.subject == holder for h in c.hops[:-1]
             }
