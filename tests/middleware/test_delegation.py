@@ -128,3 +128,60 @@ def test_session_mode_keeps_the_chain(w: World) -> None:
         assert r.json()["headers"]["x-vcgate-actors"] == f'["{w.agent.did}","{w.sub.did}"]'
         r = c.post("/v1/chat/completions", json={"model": "mistral-7b"}, auth=auth)  # not passed on
         assert (r.status_code, r.json().get("error")) == (403, "claim_mismatch"), r.text
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_delegated_session_names_who_acts_for_whom_and_is_audited(w: World, tmp_path) -> None:
+    """The access token is about the principal with an RFC 8693 nested `act`; the audit log
+    records the principal, the actors and every hop; revoking the agent's delegation refuses
+    the next call of the open session."""
+    import json
+
+    from vcgate.audit import AuditLog, read_records
+    from vcgate.keys import b64url_decode
+    from vcgate.status import StatusChecker
+    from vcgate.status.bitstring import BitstringStatusMethod
+
+    _, agent, sub = holders(w)
+    verifier = w.verifier()
+    status_clock = Clock()  # the status lists' cache: advanced past its TTL after the revocation
+    status = StatusChecker([BitstringStatusMethod(verifier=verifier, fetch=w.lists, clock=status_clock)])
+    log = AuditLog(tmp_path / "audit.jsonl", fsync=False)
+    gate = Gate(policy=policy(w.org.did), verifier=verifier, status=status, clock=lambda: NOW,
+                gateway_key=make_party().key, audit=log)
+    with TestClient(starlette_app(gate), base_url=AUD) as c:
+        auth = sub.httpx2_auth(mode="session")
+        r = c.post("/v1/chat/completions", json={"model": "llama-3"}, auth=auth)
+        assert r.status_code == 200, r.text
+        scheme, _, token = r.request.headers["authorization"].partition(" ")
+        assert scheme == "DPoP"
+        claims = json.loads(b64url_decode(token.split(".")[1]))
+        assert claims["sub"] == w.user.did and claims["client_id"] == w.sub.did
+        assert claims["act"] == {"sub": w.sub.did, "act": {"sub": w.agent.did}}
+
+        w.lists.revoke(dict(verifier.verify_credential(agent.credentials[1]).status[0]))
+        status_clock.now += 3600
+        r = c.post("/v1/chat/completions", json={"model": "llama-3"}, auth=auth)
+        assert (r.status_code, r.json()["error"]) == (401, "delegation_revoked"), r.text
+        # Refused on the open session; the client presented again and the token endpoint refused too.
+        first = r.history[0]
+        assert first.request.headers["authorization"].startswith("DPoP ")
+        assert (first.status_code, first.json()["error"]) == (401, "delegation_revoked")
+        assert r.request.url.path == "/.well-known/vcgate/token"
+    log.close()
+    records = [r for r in read_records(tmp_path / "audit.jsonl") if r.get("kind") == "decision"]
+    hops = [verifier.verify_credential(t).id for t in sub.credentials]
+    delegated = [r for r in records if "actors" in r]
+    assert [(r.get("mode"), r.get("code")) for r in delegated] == [
+        ("token", None), ("session", None), (None, "delegation_revoked"), (None, "delegation_revoked")]
+    for rec in delegated:
+        assert rec["principal"] == w.user.did
+        assert rec["actors"] == [w.agent.did, w.sub.did]
+        assert rec["hops"] == hops

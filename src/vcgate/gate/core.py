@@ -54,7 +54,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from ..audit import AuditLog, Ticket
-from ..credentials.delegation import is_link
+from ..credentials.delegation import digest_sri, is_link
 from ..credentials.models import VerifiedCredential, VerifiedPresentation
 from ..credentials.verifier import Verifier
 from ..errors import (
@@ -754,6 +754,11 @@ class Gate:
                 rec[name] = value
         if d.metered is not None:
             rec["reserved"] = d.metered.reserved
+        chain = d.policy_decision.chain if d.policy_decision is not None else None
+        if chain is not None:  # who acts for whom, and every hop's credential (docs/delegation.md)
+            rec["principal"] = chain.principal
+            rec["actors"] = list(chain.actors)
+            rec["hops"] = [h.id or digest_sri(h.token) for h in chain.hops]
         try:
             ticket = self.audit.append(rec)  # type: ignore[union-attr]
         except AuditUnavailableError as exc:
@@ -939,13 +944,20 @@ class Gate:
         creds = admission.credentials
         scopes = list(pd.grants.scopes)
         record = self.session_records.record(pres.holder, creds)
+        extra: dict[str, Any] = dict(self.session_records.claims(record))
+        chain = pd.chain
+        if chain is not None:
+            # RFC 8693: the token is about the principal; `act` names the caller outermost and
+            # each earlier delegate nested inside; the caller is the client (and holds the key).
+            extra["act"] = chain.act
         token = self.token_issuer.issue(
-            subject=pres.holder,
+            subject=chain.principal if chain is not None and chain.principal else pres.holder,
+            client_id=pres.holder,
             holder_jkt=proof.jkt,
             scopes=scopes,
             audience=self.audience,
             credential_ids=[c.id for c in creds if c.id],
-            extra=self.session_records.claims(record),
+            extra=extra,
         )
         at = self.sessions.tokens.verify(token)  # also warms the token cache
         try:
@@ -971,4 +983,5 @@ class Gate:
             mode="token",
             headers=(_JSON, _NO_STORE),
             body=body,
+            policy_decision=pd,
         )
