@@ -139,3 +139,26 @@ def test_state_survives_restart_and_a_stopped_node_is_unavailable(tmp_path):
         assert registry.is_revoked(issuer.address, LIST, KEY)
     with pytest.raises(ChainUnavailableError):
         registry.is_revoked(issuer.address, LIST, KEY)
+
+
+def test_chain_dev_on_a_taken_port_is_a_coded_error_with_anvils_message(tmp_path):
+    """Issue 10 finding 3: this crashed with AttributeError ('NoneType' ... 'returncode')."""
+    import socket
+
+    from click.testing import CliRunner
+
+    from vcgate.cli import cli
+
+    _require_anvil()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ChainUnavailableError) as excinfo:
+            AnvilNode(port=port).start()
+        assert "Address already in use" in excinfo.value.message and excinfo.value.details["exit_code"] != 0
+        res = CliRunner().invoke(cli, ["chain", "dev", "--port", str(port), "--state", str(tmp_path / "s.json"),
+                                       "--key-out", str(tmp_path / "dev.key")])
+    assert res.exit_code != 0
+    assert "AttributeError" not in res.output and "internal_error" not in res.output
+    assert "chain_unavailable" in res.output and "Address already in use" in res.output, res.output

@@ -150,10 +150,15 @@ class AnvilNode:
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
         while True:
             assert self._proc is not None
-            if self._proc.poll() is not None:
-                tail = self._log_tail()
+            code = self._proc.poll()
+            if code is not None:
+                tail = self._log_tail()  # anvil's own words, e.g. "Address already in use"
                 self.stop()
-                raise ChainUnavailableError(f"anvil exited at start (code {self._proc.returncode}): {tail}")
+                raise ChainUnavailableError(
+                    f"anvil exited at start (code {code}) on {self.url}: {tail or 'no output'}",
+                    endpoint=self.url,
+                    exit_code=code,
+                )
             try:
                 request = urllib.request.Request(
                     self.url, data=body, headers={"Content-Type": "application/json"}
