@@ -108,6 +108,11 @@ def test_reorg_deeper_than_the_window_fails_closed(tmp_path, timing):
             world.revoke("revoked")
             rpc(node.url, "anvil_mine", "0x6")  # the revocation is now past the window (2)
             until("revoked", lambda: checker.healthy(probe), RECOVER_BOUND)
+            head = world.chain.block_number()
+            # The mirror must have confirmed the revocation (synced to the head, 6 > 2 blocks
+            # past it) -- else the revert below is a reorg within the window, rightly followed.
+            until("synced to the head", lambda: requests.get(svc.url + "/readyz", timeout=5).json()["checks"]
+                  ["mirror"]["synced_block"] == head, RECOVER_BOUND)
             rpc(node.url, "evm_revert", snapshot)
             rpc(node.url, "anvil_mine", "0xa")  # a longer branch without the revocation
             took = until("deep reorg refused", lambda: checker.refusing(probe), IDENTITY_FAIL_BOUND,
