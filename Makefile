@@ -2,6 +2,7 @@
 #   make demo   create .venv, install vcgate, run the end-to-end demo on embedded defaults
 #               (in-process EVM, a model server on 127.0.0.1, the OpenAI SDK as the agent)
 #   make test   install everything the tests need (Python, npm, Debian packages), run the suite
+#   make chain-tools   anvil (npm, for `vcgate chain dev`), solc and OpenZeppelin; needs npm
 
 PYTHON ?= python3
 VENV   := .venv
@@ -9,7 +10,7 @@ BIN    := $(VENV)/bin
 NODE_DIR := tests/integration/node
 CHAIN_TOOLS := tools/chain
 
-.PHONY: demo test install dev-install node-deps system-deps chain-artifact bench clean
+.PHONY: demo test install dev-install node-deps chain-tools system-deps chain-artifact bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +27,11 @@ dev-install: $(BIN)/python
 
 # npm packages from their lock files: did-jwt-vc and friends for the interoperability tests;
 # solc, OpenZeppelin and anvil for the registry contract and the local development chain.
-node-deps:
+node-deps: chain-tools
 	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+
+# `make install` is Python only; `vcgate chain dev` needs anvil from npm: this target.
+chain-tools:
 	npm ci --prefix $(CHAIN_TOOLS) --no-audit --no-fund --loglevel=error
 
 # Rebuild the committed ABI + bytecode from the Solidity source (pinned solc, evmVersion cancun).

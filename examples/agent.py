@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except VCGateError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # a --credential that is neither a readable file nor a JWT
+        print(f"error: {exc}: check --credential (the file 'vcgate issue --out' wrote)", file=sys.stderr)
+        return 1
     client = openai.OpenAI(
         base_url=args.url.rstrip("/") + "/v1",
         api_key="unused",  # the holder's auth replaces the SDK's Bearer header
@@ -51,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             reply = client.chat.completions.create(model=args.model, messages=messages)
             print(reply.choices[0].message.content)
+    except VCGateError as exc:  # the challenge could not be answered (e.g. no fitting credential)
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except openai.APIConnectionError:
+        print(f"error: cannot reach {args.url}: is the gateway running there? (check --url)", file=sys.stderr)
+        return 1
     except openai.APIStatusError as exc:
         try:
             body = exc.response.json()

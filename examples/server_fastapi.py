@@ -1,6 +1,6 @@
 """An OpenAI-compatible model server (FastAPI) protected by vcgate's ASGI middleware.
 
-    VCGATE_POLICY=examples/policy-demo.yaml uvicorn examples.server_fastapi:app --port 8000
+    VCGATE_POLICY=examples/policy.yaml uvicorn examples.server_fastapi:app --port 8000
 
 The two lines that matter are the last two: build the Gate from the policy file, wrap the app.
 The app itself never sees a request the policy refused, and reads who is calling from the
@@ -45,7 +45,7 @@ async def chat(request: Request):
 
 
 def build(policy_path: str | None = None, **gate_options):
-    gate = Gate.from_policy_file(policy_path or os.environ.get("VCGATE_POLICY", "examples/policy-demo.yaml"), **gate_options)
+    gate = Gate.from_policy_file(policy_path or os.environ.get("VCGATE_POLICY", "examples/policy.yaml"), **gate_options)
     return VCGateMiddleware(api, gate=gate)
 
 

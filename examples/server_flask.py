@@ -1,6 +1,6 @@
 """The same OpenAI-compatible model server with Flask, protected by vcgate's WSGI middleware.
 
-    VCGATE_POLICY=examples/policy-demo.yaml flask --app examples.server_flask run
+    VCGATE_POLICY=examples/policy.yaml flask --app examples.server_flask run
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def chat():
 
 
 def build(policy_path: str | None = None, **gate_options) -> Flask:
-    gate = Gate.from_policy_file(policy_path or os.environ.get("VCGATE_POLICY", "examples/policy-demo.yaml"), **gate_options)
+    gate = Gate.from_policy_file(policy_path or os.environ.get("VCGATE_POLICY", "examples/policy.yaml"), **gate_options)
     app.wsgi_app = VCGateWSGI(app.wsgi_app, gate=gate)
     return app
 

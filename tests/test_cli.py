@@ -480,17 +480,26 @@ def test_tampered_credential(credentials: dict[str, str]) -> None:
 
 
 def test_expired_credential(plain_key: tuple[Path, str], holder: tuple[Path, str]) -> None:
-    issued = run(
-        [
-            "issue", "--key", str(plain_key[0]), "--subject", holder[1],
-            "--valid-from", "2020-01-01T00:00:00Z", "--valid-for", "1h", "--format", "vc-jwt11",
-        ],
-        env=NO_PW,
-    )  # fmt: skip
-    assert issued.exit_code == 0, issued.stderr
-    result = run(["verify", "-"], input=issued.stdout)
+    from vcgate.credentials import issue_credential
+
+    # `vcgate issue` refuses to issue an expired credential (below), so the library makes one.
+    did = plain_key[1]
+    token = issue_credential(
+        read_key_file(plain_key[0], passphrase=None), issuer=did, kid=f"{did}#{did.split(':')[2]}",
+        subject=holder[1], valid_from=1_577_836_800, valid_until=1_577_840_400, format="vc-jwt11",
+    )
+    result = run(["verify", "-"], input=token)
     assert_refused(result, "expired")
-    assert json.loads(run(["verify", "--json", "-"], input=issued.stdout).stdout)["error"] == "expired"
+    assert "expired at 2020-01-01T01:00:00Z" in result.stderr  # ISO 8601, not Unix seconds
+    assert json.loads(run(["verify", "--json", "-"], input=token).stdout)["error"] == "expired"
+
+
+def test_issue_refuses_a_credential_expired_at_issue(plain_key: tuple[Path, str], holder: tuple[Path, str]) -> None:
+    args = ["issue", "--key", str(plain_key[0]), "--subject", holder[1], "--valid-from", "2020-01-01T00:00:00Z"]
+    result = run([*args, "--valid-for", "1h"], env=NO_PW)
+    assert_usage(result, "--valid-for", "ends at 2020-01-01T01:00:00Z, in the past")
+    assert result.stdout == ""
+    assert run([*args, "--valid-for", "36500d"], env=NO_PW).exit_code == 0  # started in the past, valid now
 
 
 @pytest.mark.parametrize(
@@ -544,7 +553,6 @@ def test_missing_files_are_clear_usage_errors(tmp_path: Path, holder: tuple[Path
 @pytest.mark.parametrize(
     ("token", "code"),
     [
-        pytest.param("", "malformed", id="empty"),
         pytest.param("garbage", "malformed", id="garbage"),
         pytest.param("a.b.c d.e.f", "malformed", id="two-tokens"),
         pytest.param("eyJhbGciOiJub25lIn0.eyJ4IjoxfQ.c2ln", "algorithm_not_allowed", id="alg-none"),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 from .gate import Gate
+from .keys import passphrase_from_env
 
 __all__ = ["ENV_VARS", "AssembledGate", "GateConfig", "SharedGates"]
 
@@ -29,7 +30,7 @@ __all__ = ["ENV_VARS", "AssembledGate", "GateConfig", "SharedGates"]
 ENV_VARS: dict[str, str] = {
     "VCGATE_POLICY": "policy file (required)",
     "VCGATE_KEY_FILE": "gateway key file that signs access tokens (a vcgate key file)",
-    "VCGATE_KEY_PASSPHRASE": "passphrase of an encrypted VCGATE_KEY_FILE",
+    "VCGATE_PASSPHRASE": "passphrase of an encrypted VCGATE_KEY_FILE (VCGATE_KEY_PASSPHRASE: deprecated alias)",
     "VCGATE_REDIS_URL": "redis:// URL for the nonce, DPoP replay, session and limit stores shared by replicas",
     "VCGATE_AUDIT_LOG": "append every decision to this hash-chained JSON-lines file",
     "VCGATE_RPC_URL": "Ethereum JSON-RPC URL: follow the ERC-5539 registry in VCGATE_REGISTRY",
@@ -108,7 +109,7 @@ class GateConfig:
         values: dict[str, Any] = {
             "policy": get("VCGATE_POLICY"),
             "key_file": get("VCGATE_KEY_FILE"),
-            "key_passphrase": env.get("VCGATE_KEY_PASSPHRASE") or None,
+            "key_passphrase": passphrase_from_env(env),
             "redis_url": get("VCGATE_REDIS_URL"),
             "audit_log": get("VCGATE_AUDIT_LOG"),
             "rpc_url": get("VCGATE_RPC_URL"),

@@ -26,6 +26,8 @@ import hashlib
 import json
 import os
 import stat
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -56,6 +58,8 @@ __all__ = [
     "PublicKey",
     "b64url_encode",
     "b64url_decode",
+    "PASSPHRASE_ENV",
+    "passphrase_from_env",
     "read_key_file",
     "write_key_file",
 ]
@@ -479,7 +483,7 @@ def read_key_file(path: str | os.PathLike[str], *, passphrase: str | None) -> Pr
             der = b64url_decode(header["pkcs8"])
         else:
             if passphrase is None:
-                raise PassphraseError(f"{path} is encrypted: a passphrase is needed")
+                raise PassphraseError(f"{path} is encrypted: set {PASSPHRASE_ENV} to its passphrase")
             if enc.get("kdf") != "scrypt" or enc.get("cipher") != "A256GCM":
                 raise KeyFileError(f"{path}: unsupported encryption {enc.get('kdf')}/{enc.get('cipher')}")
             n, r, p = int(enc["n"]), int(enc["r"]), int(enc["p"])
@@ -491,7 +495,9 @@ def read_key_file(path: str | os.PathLike[str], *, passphrase: str | None) -> Pr
                     b64url_decode(enc["nonce"]), b64url_decode(header["ciphertext"]), _aad(header)
                 )
             except InvalidTag as exc:
-                raise PassphraseError(f"wrong passphrase for {path} (or the file was altered)") from exc
+                raise PassphraseError(
+                    f"wrong passphrase for {path} (or the file was altered): check {PASSPHRASE_ENV}"
+                ) from exc
         key = serialization.load_der_private_key(der, password=None)
     except (KeyError, TypeError, ValueError, AttributeError, MalformedError) as exc:
         raise KeyFileError(f"{path} is damaged") from exc
@@ -501,3 +507,37 @@ def read_key_file(path: str | os.PathLike[str], *, passphrase: str | None) -> Pr
     if priv.alg != header["alg"] or priv.public_key.jwk() != PublicKey.from_jwk(header["public_jwk"]).jwk():
         raise KeyFileError(f"{path}: the public part does not match the private key")
     return priv
+
+
+# --- the passphrase setting --------------------------------------------------------------
+
+#: The one environment variable that holds a key file's passphrase, read the same way by the
+#: CLI, ``Holder``, ``Gate``, ``vcgate serve`` and the plugins (see docs/keys.md).
+PASSPHRASE_ENV = "VCGATE_PASSPHRASE"
+#: Its former name for gateways (``vcgate serve`` and the plugins read it until 0.2).
+DEPRECATED_PASSPHRASE_ENV = "VCGATE_KEY_PASSPHRASE"
+
+
+def passphrase_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """The passphrase in ``$VCGATE_PASSPHRASE`` (None when unset).
+
+    ``$VCGATE_KEY_PASSPHRASE`` is accepted as a deprecated alias with a warning; when both are
+    set, ``VCGATE_PASSPHRASE`` wins. A variable that is set but empty is an error, not "no
+    passphrase": an empty value is almost always a broken secret mount.
+    """
+    env = os.environ if environ is None else environ
+    name = PASSPHRASE_ENV
+    value = env.get(PASSPHRASE_ENV)
+    if value is None:
+        value = env.get(DEPRECATED_PASSPHRASE_ENV)
+        if value is None:
+            return None
+        name = DEPRECATED_PASSPHRASE_ENV
+        warnings.warn(
+            f"{DEPRECATED_PASSPHRASE_ENV} is deprecated: set {PASSPHRASE_ENV} instead",
+            FutureWarning,
+            stacklevel=2,
+        )
+    if not value:
+        raise PassphraseError(f"{name} is set but empty: set {PASSPHRASE_ENV} to the key file's passphrase")
+    return value

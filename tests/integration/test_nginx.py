@@ -154,6 +154,9 @@ def test_no_credential_is_a_401_challenge_with_a_json_body(s: Stack) -> None:
     assert 'nonce="' in challenges[0]
     assert f'token_endpoint="{s.base}{TOKEN_PATH}"' in challenges[0]
     assert body["message"]
+    # the JSON body names the nonce and the token endpoint, as the middleware's 401 does
+    assert body["token_endpoint"] == f"{s.base}{TOKEN_PATH}"
+    assert body["nonce"] and f'nonce="{body["nonce"]}"' in challenges[0]
     assert reached(s) == []
 
 

@@ -17,7 +17,7 @@ EXAMPLE_POLICY = "examples/policy.yaml"
 
 def test_from_env_reads_every_variable(tmp_path):
     env = {
-        "VCGATE_POLICY": EXAMPLE_POLICY, "VCGATE_KEY_FILE": "/k", "VCGATE_KEY_PASSPHRASE": "pw",
+        "VCGATE_POLICY": EXAMPLE_POLICY, "VCGATE_KEY_FILE": "/k", "VCGATE_PASSPHRASE": "pw",
         "VCGATE_REDIS_URL": "redis://127.0.0.1:1/0", "VCGATE_AUDIT_LOG": "/a", "VCGATE_RPC_URL": "http://x",
         "VCGATE_REGISTRY": "0x" + "1" * 40, "VCGATE_CONFIRMATIONS": "3", "VCGATE_MIRROR_CHECKPOINT": "/c",
         "VCGATE_STATUS_LISTS": "yes", "VCGATE_DID_WEB": "1", "VCGATE_ALLOW_NETWORKS": "10.0.0.0/8, 127.0.0.0/8",

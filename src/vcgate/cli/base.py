@@ -35,10 +35,17 @@ from ..errors import (
     UntrustedKeyError,
     VCGateError,
 )
-from ..keys import PrivateKey, PublicKey, read_key_file, read_key_header, write_key_file
+from ..keys import (
+    PASSPHRASE_ENV,
+    PrivateKey,
+    PublicKey,
+    passphrase_from_env,
+    read_key_file,
+    read_key_header,
+    write_key_file,
+)
 from ..strictjson import loads_strict
 
-PASSPHRASE_ENV = "VCGATE_PASSPHRASE"
 #: Set to 1 to see a traceback for an unexpected internal error.
 DEBUG_ENV = "VCGATE_DEBUG"
 
@@ -266,8 +273,9 @@ def read_tokens(source: str, what: str = "token", param_hint: str | None = None)
     else:
         raise click.BadParameter(f"no such file, and not a JWT: {source[:80]!r}", param_hint=param_hint or what)
     tokens = text.split()
-    if not tokens:
-        raise MalformedError(f"{what}: no token in {'stdin' if source == '-' else source}")
+    if not tokens:  # nothing to read is a usage error (exit 2), not a refusal of a token
+        where = "stdin" if source == "-" else source
+        raise click.UsageError(f"{what}: no token in {where}: give a FILE, or pipe a token on stdin ('-')")
     return tokens
 
 
@@ -320,10 +328,8 @@ def read_passphrase(*, prompt: str, confirm: bool) -> str:
     Without a terminal and without the variable this fails at once instead of waiting for
     input that will never come (a cron job, a CI step, a pipe).
     """
-    value = os.environ.get(PASSPHRASE_ENV)
+    value = passphrase_from_env()
     if value is not None:
-        if not value:
-            raise PassphraseError(f"{PASSPHRASE_ENV} is set but empty")
         return value
     if not stdin_is_interactive():
         raise PassphraseError(

@@ -266,6 +266,12 @@ def issue(
     until = None if valid_for is None else start + valid_for
     if until is not None and until > MAX_TIMESTAMP:
         raise click.BadParameter("--valid-from plus --valid-for goes past the year 9999", param_hint="--valid-for")
+    if until is not None and until <= time.time():
+        raise click.BadParameter(
+            f"--valid-from plus --valid-for ends at {_iso(until)}, in the past: the credential would be expired "
+            "at issue; give a later --valid-from or a longer --valid-for",
+            param_hint="--valid-for",
+        )
     loaded = load_key(key_file)
     issuer_did = issuer if issuer is not None else loaded.did
     if status_method == "bitstring" and issuer_did != loaded.did:
@@ -501,12 +507,15 @@ def verify(
             raise
         echo_json({"valid": False, "error": exc.code, "message": exc.message})
         ctx.exit(EXIT_REFUSED)
+    # Without a policy there is no list of trusted issuers: say so instead of implying trust.
+    result["issuer_trust"] = "not checked"
     if as_json:
         echo_json({"valid": True, **result})
         return
+    trust_note = "not checked (signature, validity and status were): 'vcgate policy explain --policy FILE' checks it"
     if result["kind"] == "credential":
         click.echo(f"valid credential ({result['format']})")
-        print_fields(_credential_rows(result))
+        print_fields([*_credential_rows(result), ("issuer trust", trust_note)])
         return
     click.echo(f"valid presentation ({result['format']})")
     print_fields(
@@ -516,6 +525,7 @@ def verify(
             ("nonce", result["nonce"]),
             ("expires", result["expires_at"] or "no expiry"),
             ("credentials", len(result["credentials"])),
+            ("issuer trust", trust_note),
         ]
     )
     for i, cred in enumerate(result["credentials"], 1):

@@ -210,6 +210,8 @@ def key_show(file: Path, as_json: bool) -> None:
         "thumbprint": public.thumbprint(),
         "encrypted": enc is not None,
     }
+    if public.alg == "ES256K":  # the same key is an Ethereum account (registry namespace, gas)
+        summary["ethereum_address"] = _eth_address(public)
     if as_json:
         echo_json(summary)
         return
@@ -222,7 +224,17 @@ def key_show(file: Path, as_json: bool) -> None:
             ("thumbprint", summary["thumbprint"]),
             ("encrypted", f"yes ({enc.get('kdf')}, {enc.get('cipher')})" if isinstance(enc, dict) else "NO"),
             ("public jwk", json.dumps(summary["public_jwk"], separators=(",", ":"))),
+            *([("ethereum address", summary["ethereum_address"])] if "ethereum_address" in summary else []),
         ]
     )
+
+
+def _eth_address(public: PublicKey) -> str | None:
+    try:
+        from ..chain import eth_address  # keccak and EIP-55 come with the chain extra
+    except ImportError:
+        warn("the Ethereum address needs the chain extra: pip install 'vcgate[chain]'")
+        return None
+    return str(eth_address(public))
 
 

@@ -21,7 +21,9 @@ def policy_group() -> None:
 
 @policy_group.command("check")
 @click.argument("file", type=EXISTING_FILE)
-def policy_check(file: Path) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help='Print the summary (or {"valid": false, "error", "problems"}) as JSON on stdout.')
+def policy_check(file: Path, as_json: bool) -> None:
     """Validate a policy file; print a summary (rules in order, trusted issuers, notes).
 
     Errors name the file, line, column and field. Exit 0 valid, 1 invalid.
@@ -29,10 +31,15 @@ def policy_check(file: Path) -> None:
     \b
     Examples:
       vcgate policy check examples/policy.yaml
+      vcgate policy check --json policy.yaml | jq '.rules[].name'
     """
     from .policy_report import check
 
-    _emit(*check(file))
+    code, text = check(file, as_json=as_json)
+    if as_json:  # JSON goes to stdout whatever the verdict, like `verify --json`
+        click.echo(text)
+        click.get_current_context().exit(code)
+    _emit(code, text)
 
 
 @policy_group.command("explain")

@@ -105,12 +105,20 @@ def _delegation_warnings(policy: Policy) -> list[str]:
     return out
 
 
-def check(path: str | os.PathLike[str]) -> tuple[int, str]:
+def check(path: str | os.PathLike[str], *, as_json: bool = False) -> tuple[int, str]:
     """``vcgate policy check FILE``: validate, summarise, warn about unreachable rules."""
     try:
         policy = Policy.from_file(path)
     except PolicyError as exc:
+        if as_json:
+            problems = [
+                {"source": p.source, "line": p.line, "column": p.column, "field": p.field, "message": p.message}
+                for p in exc.problems
+            ] or [{"message": exc.message}]
+            return EXIT_REFUSED, json.dumps({"valid": False, "error": exc.code, "problems": problems}, indent=2)
         return EXIT_REFUSED, _policy_errors(exc)
+    if as_json:
+        return EXIT_OK, json.dumps(_check_summary(policy), indent=2)
     doc = policy.document
     lines = [
         f"{doc.source}: ok (version {doc.version}, {len(doc.rules)} rule{'s' if len(doc.rules) != 1 else ''}, "
@@ -143,6 +151,27 @@ def check(path: str | os.PathLike[str]) -> tuple[int, str]:
             "body_required where the model decides"
         )
     return EXIT_OK, "\n".join(lines)
+
+
+def _check_summary(policy: Policy) -> dict[str, Any]:
+    doc = policy.document
+    return {
+        "valid": True,
+        "file": doc.source,
+        "version": doc.version,
+        "audience": doc.audience,
+        "defaults": {
+            "status": doc.defaults.status,
+            "max_credential_age": doc.defaults.max_credential_age,
+            "holder_binding": doc.defaults.holder_binding,
+        },
+        "trusted_issuers": [
+            {"did": i.did, "types": sorted(i.types) if i.types is not None else None} for i in doc.trusted_issuers
+        ],
+        "delegation": {"allowed": doc.delegation.allowed, "max_depth": doc.delegation.max_depth},
+        "rules": [{"name": r.name, "summary": _rule_summary(r), "needs_body": r.needs_body} for r in doc.rules],
+        "warnings": [*_delegation_warnings(policy), *_shadowed(policy)],
+    }
 
 
 # --- limits (docs/limits.md) ---------------------------------------------------------------

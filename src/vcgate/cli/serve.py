@@ -25,7 +25,7 @@ from .base import EXISTING_FILE, CLIError, cli, did_web_ports_option, info, warn
               help="Also serve Envoy ext_authz over gRPC on this port (off unless given).")
 @click.option("--key-file", type=EXISTING_FILE, default=None, envvar="VCGATE_KEY_FILE",
               help="Gateway key file that signs access tokens; without it tokens die with the process. "
-                   "Passphrase from VCGATE_KEY_PASSPHRASE. [env: VCGATE_KEY_FILE]")
+                   "Passphrase from VCGATE_PASSPHRASE. [env: VCGATE_KEY_FILE]")
 @click.option("--redis", "redis_url", default=None, envvar="VCGATE_REDIS_URL", metavar="URL",
               help="redis:// URL for the nonce, DPoP replay, session and limit stores shared by replicas. [env: VCGATE_REDIS_URL]")
 @click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), default=None, envvar="VCGATE_AUDIT_LOG",
@@ -160,7 +160,9 @@ def serve(
 
         from ..server import AuthService, create_app
     except ImportError as exc:
-        raise CLIError("io_error", f"vcgate serve needs the server extra: pip install 'vcgate[server]' ({exc})") from exc
+        raise CLIError(
+            "extra_missing", f"vcgate serve needs the server extra: pip install 'vcgate[server]' ({exc})"
+        ) from exc
     from ..assembly import GateConfig
 
     if (rpc_url is None) != (registry is None):
@@ -263,7 +265,9 @@ def _vcapi_service(
     try:
         from ..server.vcapi import VCAPIService
     except ImportError as exc:
-        raise CLIError("io_error", f"--vc-api needs the conformance extra: pip install 'vcgate[conformance]' ({exc})") from exc
+        raise CLIError(
+            "extra_missing", f"--vc-api needs the conformance extra: pip install 'vcgate[conformance]' ({exc})"
+        ) from exc
     from .base import load_key
 
     loaded = load_key(issuer_key)
@@ -310,9 +314,9 @@ def _is_hash(value: str) -> bool:
 
 
 def _passphrase() -> str | None:
-    import os
+    from ..keys import passphrase_from_env
 
-    return os.environ.get("VCGATE_KEY_PASSPHRASE") or None
+    return passphrase_from_env()
 
 
 def _workers(workers: int | None, redis_url: str | None, grpc_port: int | None) -> int:

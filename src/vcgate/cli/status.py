@@ -195,6 +195,7 @@ def _publish(lst: Any, key_file: Path | None, publish: Path | None, valid_for: i
     kid = signing_kid(loaded.did, loaded.key.public_key, "assertionMethod", make_resolver("local"))
     now = float(int(time.time()))
     token = _signed_list(lst, loaded, kid, now, valid_for)
+    publish.parent.mkdir(parents=True, exist_ok=True)  # www/status/1: the folders are the URL's path
     publish.write_text(token + "\n")
     return token
 

@@ -19,7 +19,7 @@ from ..credentials.dcql import parse_dcql, select
 from ..credentials.sdjwt import holder_view, is_sd_jwt, present_sd_jwt
 from ..credentials.delegation import chain_ancestors, chain_tokens, issue_delegation
 from ..did import did_key_from_public_key, public_key_from_did_key
-from ..keys import PrivateKey, read_key_file
+from ..keys import PrivateKey, passphrase_from_env, read_key_file
 from ..session import create_proof
 from .flow import AuthState, Challenge, ProtocolError, parse_challenges
 
@@ -32,7 +32,6 @@ __all__ = ["Challenge", "Holder", "ProtocolError", "parse_challenges"]
 Clock = Callable[[], float]
 
 #: ``Holder.from_key_file`` reads the key file's passphrase from here when none is given.
-PASSPHRASE_ENV = "VCGATE_PASSPHRASE"
 
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 #: An SD-JWT as issued: the issuer-signed JWT, then Disclosures, each followed by "~".
@@ -126,7 +125,7 @@ class Holder:
         variable ``VCGATE_PASSPHRASE``. Other options go to :class:`Holder`.
         """
         if passphrase is None:
-            passphrase = os.environ.get(PASSPHRASE_ENV)
+            passphrase = passphrase_from_env()
         key = read_key_file(path, passphrase=passphrase)
         if isinstance(credentials, (str, os.PathLike)):
             raise TypeError("credentials is a sequence of paths or JWTs, not one value")

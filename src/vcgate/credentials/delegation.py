@@ -342,9 +342,9 @@ def check_chain(
 
 def check_window(cred: VerifiedCredential, hop: int, now: float, leeway: float = 0.0) -> None:
     if cred.valid_until is not None and now - leeway >= cred.valid_until:
-        raise DelegationExpiredError(f"hop {hop} ({_short(cred.subject)}): expired at {int(cred.valid_until)}", hop=hop)
+        raise DelegationExpiredError(f"hop {hop} ({_short(cred.subject)}): expired at {to_xsd_datetime(cred.valid_until)}", hop=hop)
     if cred.valid_from is not None and now + leeway < cred.valid_from:
-        raise DelegationNotYetValidError(f"hop {hop} ({_short(cred.subject)}): not valid until {int(cred.valid_from)}", hop=hop)
+        raise DelegationNotYetValidError(f"hop {hop} ({_short(cred.subject)}): not valid until {to_xsd_datetime(cred.valid_from)}", hop=hop)
 
 
 def _short(text: str | None, n: int = 40) -> str:

@@ -30,7 +30,7 @@ from ..errors import (
 from ..keys import ALGORITHMS
 from .jws import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, JWS, JWSParser
 from .delegation import assemble, link_error
-from .jwt import DEFAULT_CONTEXTS, read_credential
+from .jwt import DEFAULT_CONTEXTS, read_credential, to_xsd_datetime
 from .models import VerifiedCredential, VerifiedPresentation
 from .presentation import read_presentation
 from .sdjwt import SDJWTLimits, is_sd_jwt, verify_sd_jwt_presentation, verify_sd_jwt_vc
@@ -124,9 +124,9 @@ class Verifier:
     def _check_window(self, not_before: float | None, not_after: float | None, what: str) -> None:
         now = self.clock()
         if not_before is not None and now + self.leeway < not_before:
-            raise NotYetValidError(f"the {what} is not valid until {int(not_before)}")
+            raise NotYetValidError(f"the {what} is not valid until {to_xsd_datetime(not_before)}")
         if not_after is not None and now - self.leeway >= not_after:
-            raise ExpiredError(f"the {what} expired at {int(not_after)}")
+            raise ExpiredError(f"the {what} expired at {to_xsd_datetime(not_after)}")
 
     # --- credentials ----------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ from ..errors import (
     TokenInvalidError,
     VCGateError,
 )
-from ..keys import ALGORITHMS, PrivateKey, read_key_file
+from ..keys import ALGORITHMS, PrivateKey, passphrase_from_env, read_key_file
 from ..policy import (
     Policy,
     PolicyDecision,
@@ -313,10 +313,13 @@ class Gate:
 
         ``key_file`` (a ``vcgate keys`` key file) is the gateway's token signing key; without
         it (and without ``gateway_key=``) a key is generated in memory, which means tokens do
-        not survive a restart and are not accepted by other replicas.
+        not survive a restart and are not accepted by other replicas. ``key_passphrase``
+        defaults to ``$VCGATE_PASSPHRASE``, as everywhere else.
         """
         policy = Policy.from_file(path)
         if key_file is not None and "gateway_key" not in overrides:
+            if key_passphrase is None:
+                key_passphrase = passphrase_from_env()
             overrides["gateway_key"] = read_key_file(key_file, passphrase=key_passphrase)
         return cls(policy=policy, policy_path=path, **overrides)
 

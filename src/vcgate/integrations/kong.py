@@ -92,7 +92,7 @@ class KongPlugin:
 
     ``config`` is the plugin entry's configuration (see :data:`SCHEMA`); fields left unset come
     from the ``VCGATE_*`` environment of the plugin server (:meth:`GateConfig.from_env`).
-    Secrets (``VCGATE_KEY_PASSPHRASE``) are read from the environment only, never from Kong's
+    Secrets (``VCGATE_PASSPHRASE``) are read from the environment only, never from Kong's
     configuration store.
     """
 

@@ -314,7 +314,17 @@ def _install_into_proxy() -> None:
     # building LiteLLM's whole app (and its side effects) in any process that imports vcgate.
     proxy = sys.modules.get("litellm.proxy.proxy_server")
     app = getattr(proxy, "app", None)
-    if app is not None and install_routes(app):
+    if app is None:
+        return
+    # Check the configuration now, while the proxy starts: a bad VCGATE_* setting (no policy,
+    # a key without VCGATE_PASSPHRASE) stops the start-up with its message instead of turning
+    # every later request into a 500.
+    try:
+        _DEFAULT.runtime()
+    except Exception as exc:
+        log.critical("vcgate: the LiteLLM proxy cannot start: %s", exc)
+        raise
+    if install_routes(app):
         log.info("vcgate: token endpoint %s installed on the LiteLLM proxy", DEFAULT_TOKEN_PATH)
 
 
