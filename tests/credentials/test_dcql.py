@@ -86,3 +86,24 @@ def test_holder_discloses_exactly_what_the_query_asks(clock):
         pres = verifier.verify_presentation(agent.present(audience="https://gw", nonce="n", dcql=query),
                                             audience="https://gw", nonce="n")
         assert dict(pres.credentials[0].claims) == expected
+
+
+def test_query_for_a_policy_rule_and_its_challenge_parameter():
+    import json
+
+    from vcgate.credentials.dcql import challenge_param, dcql_for_rule
+    from vcgate.keys import b64url_decode
+    from vcgate.policy import Policy
+
+    policy = Policy.from_yaml(
+        "version: 1\naudience: https://gw\ntrusted_issuers: [{did: 'did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK'}]\n"
+        "rules:\n"
+        "  - {name: chat, match: {methods: [POST], paths: [/v1/chat]}, require: {types: [ModelAccessCredential], claims: {org: {equals: acme}, 'address.country': {one_of: [DE, FR]}}}}\n"
+        "  - {name: open, match: {methods: [GET], paths: [/v1/models]}, require: {}}\n"
+    )
+    chat, open_ = policy.rules
+    query = dcql_for_rule(chat)
+    assert query == dcql_query(vct_values=["ModelAccessCredential"], claims=[["org"], ["address", "country"]])
+    assert json.loads(b64url_decode(challenge_param(query))) == query
+    assert dcql_for_rule(open_) is None
+

@@ -14,13 +14,25 @@ requested credential it can; vcgate's own queries never use it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import MalformedError
+from ..keys import b64url_encode
 
-__all__ = ["ClaimQuery", "CredentialQuery", "DCQLQuery", "dcql_query", "parse_dcql", "select", "claim_values"]
+__all__ = [
+    "ClaimQuery",
+    "CredentialQuery",
+    "DCQLQuery",
+    "dcql_query",
+    "dcql_for_rule",
+    "challenge_param",
+    "parse_dcql",
+    "select",
+    "claim_values",
+]
 
 FORMAT = "dc+sd-jwt"
 _MAX_CREDENTIALS = 16
@@ -74,6 +86,26 @@ def dcql_query(
     query = {"credentials": [entry]}
     parse_dcql(query)  # what vcgate sends must be what it accepts
     return query
+
+
+def dcql_for_rule(rule: Any) -> dict[str, Any] | None:
+    """The query a policy rule's requirements amount to: its ``types`` as ``vct_values`` and
+    the paths of its ``claims``; ``None`` for a rule that needs no credential claim or type.
+
+    ``rule`` is a :class:`vcgate.policy.model.RuleSpec` (read through ``rule.require.types`` and
+    ``rule.require.claims[].path``, so this module does not import the policy package).
+    """
+    types = sorted(rule.require.types)
+    paths = [list(c.path) for c in rule.require.claims]
+    if not types and not paths:
+        return None
+    return dcql_query(vct_values=types or None, claims=paths)
+
+
+def challenge_param(query: Mapping[str, Any]) -> str:
+    """The ``dcql`` parameter of a ``VP`` challenge: base64url of the query's compact JSON
+    (no quotes or backslashes to escape in a quoted-string; what the client flow decodes)."""
+    return b64url_encode(json.dumps(query, separators=(",", ":")).encode())
 
 
 def _path(value: Any) -> tuple[PathElement, ...]:

@@ -580,8 +580,7 @@ def _verify_issuer_signed(
 
     Returns the processed payload, the issuer, the issuer key's id and the key.
     """
-    jws = parse_jws(parsed.jwt, algorithms=verifier.algorithms, max_bytes=verifier.max_token_bytes,
-                    max_depth=verifier.max_depth)
+    jws = verifier._parse(parsed.jwt)  # its allow-list and caps, and its memo of vetted headers
     typ = jws.typ
     if typs is not None and typ not in typs:
         raise TypeMismatchError(f"an SD-JWT VC has typ dc+sd-jwt, not {str(typ)[:40]!r}")
@@ -703,7 +702,7 @@ def verify_sd_jwt_presentation(
         raise KeyBindingRequiredError("the SD-JWT is presented without a Key Binding JWT")
     if holder_key is None or holder_kid is None or credential.subject is None:
         raise KeyBindingRequiredError("the SD-JWT VC has no 'cnf' key to bind a presentation to")
-    kb = parse_jws(parsed.kb_jwt, algorithms=verifier.algorithms, max_bytes=verifier.max_token_bytes, max_depth=4)
+    kb = verifier._parse(parsed.kb_jwt)
     if kb.typ != TYP_KB_JWT:
         raise KeyBindingInvalidError(f"a Key Binding JWT has typ kb+jwt, not {str(kb.typ)[:40]!r}")
     kb.verify_with(holder_key)
