@@ -81,3 +81,26 @@ def test_no_module_level_memo() -> None:
     """issue 9: the memos live in parser instances, not in the module."""
     assert not [name for name, value in vars(jws_module).items() if isinstance(value, (dict, list, set)) and not name.startswith("__")]
     assert not any(hasattr(value, "cache_info") for value in vars(jws_module).values())
+
+
+def test_verifier_parser_follows_changed_limits() -> None:
+    """A Verifier's limits are attributes callers change (the Bitstring status method raises
+    max_token_bytes on a shallow copy); its parser must follow, and the original keep its own."""
+    from vcgate.credentials import Verifier
+
+    big = sign_jws(KEY, {"pad": "x" * 70_000}, typ="JWT", kid="k1")
+    verifier = Verifier()
+    with pytest.raises(VCGateError) as exc:
+        verifier._parse(big)
+    assert exc.value.code == "too_large"
+    import copy
+
+    larger = copy.copy(verifier)
+    larger.max_token_bytes = 1 << 20
+    assert larger._parse(big).payload["pad"] == "x" * 70_000
+    with pytest.raises(VCGateError):
+        verifier._parse(big)
+    verifier.algorithms = frozenset({"ES256"})
+    with pytest.raises(VCGateError) as exc:
+        verifier._parse(TOKEN)
+    assert exc.value.code == "algorithm_not_allowed"

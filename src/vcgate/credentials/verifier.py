@@ -88,7 +88,18 @@ class Verifier:
     # --- shared pieces --------------------------------------------------------------------
 
     def _parse(self, token: Any) -> JWS:
-        return self._jws.parse(token)
+        parser = self._jws
+        # The limits are public attributes a caller may change after construction (a status
+        # list method raises max_token_bytes on a shallow copy): the parser follows them.
+        if (
+            parser.max_bytes != self.max_token_bytes
+            or parser.max_depth != self.max_depth
+            or parser.algorithms != self.algorithms
+        ):
+            parser = self._jws = JWSParser(
+                algorithms=self.algorithms, max_bytes=self.max_token_bytes, max_depth=self.max_depth
+            )
+        return parser.parse(token)
 
     def _verify_signer(self, jws: JWS, signer: str, purpose: str) -> VerificationMethod:
         """Find the key ``signer`` authorises for ``purpose`` and check the signature with it."""
