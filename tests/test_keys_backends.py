@@ -80,6 +80,8 @@ def test_backends_are_the_intended_ones() -> None:
         "Ed25519": "libsodium",
         "secp256k1": "libsecp256k1",
         "P-256": "openssl",
+        "P-384": "openssl",
+        "P-521": "openssl",
     }
     for curve in ("Ed25519", "secp256k1"):
         assert signatures.FAST[curve] is not signatures.REFERENCE[curve]

@@ -1,6 +1,6 @@
 """Keys: generation, JWK/PEM/hex import, public JWK export, and encrypted key files.
 
-Three algorithms, each tied to one curve so that an algorithm can never be used with a key of
+Five algorithms, each tied to one curve so that an algorithm can never be used with a key of
 another kind (the "algorithm confusion" family of attacks):
 
 ========  ==========  ===========================
@@ -9,6 +9,8 @@ alg       curve       JWK
 EdDSA     Ed25519     ``{"kty": "OKP", "crv": "Ed25519"}``
 ES256     P-256       ``{"kty": "EC", "crv": "P-256"}``
 ES256K    secp256k1   ``{"kty": "EC", "crv": "secp256k1"}``
+ES384     P-384       ``{"kty": "EC", "crv": "P-384"}``
+ES512     P-521       ``{"kty": "EC", "crv": "P-521"}``
 ========  ==========  ===========================
 
 Key handling and signing use pyca/cryptography (through pyjwt's algorithm objects, which convert
@@ -66,11 +68,15 @@ __all__ = [
 
 #: JOSE algorithms vcgate verifies. "Ed25519" is the fully-specified name of RFC 9864 (which
 #: deprecates the polymorphic "EdDSA"); did-jwt emits it. vcgate signs with "EdDSA" for now.
-ALGORITHMS: tuple[str, ...] = ("EdDSA", "Ed25519", "ES256", "ES256K")
+ALGORITHMS: tuple[str, ...] = ("EdDSA", "Ed25519", "ES256", "ES256K", "ES384", "ES512")
 
-_CURVE_OF_ALG = {"EdDSA": "Ed25519", "Ed25519": "Ed25519", "ES256": "P-256", "ES256K": "secp256k1"}
-_ALG_OF_CURVE = {"Ed25519": "EdDSA", "P-256": "ES256", "secp256k1": "ES256K"}
-_EC_CURVES: dict[str, ec.EllipticCurve] = {"ES256": ec.SECP256R1(), "ES256K": ec.SECP256K1()}
+_CURVE_OF_ALG = {
+    "EdDSA": "Ed25519", "Ed25519": "Ed25519", "ES256": "P-256", "ES256K": "secp256k1", "ES384": "P-384", "ES512": "P-521",
+}
+_ALG_OF_CURVE = {"Ed25519": "EdDSA", "P-256": "ES256", "secp256k1": "ES256K", "P-384": "ES384", "P-521": "ES512"}
+_EC_CURVES: dict[str, ec.EllipticCurve] = {
+    "ES256": ec.SECP256R1(), "ES256K": ec.SECP256K1(), "ES384": ec.SECP384R1(), "ES512": ec.SECP521R1(),
+}
 
 # pyjwt's algorithm objects are stateless; one each is enough.
 _JWT_ALGS: dict[str, Any] = {
@@ -78,6 +84,8 @@ _JWT_ALGS: dict[str, Any] = {
     "Ed25519": OKPAlgorithm(),
     "ES256": ECAlgorithm(ECAlgorithm.SHA256),
     "ES256K": ECAlgorithm(ECAlgorithm.SHA256),
+    "ES384": ECAlgorithm(ECAlgorithm.SHA384),
+    "ES512": ECAlgorithm(ECAlgorithm.SHA512),
 }
 
 PublicCryptoKey = Union[ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey]
@@ -127,6 +135,10 @@ def _alg_of_crypto_key(key: PublicCryptoKey | PrivateCryptoKey) -> str:
             return "ES256"
         if isinstance(key.curve, ec.SECP256K1):
             return "ES256K"
+        if isinstance(key.curve, ec.SECP384R1):
+            return "ES384"
+        if isinstance(key.curve, ec.SECP521R1):
+            return "ES512"
     raise UnsupportedKeyError(f"unsupported key type {type(key).__name__}")
 
 
@@ -207,11 +219,12 @@ class PublicKey:
         if self.alg == "EdDSA":
             return {"crv": "Ed25519", "kty": "OKP", "x": b64url_encode(self.raw())}
         nums = self.key.public_numbers()  # type: ignore[union-attr]
+        size = (self.key.curve.key_size + 7) // 8  # type: ignore[union-attr]  # 32, 48 or 66 bytes
         return {
             "crv": self.curve,
             "kty": "EC",
-            "x": b64url_encode(nums.x.to_bytes(32, "big")),
-            "y": b64url_encode(nums.y.to_bytes(32, "big")),
+            "x": b64url_encode(nums.x.to_bytes(size, "big")),
+            "y": b64url_encode(nums.y.to_bytes(size, "big")),
         }
 
     def thumbprint(self) -> str:
@@ -349,7 +362,8 @@ class PrivateKey:
                 serialization.PrivateFormat.Raw,
                 serialization.NoEncryption(),
             )
-        return self._key.private_numbers().private_value.to_bytes(32, "big")  # type: ignore[union-attr]
+        size = (self._key.curve.key_size + 7) // 8  # type: ignore[union-attr]
+        return self._key.private_numbers().private_value.to_bytes(size, "big")  # type: ignore[union-attr]
 
     def _pkcs8(self) -> bytes:
         return self._key.private_bytes(

@@ -147,20 +147,26 @@ def openssl_ed25519(key: PublicCryptoKey) -> Check:
 
 
 openssl_ecdsa_sha256 = _openssl_ecdsa(32, hashes.SHA256())
+openssl_ecdsa_p384 = _openssl_ecdsa(48, hashes.SHA384())
+openssl_ecdsa_p521 = _openssl_ecdsa(66, hashes.SHA512())
 
 #: What vcgate verifies with, per curve.
 FAST: Mapping[str, Prepare] = MappingProxyType(
-    {"Ed25519": libsodium_ed25519, "P-256": openssl_ecdsa_sha256, "secp256k1": libsecp256k1_ecdsa}
+    {"Ed25519": libsodium_ed25519, "P-256": openssl_ecdsa_sha256, "secp256k1": libsecp256k1_ecdsa,
+     "P-384": openssl_ecdsa_p384, "P-521": openssl_ecdsa_p521}
 )
 #: pyca/cryptography for every curve: the reference of the differential test.
 REFERENCE: Mapping[str, Prepare] = MappingProxyType(
-    {"Ed25519": openssl_ed25519, "P-256": openssl_ecdsa_sha256, "secp256k1": openssl_ecdsa_sha256}
+    {"Ed25519": openssl_ed25519, "P-256": openssl_ecdsa_sha256, "secp256k1": openssl_ecdsa_sha256,
+     "P-384": openssl_ecdsa_p384, "P-521": openssl_ecdsa_p521}
 )
 _NAMES: Mapping[Prepare, str] = MappingProxyType(
     {
         libsodium_ed25519: "libsodium",
         libsecp256k1_ecdsa: "libsecp256k1",
         openssl_ecdsa_sha256: "openssl",
+        openssl_ecdsa_p384: "openssl",
+        openssl_ecdsa_p521: "openssl",
         openssl_ed25519: "openssl",
     }
 )

@@ -5,6 +5,7 @@ Signature files (IEEE P1363, i.e. the JOSE ``r||s`` form, and Ed25519), one case
 
 * ``ecdsa_secp256r1_sha256_p1363_test.json`` -> ES256
 * ``ecdsa_secp256k1_sha256_p1363_test.json`` -> ES256K
+* ``ecdsa_secp384r1_sha384_p1363_test.json`` -> ES384
 * ``ed25519_test.json`` -> EdDSA (and its RFC 9864 name ``Ed25519``); includes non-canonical S
 
 "valid" must verify; "invalid" must raise ``SignatureInvalidError`` (or ``MalformedError``);
@@ -66,6 +67,7 @@ def _slug(text: str) -> str:
 SIGNATURE_FILES = {
     "ES256": "ecdsa_secp256r1_sha256_p1363_test.json",
     "ES256K": "ecdsa_secp256k1_sha256_p1363_test.json",
+    "ES384": "ecdsa_secp384r1_sha384_p1363_test.json",
     "EdDSA": "ed25519_test.json",
 }
 SIGNATURE_DATA = {alg: _load(name) for alg, name in SIGNATURE_FILES.items()}

@@ -225,7 +225,7 @@ def test_huge_relationship_list_refused() -> None:
             {"type": "JsonWebKey2020", "publicKeyJwk": {"kty": "RSA", "n": "AQAB", "e": "AQAB"}}, "unsupported", id="rsa-jwk"
         ),
         pytest.param(
-            {"type": "JsonWebKey2020", "publicKeyJwk": {**P256.public_key.jwk(), "crv": "P-384"}}, "unsupported", id="p384-jwk"
+            {"type": "JsonWebKey2020", "publicKeyJwk": {**P256.public_key.jwk(), "crv": "P-224"}}, "unsupported", id="p224-jwk"
         ),
         pytest.param(
             {"type": "JsonWebKey2020", "publicKeyJwk": {**P256.public_key.jwk(), "d": b64url_encode(P256.private_bytes_raw())}},

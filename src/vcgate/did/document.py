@@ -78,8 +78,10 @@ _MULTICODEC = {
     "EdDSA": bytes([0xED, 0x01]),  # ed25519-pub
     "ES256": bytes([0x80, 0x24]),  # p256-pub (0x1200)
     "ES256K": bytes([0xE7, 0x01]),  # secp256k1-pub
+    "ES384": bytes([0x81, 0x24]),  # p384-pub (0x1201)
+    "ES512": bytes([0x82, 0x24]),  # p521-pub (0x1202)
 }
-_KEY_LEN = {"EdDSA": 32, "ES256": 33, "ES256K": 33}
+_KEY_LEN = {"EdDSA": 32, "ES256": 33, "ES256K": 33, "ES384": 49, "ES512": 67}
 
 
 def multikey_encode(key: PublicKey) -> str:
@@ -91,7 +93,7 @@ def multikey_decode(value: str) -> PublicKey:
     if not isinstance(value, str) or not value.startswith("z"):
         raise MalformedError("a multikey must be multibase base58btc ('z' prefix)")
     if len(value) > 128:
-        raise MalformedError("unsupported multikey (too long for Ed25519, P-256 or secp256k1)")
+        raise MalformedError("unsupported multikey (too long for Ed25519, P-256, P-384, P-521 or secp256k1)")
     try:
         data = base58.b58decode(value[1:])
     except ValueError as exc:
@@ -102,7 +104,7 @@ def multikey_decode(value: str) -> PublicKey:
             if len(raw) != _KEY_LEN[alg]:
                 raise MalformedError(f"wrong key length for {alg} multikey")
             return PublicKey.from_raw(alg, raw)
-    raise MalformedError("unsupported multicodec key type (vcgate takes Ed25519, P-256, secp256k1)")
+    raise MalformedError("unsupported multicodec key type (vcgate takes Ed25519, P-256, P-384, P-521, secp256k1)")
 
 
 # --- documents ------------------------------------------------------------------------------
