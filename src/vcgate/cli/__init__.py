@@ -23,6 +23,7 @@ resolvers) and the root ``cli`` group are in :mod:`vcgate.cli.base`:
 * ``policy``       - ``vcgate policy check|explain|nginx-snippet`` (bodies in ``policy_report``)
 * ``serve``        - ``vcgate serve``
 * ``audit``        - ``vcgate audit verify|head|tail``
+* ``conformance``  - ``vcgate conformance jose issue|verify`` (the W3C vc-jose-cose suite)
 
 Importing this package registers every command group on ``cli``.
 """
@@ -38,7 +39,7 @@ from typing import NoReturn
 import click
 
 from ..errors import VCGateError
-from . import audit, chain, credentials, delegation, did, key, policy, serve, status  # noqa: F401  (register the command groups)
+from . import audit, chain, conformance, credentials, delegation, did, key, policy, serve, status  # noqa: F401  (register the command groups)
 from .base import DEBUG_ENV, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, to_cli_error, cli
 
 __all__ = ["cli", "main"]
