@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 NODE_DIR := tests/integration/node
 CHAIN_TOOLS := tools/chain
 
-.PHONY: demo test install dev-install node-deps chain-tools system-deps chain-artifact bench clean
+.PHONY: demo test install dev-install node-deps chain-tools system-deps chain-artifact bench conformance clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ system-deps:
 test: system-deps dev-install node-deps
 	$(BIN)/python -m pytest
 
+# The W3C test suites (VC-API suites against `vcgate serve --vc-api`, vc-jose-cose through
+# `vcgate conformance jose`): one line per suite, the failing positive tests, and exit 1 when
+# a test listed in scripts/conformance/expected.json fails. Needs node >= 20 and the offline
+# kit (W3C_KIT, default ../shared/w3c). UPDATE=1 rewrites expected.json. docs/conformance.md.
+conformance: dev-install
+	bash scripts/conformance/run.sh
+
 bench: system-deps dev-install node-deps
 	$(BIN)/python benchmarks/verify.py
 	$(BIN)/python benchmarks/sdjwt.py
@@ -57,4 +64,4 @@ bench: system-deps dev-install node-deps
 	$(BIN)/python benchmarks/gateway.py
 
 clean:
-	rm -rf $(VENV) $(NODE_DIR)/node_modules $(CHAIN_TOOLS)/node_modules .pytest_cache demo-out
+	rm -rf $(VENV) $(NODE_DIR)/node_modules $(CHAIN_TOOLS)/node_modules .pytest_cache demo-out .conformance
