@@ -127,7 +127,7 @@ def test_signature_vector_counts() -> None:
     by_alg = Counter(case.values[0] for case in SIGNATURE_CASES)
     for alg, data in SIGNATURE_DATA.items():
         assert by_alg[alg] == data["numberOfTests"]
-    assert dict(by_alg) == {"ES256": 262, "ES256K": 252, "EdDSA": 151}
+    assert dict(by_alg) == {"ES256": 262, "ES256K": 252, "ES384": 280, "EdDSA": 151}
     results = Counter((case.values[0], case.values[2]["result"]) for case in SIGNATURE_CASES)
     assert results[("ES256", "valid")] >= 150 and results[("ES256", "invalid")] >= 80
     assert results[("ES256K", "valid")] >= 150 and results[("ES256K", "invalid")] >= 80

@@ -32,6 +32,17 @@ _TYPED = {"type": "object", "required": ["type"], "properties": {"id": _URL, "ty
 _TYPED_WITH_ID = {"type": "object", "required": ["id", "type"], "properties": {"id": _URL, "type": _TYPE}}
 
 
+# 4.10: a status entry has a type, and an id that is a URL. vcgate's ERC-5539 entries
+# (EthrRevocationRegistry2022) predate VCDM 2.0 and use "<registry>#<hash>" ids: exempted.
+_STATUS = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": _TYPE},
+    "if": {"properties": {"type": {"const": "EthrRevocationRegistry2022"}}},
+    "else": {"properties": {"id": _URL}},
+}
+
+
 def _one_or_many(item: Mapping[str, Any]) -> dict[str, Any]:
     return {"oneOf": [item, {"type": "array", "minItems": 1, "items": item}]}
 
@@ -72,7 +83,7 @@ CREDENTIAL_RULES: Mapping[str, Mapping[str, Any]] = {
     "credentialSubject": _one_or_many(_SUBJECT),
     "validFrom": _DATETIME,  # 4.9
     "validUntil": _DATETIME,
-    "credentialStatus": _one_or_many(_TYPED),  # 4.10
+    "credentialStatus": _one_or_many(_STATUS),  # 4.10
     "credentialSchema": _one_or_many(_TYPED_WITH_ID),  # 4.11
     "refreshService": _one_or_many(_TYPED),  # 5.4
     "termsOfUse": _one_or_many(_TYPED),  # 5.5

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
 from typing import Any
@@ -63,7 +64,14 @@ class ContextLoader:
     """A pyld document loader over the bundled contexts (read and checked once per instance)."""
 
     def __init__(self, contexts: Mapping[str, tuple[str, str]] = BUNDLED_CONTEXTS) -> None:
+        from cachetools import LRUCache
+
         self._documents: dict[str, Any] = {}
+        # Processed (resolved) contexts, per loader: processing the VCDM 2.0 context is most of
+        # the cost of canonicalising a small credential (~90 ms -> a few ms). pyld's own cache
+        # is module-level; cachetools' LRUCache is not thread-safe, hence the lock.
+        self.resolved: Any = LRUCache(maxsize=64)
+        self.lock = threading.Lock()
         folder = resources.files("vcgate.credentials") / "contexts"
         for url, (name, digest) in contexts.items():
             data = (folder / name).read_bytes()
@@ -138,18 +146,20 @@ def canonize(document: Mapping[str, Any], loader: Callable[..., Any], *, max_nod
     # pyld is imported here: only Data Integrity needs it.
     from pyld import jsonld
     from pyld.context_resolver import ContextResolver
-    from cachetools import LRUCache
 
     dropped: list[str] = []
     processor = jsonld.JsonLdProcessor(on_property_dropped=lambda prop: dropped.append(str(prop)))
-    # One resolver per call: pyld's default shares a module-level cache between callers.
-    options = {
-        "documentLoader": loader,
-        "contextResolver": ContextResolver(LRUCache(maxsize=32), loader),
-        "base": _RELATIVE_BASE,
-    }
+    # The loader's own resolved-context cache: pyld's default is shared module-level state.
+    cache = getattr(loader, "resolved", None)
+    lock = getattr(loader, "lock", None) or threading.Lock()
+    if cache is None:
+        from cachetools import LRUCache
+
+        cache = LRUCache(maxsize=32)
+    options = {"documentLoader": loader, "contextResolver": ContextResolver(cache, loader), "base": _RELATIVE_BASE}
     try:
-        expanded = processor.expand(dict(document), options)
+        with lock:
+            expanded = processor.expand(dict(document), options)
     except ContextNotAllowedError:
         raise
     except jsonld.JsonLdError as exc:

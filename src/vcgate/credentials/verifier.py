@@ -9,6 +9,7 @@ checks except what is needed to find the key (the issuer's DID).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -31,11 +32,14 @@ from ..keys import ALGORITHMS
 from .jws import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, JWS, JWSParser
 from .delegation import assemble, link_error
 from .jwt import DEFAULT_CONTEXTS, read_credential, to_xsd_datetime
-from .models import VerifiedCredential, VerifiedPresentation
+from .datamodel import check_credential
+from .models import FORMAT_VC_JOSE, VerifiedCredential, VerifiedPresentation
 from .presentation import read_presentation
 from .sdjwt import SDJWTLimits, is_sd_jwt, verify_sd_jwt_presentation, verify_sd_jwt_vc
 
 __all__ = ["Verifier"]
+
+_MODEL_MEMO = 4096
 
 # Without a kid, at most this many of the signer's keys are tried (bounds the work an
 # attacker can cause with a DID document listing many keys).
@@ -82,6 +86,9 @@ class Verifier:
         self.max_credentials = max_credentials
         self.contexts = frozenset(contexts)
         self.sd_jwt = sd_jwt
+        # SHA-256 of signed VCDM 2.0 payloads already held to the data-model rules: a
+        # credential repeats on every call of an agent, the JSON Schema check costs ~0.3 ms.
+        self._model_checked: dict[bytes, None] = {}
         self._jws = JWSParser(algorithms=self.algorithms, max_bytes=max_token_bytes, max_depth=max_depth)
         self.allow_unpinned_contexts = allow_unpinned_contexts
 
@@ -153,6 +160,8 @@ class Verifier:
         claims = read_credential(jws, contexts=self.contexts, allow_unpinned=self.allow_unpinned_contexts)
         vm = self._verify_signer(jws, claims.issuer, "assertionMethod")
         self._check_window(claims.valid_from, claims.valid_until, "credential")
+        if claims.format == FORMAT_VC_JOSE:
+            self._check_model(jws)
         return VerifiedCredential(
             format=claims.format,
             issuer=claims.issuer,
@@ -169,6 +178,16 @@ class Verifier:
             token=token if isinstance(token, str) else token.decode("ascii"),
             contexts_pinned=claims.contexts_pinned,
         )
+
+    def _check_model(self, jws: JWS) -> None:
+        """VCDM 2.0 rules on a signed payload (after the signature: only signed data is memoised)."""
+        digest = hashlib.sha256(jws.signing_input).digest()
+        if digest in self._model_checked:
+            return
+        check_credential(jws.payload)
+        if len(self._model_checked) >= _MODEL_MEMO:
+            self._model_checked.clear()
+        self._model_checked[digest] = None
 
     # --- presentations --------------------------------------------------------------------
 
