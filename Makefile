@@ -8,6 +8,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 NODE_DIR := tests/integration/node
+# @digitalbazaar/vc and its Data Integrity suites, for the Data Integrity interop tests.
+NODE_DI_DIR := tests/integration/node-di
 CHAIN_TOOLS := tools/chain
 
 .PHONY: demo test install dev-install node-deps chain-tools system-deps chain-artifact bench conformance clean
@@ -29,6 +31,7 @@ dev-install: $(BIN)/python
 # solc, OpenZeppelin and anvil for the registry contract and the local development chain.
 node-deps: chain-tools
 	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	npm ci --prefix $(NODE_DI_DIR) --no-audit --no-fund --loglevel=error
 
 # `make install` is Python only; `vcgate chain dev` needs anvil from npm: this target.
 chain-tools:
@@ -64,4 +67,4 @@ bench: system-deps dev-install node-deps
 	$(BIN)/python benchmarks/gateway.py
 
 clean:
-	rm -rf $(VENV) $(NODE_DIR)/node_modules $(CHAIN_TOOLS)/node_modules .pytest_cache demo-out .conformance
+	rm -rf $(VENV) $(NODE_DIR)/node_modules $(NODE_DI_DIR)/node_modules $(CHAIN_TOOLS)/node_modules .pytest_cache demo-out .conformance

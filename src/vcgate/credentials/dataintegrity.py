@@ -70,6 +70,7 @@ _ALG_OF_CURVE = {"Ed25519": "EdDSA", "P-256": "ES256", "P-384": "ES384"}
 _MAX_PROOFS = 4
 CONTEXT_V2 = "https://www.w3.org/ns/credentials/v2"
 DI_CONTEXT = "https://w3id.org/security/data-integrity/v2"
+_LEGACY_CONTEXT = "https://w3id.org/security/suites/ed25519-2020/v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +160,10 @@ class DataIntegrity:
         challenge: str | None = None,
         domain: str | None = None,
     ) -> dict[str, Any]:
-        """Return a copy of ``document`` with a ``DataIntegrityProof`` by ``key`` added."""
-        suite = CRYPTOSUITES.get(cryptosuite)
+        """Return a copy of ``document`` with a ``DataIntegrityProof`` by ``key`` added
+        (``cryptosuite="Ed25519Signature2020"``: that older proof type, for VCDM 1.1 verifiers)."""
+        legacy = cryptosuite in _LEGACY
+        suite = _LEGACY[cryptosuite] if legacy else CRYPTOSUITES.get(cryptosuite)
         if suite is None:
             raise ProofInvalidError(f"unsupported cryptosuite {cryptosuite!r}")
         curve = key.public_key.curve
@@ -168,17 +171,17 @@ class DataIntegrity:
             raise ProofInvalidError(f"{cryptosuite} does not sign with a {curve} key")
         unsecured = {k: v for k, v in document.items() if k != "proof"}
         context = unsecured.get("@context")
-        if isinstance(context, list) and CONTEXT_V2 not in context and DI_CONTEXT not in context:
-            # A VCDM 1.1 document does not define the proof's terms: add the Data Integrity
-            # context (Data Integrity 1.0, 4.1 "Add Proof", step 5 note).
-            unsecured["@context"] = [*context, DI_CONTEXT]
-        config: dict[str, Any] = {
-            "type": "DataIntegrityProof",
-            "cryptosuite": cryptosuite,
+        needed = _LEGACY_CONTEXT if legacy else DI_CONTEXT
+        if isinstance(context, list) and needed not in context and (legacy or CONTEXT_V2 not in context):
+            # The document's contexts must define the proof's terms (Data Integrity 1.0, 4.1
+            # "Add Proof"; Ed25519Signature2020 has its own context).
+            unsecured["@context"] = [*context, needed]
+        config: dict[str, Any] = {"type": cryptosuite} if legacy else {"type": "DataIntegrityProof", "cryptosuite": cryptosuite}
+        config.update({
             "created": to_xsd_datetime(self.clock() if created is None else created),
             "verificationMethod": verification_method,
             "proofPurpose": purpose,
-        }
+        })
         if challenge is not None:
             config["challenge"] = challenge
         if domain is not None:
