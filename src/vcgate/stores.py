@@ -141,6 +141,8 @@ class Reservation:
     states: tuple[CounterState, ...]
     blocked: int | None = None
     windows: tuple[str, ...] = ()
+    #: The store found its data gone (a Redis restarted empty): every counter started again.
+    store_reset: bool = False
 
 
 @runtime_checkable
@@ -598,7 +600,9 @@ class RedisNonceStore:
 # counters is all-or-nothing across every replica, in one round trip. A counter is a hash
 # {n: used, w: window id} whose TTL is its window (set when the window opens).
 _RESERVE_LUA = """
-local n = #KEYS
+local n = #KEYS - 1
+local reset = 0
+if redis.call('SET', KEYS[n + 1], ARGV[#ARGV], 'NX') then reset = 1 end
 local cur = {}
 local blocked = 0
 for i = 1, n do
@@ -619,6 +623,7 @@ for i = 1, n do
   out[#out+1] = redis.call('PTTL', KEYS[i])
   out[#out+1] = redis.call('HGET', KEYS[i], 'w') or ''
 end
+out[#out+1] = reset
 return out
 """
 
@@ -658,6 +663,9 @@ class RedisCounterStore:
     Counter keys are hashed (``prefix`` + 22 characters), so subjects' DIDs never appear in
     Redis and every key has the same size. A store that cannot answer raises
     :class:`StoreUnavailableError`: the gateway refuses (503), it never admits unchecked.
+    A generation marker (``prefix + "generation"``) makes a Redis that lost its data visible:
+    the first reservation afterwards says ``store_reset`` (every counter started again; the
+    meter logs it and counts it in ``vcgate_limit_store_resets_total``).
     """
 
     def __init__(self, client: Any, *, prefix: str = "vcgate:limit:") -> None:
@@ -687,16 +695,18 @@ class RedisCounterStore:
         args: list[Any] = [secrets.token_urlsafe(9)]
         for c in items:
             args.extend((c.limit, c.amount, c.window * 1000))
-        out = self._run(self._reserve, self._keys(items), args)
+        args.append(int(time.time()))  # the generation marker's value: when this data began
+        out = self._run(self._reserve, [*self._keys(items), self._prefix + "generation"], args)
         blocked = int(out[0])
+        reset = int(out[-1]) == 1
         states, windows = [], []
         for i, c in enumerate(items):
             used, pttl, window = out[1 + 3 * i : 4 + 3 * i]
             states.append(CounterState(int(used), self._reset(int(pttl), c)))
             windows.append(window.decode() if isinstance(window, bytes) else str(window))
         if blocked:
-            return Reservation(False, items, tuple(states), blocked - 1)
-        return Reservation(True, items, tuple(states), None, tuple(windows))
+            return Reservation(False, items, tuple(states), blocked - 1, store_reset=reset)
+        return Reservation(True, items, tuple(states), None, tuple(windows), store_reset=reset)
 
     def commit(self, reservation: Reservation, used: Sequence[int]) -> None:
         values = _check_used(reservation, used)

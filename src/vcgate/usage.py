@@ -23,6 +23,7 @@ Images and audio parts are not bounded this way (see docs/limits.md).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -62,6 +63,8 @@ __all__ = [
     "rewrite_body",
     "usage_from_json",
 ]
+
+log = logging.getLogger("vcgate.limits")
 
 _MAX_TOKENS = 10**9
 _BODY_DEPTH = 128
@@ -293,6 +296,9 @@ class LimitMetrics:
                                  ["limit", "outcome"], registry=registry)
         self.used = PromCounter("vcgate_limit_used_total", "Units committed on each limit",
                                 ["limit", "unit"], registry=registry)
+        self.resets = PromCounter("vcgate_limit_store_resets_total",
+                                  "Times the limit store was found empty (Redis lost its data, or first use)",
+                                  registry=registry)
 
     def admitted(self, plan: LimitPlan) -> None:
         for name in {r.name for r in plan.limits}:
@@ -333,6 +339,11 @@ class Meter:
         if not plan:
             return None
         reservation = self.store.reserve(plan.counters)
+        if reservation.store_reset:
+            log.warning("vcgate: the limit store's data began again (a Redis restarted empty, or its first use): "
+                        "every counter restarted from zero")
+            if self.metrics is not None:
+                self.metrics.resets.inc()
         if not reservation.admitted:
             raise self._refusal(plan, reservation)
         if self.metrics is not None:
