@@ -68,8 +68,6 @@ __all__ = [
     "DPoPInvalidError",
     "DPoPReplayedError",
     "DPoPKeyMismatchError",
-    "UseDPoPNonceError",
-    "DPoPNonceInvalidError",
     "StoreUnavailableError",
     "StoreFullError",
     "PolicyProblem",
@@ -521,24 +519,6 @@ class DPoPKeyMismatchError(VCGateError):
     status = 401
     default_message = "the access token is bound to another key than the DPoP proof's"
     oauth_error = "invalid_token"
-
-
-class UseDPoPNonceError(VCGateError):
-    """RFC 9449 section 9: answer 401 with ``error="use_dpop_nonce"`` and a ``DPoP-Nonce`` header."""
-
-    code = "use_dpop_nonce"
-    status = 401
-    default_message = "the DPoP proof must carry a nonce issued by this server"
-    oauth_error = "use_dpop_nonce"
-
-
-class DPoPNonceInvalidError(UseDPoPNonceError):
-    # Unknown, expired or already used. The client's remedy is the same as for a missing
-    # nonce (retry with the fresh one in DPoP-Nonce), so the wire error is too.
-    code = "dpop_nonce_invalid"
-    status = 401
-    default_message = "the DPoP proof's nonce is unknown, expired or already used"
-    oauth_error = "use_dpop_nonce"
 
 
 class StoreUnavailableError(VCGateError):

@@ -12,8 +12,8 @@ An agent trades one verified presentation for a short-lived access token bound t
   cache, so a session's later calls cost no signature check for the token.
 * :func:`create_proof` -- the client side: a ``dpop+jwt`` over method, URI, time and token.
 * :class:`DPoPVerifier` -- the server side of RFC 9449 section 4.3 (and 7.1, 9): every check,
-  each failure a typed error; the ``jti`` replay cache and the optional server nonce live in
-  injected stores (:mod:`vcgate.stores`).
+  each failure a typed error; the ``jti`` replay cache lives in an injected store
+  (:mod:`vcgate.stores`). No server nonces (``DPoP-Nonce``): see :class:`DPoPVerifier`.
 * :class:`SessionVerifier` -- both, in the order that binds them: token, then the proof made
   with the token's key for this request.
 * :func:`www_authenticate` -- the ``WWW-Authenticate: DPoP`` challenge for a refusal.
@@ -41,18 +41,15 @@ from .keys import ALGORITHMS, PrivateKey, PublicKey, b64url_encode
 from .errors import (
     DPoPInvalidError,
     DPoPKeyMismatchError,
-    DPoPNonceInvalidError,
     DPoPReplayedError,
     TokenExpiredError,
     TokenInvalidError,
-    UseDPoPNonceError,
     VCGateError,
 )
-from .stores import MemoryReplayStore, NonceStore, ReplayStore
+from .stores import MemoryReplayStore, ReplayStore
 
 __all__ = [
     "ACCESS_TOKEN_TYP",
-    "DPOP_NONCE_HEADER",
     "DPOP_TYP",
     "AccessToken",
     "DPoPProof",
@@ -69,8 +66,6 @@ __all__ = [
 
 ACCESS_TOKEN_TYP = "at+jwt"
 DPOP_TYP = "dpop+jwt"
-#: Response header carrying a fresh server nonce (RFC 9449 sections 8 and 9).
-DPOP_NONCE_HEADER = "DPoP-Nonce"
 
 Clock = Callable[[], float]
 
@@ -521,11 +516,12 @@ class DPoPVerifier:
     ``algorithms``: the allow-list for proofs (asymmetric only). ``max_age``: how old a proof's
     ``iat`` may be; ``leeway``: clock skew tolerated either way. A proof's ``jti`` is recorded
     in ``replay_store`` for the whole window it could be accepted in (:attr:`replay_window`),
-    keyed by key thumbprint and ``jti``. With a ``nonce_store`` every proof must carry a nonce
-    this gateway issued (:meth:`issue_nonce`), each accepted once.
+    keyed by key thumbprint and ``jti``.
 
-    Stateful steps (nonce, ``jti``) run last, after the signature: a forged proof can neither
-    burn a client's nonce nor pre-empt its ``jti``.
+    The stateful step (``jti``) runs last, after the signature: a forged proof cannot pre-empt
+    a client's ``jti``. Server nonces (RFC 9449 section 8, ``DPoP-Nonce``) are not used: the
+    replay cache and the short proof lifetime bound replays, and a proof's own ``nonce`` claim
+    is only checked for shape.
     """
 
     def __init__(
@@ -533,11 +529,9 @@ class DPoPVerifier:
         *,
         algorithms: Iterable[str],
         replay_store: ReplayStore | None = None,
-        nonce_store: NonceStore | None = None,
         clock: Clock = time.time,
         max_age: float = 60,
         leeway: float = 5,
-        nonce_ttl: float = 300,
         max_bytes: int = _DEFAULT_PROOF_BYTES,
         key_cache_size: int = 4096,
     ) -> None:
@@ -547,11 +541,9 @@ class DPoPVerifier:
         if not 0 <= leeway <= 300:
             raise ValueError("leeway must be between 0 and 300 seconds")
         self._replay: ReplayStore = replay_store if replay_store is not None else MemoryReplayStore()
-        self._nonces = nonce_store
         self._clock = clock
         self._max_age = max_age
         self._leeway = leeway
-        self.nonce_ttl = nonce_ttl
         self._max_bytes = max_bytes
         self._jws = JWSParser(algorithms=self.algorithms, max_bytes=max_bytes, max_depth=4, allow_headers=("jwk",))
         # Header segment -> (key, thumbprint): a client sends the same header bytes on every
@@ -572,16 +564,6 @@ class DPoPVerifier:
     def replay_store(self) -> ReplayStore:
         """Where proofs' ``jti`` are remembered (also used to settle each usage report once)."""
         return self._replay
-
-    @property
-    def requires_nonce(self) -> bool:
-        return self._nonces is not None
-
-    def issue_nonce(self) -> str:
-        """A fresh server nonce for the ``DPoP-Nonce`` response header."""
-        if self._nonces is None:
-            raise RuntimeError("this DPoPVerifier has no nonce store")
-        return self._nonces.issue(self.nonce_ttl)
 
     def _normalized(self, url: str) -> str | None:
         hit = self._htu.get(url)
@@ -631,8 +613,7 @@ class DPoPVerifier:
         With ``access_token`` the proof must carry its ``ath``; given as an
         :class:`AccessToken` it also sets ``expected_jkt`` to the token's ``cnf.jkt``.
         Raises a :class:`DPoPInvalidError` (``dpop_invalid``, ``dpop_replayed``),
-        :class:`DPoPKeyMismatchError`, :class:`UseDPoPNonceError` (``use_dpop_nonce``,
-        ``dpop_nonce_invalid``) or :class:`StoreUnavailableError`.
+        :class:`DPoPKeyMismatchError` or :class:`StoreUnavailableError`.
         """
         value = _single_header(proof, DPoPInvalidError, "DPoP")
         if not value:
@@ -701,11 +682,6 @@ class DPoPVerifier:
         if expected_jkt is not None and jkt != expected_jkt:
             raise DPoPKeyMismatchError(reason="jkt_mismatch")
 
-        if self._nonces is not None:
-            if nonce is None:
-                raise UseDPoPNonceError(reason="nonce_missing")
-            if not self._nonces.consume(nonce):
-                raise DPoPNonceInvalidError(reason="nonce_invalid")
         replay = self._replay
         if getattr(replay, "tracks_generation", False):  # can tell a proof from before a data loss
             fresh = replay.add_if_absent(f"{jkt}:{jti}", self.replay_window, issued_at=iat, now=now)
@@ -785,8 +761,7 @@ def www_authenticate(
     """The ``WWW-Authenticate`` value for a 401 in session mode (RFC 6750 section 3, RFC 9449 7.1).
 
     Without an error (or for a request that carried no token) the challenge has no ``error``
-    attribute, as RFC 6750 asks. For :class:`UseDPoPNonceError` the caller also sends a
-    fresh nonce in the ``DPoP-Nonce`` header.
+    attribute, as RFC 6750 asks.
     """
     params: list[str] = []
     if realm:

@@ -3,7 +3,7 @@
 The real gateway is written elsewhere; this one is deliberately small but checks what the
 client sends with vcgate's real verifiers: ``Verifier.verify_presentation`` (audience,
 single-use nonce, signatures, holder binding), ``TokenIssuer`` / ``SessionVerifier``
-(``at+jwt`` bound to the proof key, ``ath``, ``htm``/``htu``, ``jti`` replay, server nonces).
+(``at+jwt`` bound to the proof key, ``ath``, ``htm``/``htu``, ``jti`` replay).
 It speaks through ``handle()``, driven by an ``httpx.MockTransport`` or by a WSGI server.
 """
 
@@ -19,12 +19,10 @@ from vcgate.credentials import Verifier
 from vcgate.errors import (
     DPoPKeyMismatchError,
     NonceMismatchError,
-    UseDPoPNonceError,
     VCGateError,
 )
 from vcgate.keys import PrivateKey, b64url_decode
 from vcgate.session import DPoPVerifier, SessionVerifier, TokenIssuer, TokenVerifier, www_authenticate
-from vcgate.stores import MemoryNonceStore
 
 ALGS = ("EdDSA", "ES256", "ES256K")
 
@@ -69,7 +67,6 @@ class FakeGateway:
     clock: Clock
     trusted_issuer: str
     token_lifetime: int = 300
-    require_dpop_nonce: bool = False
     combine_challenges: bool = False
     log: list[Seen] = field(default_factory=list)
 
@@ -79,11 +76,7 @@ class FakeGateway:
         self.key = PrivateKey.generate("ES256")
         self.verifier = Verifier(clock=self.clock)
         self.issuer = TokenIssuer(key=self.key, issuer=self.base, lifetime=self.token_lifetime, clock=self.clock)
-        self.proofs = DPoPVerifier(
-            algorithms=ALGS,
-            nonce_store=MemoryNonceStore(clock=self.clock) if self.require_dpop_nonce else None,
-            clock=self.clock,
-        )
+        self.proofs = DPoPVerifier(algorithms=ALGS, clock=self.clock)
         self.sessions = SessionVerifier(
             tokens=TokenVerifier(keys=[self.key.public_key], issuer=self.base, audience=self.base, clock=self.clock),
             proofs=self.proofs,
@@ -112,14 +105,9 @@ class FakeGateway:
             ("WWW-Authenticate", vp),
             ("WWW-Authenticate", dpop),
         ]
-        if isinstance(error, UseDPoPNonceError):
-            extra.append(("DPoP-Nonce", self.proofs.issue_nonce()))
         body = {"error": code, "message": error.message if error else "a credential is required",
                 "nonce": nonce, "token_endpoint": self.token_endpoint}
         return self._json(401, body, extra)
-
-    def _fresh_nonce(self) -> list[tuple[str, str]]:
-        return [("DPoP-Nonce", self.proofs.issue_nonce())] if self.require_dpop_nonce else []
 
     def _consume_vp(self, vp_token: str) -> Any:
         try:
@@ -142,8 +130,7 @@ class FakeGateway:
             seen.outcome = "malformed"
             return self._json(400, {"error": "malformed", "message": "POST vp_token"})
         try:
-            # The DPoP proof (and its server nonce) first: a nonce retry must not burn the
-            # presentation's nonce.
+            # The DPoP proof first: a bad proof must not burn the presentation's nonce.
             proof = self.proofs.verify(seen.header("DPoP"), htm="POST", htu=self.token_endpoint)
             vp = self._consume_vp(vp_token)
             if vp.holder_key.thumbprint() != proof.jkt:
@@ -162,7 +149,7 @@ class FakeGateway:
         self.tokens.append(token)
         seen.outcome = "token"
         body = {"access_token": token, "token_type": "DPoP", "expires_in": self.token_lifetime, "scope": "chat"}
-        return self._json(200, body, self._fresh_nonce())
+        return self._json(200, body)
 
     def _resource(self, seen: Seen) -> tuple[int, list[tuple[str, str]], bytes]:
         auth = seen.header("Authorization")
@@ -192,7 +179,7 @@ class FakeGateway:
             }
         else:
             body = {"ok": True, "subject": subject, "path": path, "mode": seen.outcome}
-        return self._json(200, body, self._fresh_nonce())
+        return self._json(200, body)
 
     def handle(
         self, method: str, url: str, headers: list[tuple[str, str]], body: bytes

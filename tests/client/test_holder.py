@@ -86,8 +86,8 @@ def test_repr_hides_the_key(holder: Holder) -> None:
             id="two-fields-case-and-spaces",
         ),
         pytest.param(
-            ['VP realm="a, b", nonce="q\\"uo\\\\te", error=use_dpop_nonce'],
-            [Challenge("vp", {"realm": "a, b", "nonce": 'q"uo\\te', "error": "use_dpop_nonce"})],
+            ['VP realm="a, b", nonce="q\\"uo\\\\te", error=invalid_token'],
+            [Challenge("vp", {"realm": "a, b", "nonce": 'q"uo\\te', "error": "invalid_token"})],
             id="quoted-comma-and-escapes",
         ),
         pytest.param(

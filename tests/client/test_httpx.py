@@ -1,4 +1,4 @@
-"""httpx auth against the fake gateway: session mode, refresh, nonces, direct mode, async."""
+"""httpx auth against the fake gateway: session mode, refresh, direct mode, async."""
 
 from __future__ import annotations
 
@@ -98,39 +98,14 @@ def test_token_expired_at_the_gateway_presents_again(holder: Holder, make_gatewa
     assert [s.outcome for s in gw.log] == ["token_expired", "token", "session"]
 
 
-def test_use_dpop_nonce_is_retried_once(holder: Holder, make_gateway) -> None:
-    gw = make_gateway(require_dpop_nonce=True)
-    with client(gw, holder.httpx_auth()) as c:
-        r = c.get("/v1/models")
-        assert r.status_code == 200, r.text
-        # challenge; token request without nonce -> use_dpop_nonce; retried with it; call
-        # (the token response carried a fresh DPoP-Nonce, used by the replay).
-        assert [s.outcome for s in gw.log] == ["challenge", "use_dpop_nonce", "token", "session"]
-        del gw.log[:]
+def test_proofs_carry_no_server_nonce(holder: Holder, gateway: FakeGateway) -> None:
+    # vcgate sends no DPoP-Nonce (docs/protocol.md): the flow has no nonce state or retry.
+    with client(gateway, holder.httpx_auth()) as c:
         assert c.get("/v1/models").status_code == 200
-        assert [s.outcome for s in gw.log] == ["session"]  # the nonce from the last 200 was used
-        # A client that lost its nonce: one use_dpop_nonce, one retry.
-        c.auth._state._nonces.clear()  # type: ignore[attr-defined]
-        del gw.log[:]
         assert c.get("/v1/models").status_code == 200
-    assert [s.outcome for s in gw.log] == ["use_dpop_nonce", "session"]
-    assert gw.log[1].proof["nonce"]
-
-
-def test_nonce_retry_happens_once_only(holder: Holder, make_gateway) -> None:
-    gw = make_gateway(require_dpop_nonce=True)
-    with client(gw, holder.httpx_auth()) as c:
-        c.get("/v1/models")
-        real_issue = gw.proofs.issue_nonce
-        gw.proofs.issue_nonce = lambda: "never-valid"  # type: ignore[method-assign]
-        c.auth._state._nonces.clear()  # type: ignore[attr-defined]
-        del gw.log[:]
-        r = c.get("/v1/models")
-        gw.proofs.issue_nonce = real_issue  # type: ignore[method-assign]
-    # nonce retry once, then the presentation once (its token request is refused too).
-    assert r.status_code == 401
-    assert [s.outcome for s in gw.log][:2] == ["use_dpop_nonce", "dpop_nonce_invalid"]
-    assert len(gw.log) <= 5
+    assert [s.outcome for s in gateway.log] == ["challenge", "token", "session", "session"]
+    proofs = [s.proof for s in gateway.log if s.proof is not None]
+    assert len(proofs) == 3 and all("nonce" not in p for p in proofs)
 
 
 def test_direct_mode(holder: Holder, gateway: FakeGateway, agent) -> None:

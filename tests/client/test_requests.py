@@ -34,11 +34,11 @@ def test_file_body_is_rewound(holder: Holder, served) -> None:
     assert gw.log[-1].body == b"payload"
 
 
-def test_dpop_nonce_and_expiry(holder: Holder, served, clock) -> None:
-    gw = served(require_dpop_nonce=True, token_lifetime=60)
+def test_token_refreshed_before_expiry(holder: Holder, served, clock) -> None:
+    gw = served(token_lifetime=60)
     auth = holder.requests_auth(refresh_margin=5)
     assert requests.get(f"{gw.base}/v1/models", auth=auth, timeout=5).status_code == 200
-    assert [x.outcome for x in gw.log] == ["challenge", "use_dpop_nonce", "token", "session"]
+    assert [x.outcome for x in gw.log] == ["challenge", "token", "session"]
     clock.now += 58
     del gw.log[:]
     assert requests.get(f"{gw.base}/v1/models", auth=auth, timeout=5).status_code == 200

@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 MODES = ("session", "direct")
-_NONCE_ERRORS = frozenset({"use_dpop_nonce", "dpop_nonce_invalid"})
 
 
 class ProtocolError(MalformedError):
@@ -195,7 +194,7 @@ class _Token:
 
 
 class AuthState:
-    """Per-auth-object state: tokens and DPoP nonces per origin, guarded by one lock.
+    """Per-auth-object state: tokens per origin, guarded by one lock.
 
     The lock is only held for dictionary updates, never across a yield, so one object can
     serve many threads and (single-threaded) event loops at once. Threads that meet a
@@ -213,7 +212,6 @@ class AuthState:
         self.refresh_margin = refresh_margin
         self._lock = threading.Lock()
         self._tokens: dict[str, _Token] = {}
-        self._nonces: dict[str, str] = {}
 
     # --- state --------------------------------------------------------------------------
 
@@ -242,23 +240,12 @@ class AuthState:
             if tok is not None and tok.value == value:  # another thread may have renewed it
                 del self._tokens[origin]
 
-    def _remember_nonce(self, origin: str, response: ResponseView) -> None:
-        nonce = response.header("DPoP-Nonce")
-        if nonce:
-            with self._lock:
-                self._nonces[origin] = nonce
-
-    def _take_nonce(self, origin: str) -> str | None:
-        # Server nonces are single use: hand each to one proof only.
-        with self._lock:
-            return self._nonces.pop(origin, None)
-
     # --- header sets ---------------------------------------------------------------------
 
-    def _dpop_headers(self, method: str, url: str, token: str, nonce: str | None) -> dict[str, str | None]:
+    def _dpop_headers(self, method: str, url: str, token: str) -> dict[str, str | None]:
         return {
             "Authorization": f"DPoP {token}",
-            "DPoP": self.holder.proof(htm=method, htu=url, access_token=token, nonce=nonce),
+            "DPoP": self.holder.proof(htm=method, htu=url, access_token=token),
         }
 
     def initial_headers(self, method: str, url: str) -> tuple[dict[str, str | None], str | None]:
@@ -271,7 +258,7 @@ class AuthState:
         token = self.token_for(origin) if self.mode == "session" else None
         if token is None:
             return {"Authorization": None, "DPoP": None}, None
-        return self._dpop_headers(method, url, token, self._take_nonce(origin)), token
+        return self._dpop_headers(method, url, token), token
 
     # --- the challenge ---------------------------------------------------------------------
 
@@ -319,8 +306,8 @@ class AuthState:
             raise ProtocolError(f"the token endpoint {endpoint[:200]!r} is on another origin than the gateway")
         return realm, nonce, endpoint
 
-    def _token_request(self, endpoint: str, vp_token: str, nonce: str | None) -> TokenRequest:
-        proof = self.holder.proof(htm="POST", htu=endpoint, nonce=nonce)
+    def _token_request(self, endpoint: str, vp_token: str) -> TokenRequest:
+        proof = self.holder.proof(htm="POST", htu=endpoint)
         return TokenRequest(endpoint, {"DPoP": proof, "Accept": "application/json"}, {"vp_token": vp_token})
 
     def _read_token(self, response: ResponseView) -> tuple[str, float | None]:
@@ -341,40 +328,23 @@ class AuthState:
             raise ProtocolError("the token response's 'expires_in' is not a positive number")
         return token, expires_in
 
-    @staticmethod
-    def _nonce_retry(response: ResponseView, challenges: list[Challenge]) -> str | None:
-        """The ``DPoP-Nonce`` to retry with, when the 401 asks for one."""
-        nonce = response.header("DPoP-Nonce")
-        if not nonce:
-            return None
-        if any(c.get("error") in _NONCE_ERRORS for c in challenges):
-            return nonce
-        return None
-
     # --- the flow -----------------------------------------------------------------------------
 
     def flow(self, method: str, url: str) -> Generator[Send | TokenRequest, ResponseView, None]:
         """Drive one request: yields what to send, is sent each response.
 
-        The adapter returns the last response it was given. At most one nonce retry and one
-        presentation per request (plus one nonce retry of the token request): never a loop.
+        The adapter returns the last response it was given. At most one presentation per
+        request: never a loop. (vcgate sends no ``DPoP-Nonce``, so there is no nonce retry.)
         """
         origin = origin_of(url)
         headers, token = self.initial_headers(method, url)
         response = yield Send(headers)
-        nonce_retried = presented = False
+        presented = False
         while True:
-            self._remember_nonce(origin, response)
             if response.status != 401:
                 return
             challenges = parse_challenges(response.header_values("WWW-Authenticate"))
             if token is not None:
-                retry_nonce = self._nonce_retry(response, challenges)
-                if retry_nonce is not None and not nonce_retried:
-                    nonce_retried = True
-                    self._take_nonce(origin)  # that one is in use now
-                    response = yield Send(self._dpop_headers(method, url, token, retry_nonce))
-                    continue
                 self._drop_token(origin, token)
             if presented:
                 return
@@ -389,24 +359,9 @@ class AuthState:
                 response = yield Send({"Authorization": f"VP {vp_token}", "DPoP": None})
                 continue
 
-            ep_origin = origin_of(endpoint)
-            got = yield self._token_request(endpoint, vp_token, self._take_nonce(ep_origin))
-            self._remember_nonce(ep_origin, got)
-            if got.status == 401:
-                ep_challenges = parse_challenges(got.header_values("WWW-Authenticate"))
-                retry_nonce = self._nonce_retry(got, ep_challenges)
-                if retry_nonce is not None:
-                    self._take_nonce(ep_origin)
-                    # If the gateway spent the presentation's nonce before asking for a DPoP
-                    # nonce, it sends a new challenge: present again for that one.
-                    fresh = self._vp_challenge(url, ep_challenges)
-                    if fresh is not None and fresh[1] != vp_nonce:
-                        vp_token = self._present(fresh[0], fresh[1], ep_challenges)
-                    got = yield self._token_request(endpoint, vp_token, retry_nonce)
-                    self._remember_nonce(ep_origin, got)
+            got = yield self._token_request(endpoint, vp_token)
             if got.status != 200:
                 return  # the refusal is the caller's answer
             token, expires_in = self._read_token(got)
             self._store_token(origin, token, expires_in)
-            response = yield Send(self._dpop_headers(method, url, token, self._take_nonce(origin)))
-
+            response = yield Send(self._dpop_headers(method, url, token))
