@@ -361,7 +361,7 @@ REFUSALS = [
     pytest.param(_with_proof(lambda e, t: forge({"typ": "dpop+jwt", "alg": "none", "jwk": e.client.public_key.jwk()}, {"jti": "x", "htm": "POST", "htu": URL, "iat": NOW}, signature=b"\0")), "dpop_invalid", "algorithm_not_allowed", id="proof-alg-none"),
     pytest.param(_with_proof(_hs256_proof), "dpop_invalid", "algorithm_not_allowed", id="proof-alg-HS256"),
     pytest.param(_with_proof(lambda e, t: _proof_claims(e, t, header={"jwk": {**e.client.public_key.jwk(), "d": b64url_encode(e.client.private_bytes_raw())}})), "dpop_invalid", "private_key", id="private-jwk-in-header"),
-    pytest.param(_with_proof(lambda e, t: _proof_claims(e, t, header={"alg": "ES256", "jwk": _p384_jwk()})), "dpop_invalid", "key_unsupported", id="jwk-curve-P-384"),
+    pytest.param(_with_proof(lambda e, t: _proof_claims(e, t, header={"alg": "ES256", "jwk": _p384_jwk()})), "dpop_invalid", "algorithm_not_allowed", id="jwk-curve-P-384-with-ES256"),
     pytest.param(_with_proof(lambda e, t: _proof_claims(e, t, header={"jwk": {"kty": "OKP", "crv": "X25519", "x": b64url_encode(b"\1" * 32)}})), "dpop_invalid", "key_unsupported", id="jwk-curve-X25519"),
     pytest.param(_with_proof(_alg_key_mismatch), "dpop_invalid", "algorithm_not_allowed", id="alg-does-not-fit-jwk"),
     pytest.param(_with_proof(lambda e, t: _proof_claims(e, t, header={"jwk": None})), "dpop_invalid", "missing_jwk", id="no-jwk"),
