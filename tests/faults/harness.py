@@ -247,6 +247,24 @@ class Prober:
         # NGINX passes on only 401/403: the real status of other refusals is in X-Vcgate-Status.
         return int(r.headers.get("X-Vcgate-Status", r.status_code)), r.headers.get("X-Vcgate-Error")
 
+    # --- what the fault tests assert about the service ----------------------------------------------
+
+    def never_accepts_revoked(self) -> None:
+        """The invariant checked on every round: the revoked credential is refused (or unanswered)."""
+        status, code = self("revoked")
+        assert status != 200, "a revoked credential was accepted"
+        assert code in ("revoked", "status_unavailable", "ConnectionError"), (status, code)
+
+    def healthy(self) -> bool:
+        return self("good") == (200, None) and self("revoked") == (401, "revoked") and self.ready() == 200
+
+    def refusing(self) -> bool:
+        """Closed: the good credential refused status_unavailable, /readyz 503."""
+        return self("good") == (503, "status_unavailable") and self.ready() == 503
+
+    def state(self) -> object:
+        return self("good"), self("revoked"), requests.get(self.url + "/readyz", timeout=5).text
+
     def ready(self) -> int:
         try:
             return requests.get(self.url + "/readyz", timeout=5).status_code

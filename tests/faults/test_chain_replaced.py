@@ -25,7 +25,6 @@ from tests.faults.test_chain import (  # noqa: E402
     IDENTITY_FAIL_BOUND,
     RECOVER_BOUND,
     SERVE_ARGS,
-    Stage,
     _require_anvil,
 )
 from tests.integration.gateway_support import AuthService  # noqa: E402
@@ -50,11 +49,9 @@ def test_node_replaced_on_the_same_port_then_back(tmp_path, timing):
         world.issue("good")
         world.issue("revoked")
         world.revoke("revoked")
-        checker = Stage.__new__(Stage)  # only its probing helpers
         with serve(world.policy, world.serve_args(node.url, *SERVE_ARGS)) as svc:
-            checker.svc = svc
             probe = Prober(world, svc.url)
-            until("healthy", lambda: checker.healthy(probe), START_BOUND)
+            until("healthy", probe.healthy, START_BOUND)
 
             for label, chain_id, redeploy, reason in (
                 ("fresh anvil, registry redeployed at the same address", None, True, "history"),
@@ -70,21 +67,21 @@ def test_node_replaced_on_the_same_port_then_back(tmp_path, timing):
                         assert deploy_registry(chain, world.issuer) == world.registry.address
                         assert RegistryClient(chain, world.registry.address).is_revoked(
                             world.issuer.address, *world.credentials["revoked"][1:]) is False
-                    took = until(label, lambda: checker.refusing(probe), IDENTITY_FAIL_BOUND + 2,
-                                 invariant=lambda: checker.never_accepts_revoked(probe),
-                                 show=lambda: checker.state(probe))
+                    took = until(label, probe.refusing, IDENTITY_FAIL_BOUND + 2,
+                                 invariant=probe.never_accepts_revoked,
+                                 show=probe.state)
                     timing(f"fail closed ({label[:20]})", took)
                     # (Before the redeploy the fresh node had no code there: registry_code.)
                     until(f"reason {reason}", lambda: _mismatch(svc) == reason, IDENTITY_FAIL_BOUND,
-                          invariant=lambda: checker.never_accepts_revoked(probe))
+                          invariant=probe.never_accepts_revoked)
                     metrics = svc.metrics()
                     assert re.search(r'vcgate_mirror_chain_mismatch\{reason="%s",registry="[^"]+"\} 1\.0' % reason,
                                      metrics)
                     for _ in range(5):
-                        checker.never_accepts_revoked(probe)
+                        probe.never_accepts_revoked()
                 node = AnvilNode(port=port, state=state).start()  # the original chain is back
-                took = until("original chain back", lambda: checker.healthy(probe), START_BOUND,
-                             invariant=lambda: checker.never_accepts_revoked(probe), show=lambda: checker.state(probe))
+                took = until("original chain back", probe.healthy, START_BOUND,
+                             invariant=probe.never_accepts_revoked, show=probe.state)
                 timing(f"recover ({label[:20]})", took)
                 assert _mismatch(svc) is None
     finally:
@@ -99,15 +96,13 @@ def test_reorg_deeper_than_the_window_fails_closed(tmp_path, timing):
         world = ChainWorld(node.url, tmp_path)
         world.issue("good")
         world.issue("revoked")
-        checker = Stage.__new__(Stage)
         with serve(world.policy, world.serve_args(node.url, *SERVE_ARGS)) as svc:
-            checker.svc = svc
             probe = Prober(world, svc.url)
             until("healthy", lambda: probe("good") == (200, None), START_BOUND)
             snapshot = rpc(node.url, "evm_snapshot")
             world.revoke("revoked")
             rpc(node.url, "anvil_mine", "0x6")  # the revocation is now past the window (2)
-            until("revoked", lambda: checker.healthy(probe), RECOVER_BOUND)
+            until("revoked", probe.healthy, RECOVER_BOUND)
             head = world.chain.block_number()
             # The mirror must have confirmed the revocation (synced to the head, 6 > 2 blocks
             # past it) -- else the revert below is a reorg within the window, rightly followed.
@@ -115,12 +110,12 @@ def test_reorg_deeper_than_the_window_fails_closed(tmp_path, timing):
                   ["mirror"]["synced_block"] == head, RECOVER_BOUND)
             rpc(node.url, "evm_revert", snapshot)
             rpc(node.url, "anvil_mine", "0xa")  # a longer branch without the revocation
-            took = until("deep reorg refused", lambda: checker.refusing(probe), IDENTITY_FAIL_BOUND,
-                         invariant=lambda: checker.never_accepts_revoked(probe), show=lambda: checker.state(probe))
+            took = until("deep reorg refused", probe.refusing, IDENTITY_FAIL_BOUND,
+                         invariant=probe.never_accepts_revoked, show=probe.state)
             timing("fail closed (history)", took)
             assert _mismatch(svc) == "history"
             status = json.loads(requests.get(svc.url + "/readyz", timeout=5).text)
             assert status["status"] == "not_ready"
             for _ in range(10):  # no recovery onto a history that dropped a confirmed revocation
-                checker.never_accepts_revoked(probe)
+                probe.never_accepts_revoked()
                 assert probe("good") == (503, "status_unavailable")
