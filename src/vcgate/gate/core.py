@@ -688,8 +688,7 @@ class Gate:
         code = pd.code or "denied"
         err: VCGateError | None = None
         if code != "credential_required":  # a first challenge carries no error (RFC 6750 3.1)
-            err = VCGateError(pd.message)
-            err.code = code  # type: ignore[misc]
+            err = VCGateError(pd.message, code=code)
         return self._refuse(pd.status, code, pd.message, error=err, details=details, pd=pd)
 
     # --- status ------------------------------------------------------------------------------
