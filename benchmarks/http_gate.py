@@ -5,6 +5,9 @@ in a subprocess; the load client is ``wrk`` (C, keep-alive) on 127.0.0.1. Two wo
 against the bare app (``server_fastapi.api``) and the wrapped one (``server_fastapi.build(policy)``):
 
 * public -- ``GET /healthz``, a public rule: pure middleware overhead (policy lookup, no crypto);
+* model -- the session workload against ``POST /v1/completions``, a route that spends
+  ``--upstream-cpu-ms`` (2 ms) of CPU per call like a small model call: the latency and
+  throughput the gate adds next to a realistic upstream rather than a 270 µs example route;
 * session -- ``POST /v1/chat/completions`` (the example's non-streaming chat route) in session
   mode: ``Authorization: DPoP <token>`` and a fresh DPoP proof per request. wrk cannot sign, so
   the proofs (single-use ``jti``) are made beforehand in Python, written to a file, and a wrk Lua
@@ -60,6 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 MODEL = "llama-3-70b"
 CHAT = "/v1/chat/completions"
+COMPLETIONS = "/v1/completions"
 BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hello"}]})
 
 POLICY = """\
@@ -100,10 +104,21 @@ rules:
 """
 
 SERVER = """\
-import sys, warnings
+import sys, time, warnings
 warnings.simplefilter("ignore", RuntimeWarning)
 sys.path.insert(0, {examples!r})
 import uvicorn, server_fastapi
+from fastapi import Request
+
+@server_fastapi.api.post("/v1/completions")
+async def model_call(request: Request):
+    # A stand-in for a small model call: {cpu_ms} ms of CPU in the upstream.
+    body = await request.json()
+    end = time.process_time() + {cpu_ms} / 1000
+    while time.process_time() < end:
+        pass
+    return {{"model": body.get("model"), "choices": [{{"text": "ok"}}]}}
+
 app = server_fastapi.build({policy!r}) if {wrapped!r} else server_fastapi.api
 uvicorn.run(app, host="127.0.0.1", port={port}, workers=1, log_level="warning", access_log=False, lifespan="off")
 """
@@ -138,8 +153,8 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, port: int, policy: Path, wrapped: bool) -> None:
-        code = SERVER.format(examples=str(EXAMPLES), policy=str(policy), wrapped=wrapped, port=port)
+    def __init__(self, port: int, policy: Path, wrapped: bool, cpu_ms: float) -> None:
+        code = SERVER.format(examples=str(EXAMPLES), policy=str(policy), wrapped=wrapped, port=port, cpu_ms=cpu_ms)
         env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
         self.port = port
         self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(ROOT))
@@ -219,6 +234,8 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=8, help="wrk keep-alive connections (one thread)")
     ap.add_argument("--alg", default="EdDSA", choices=["EdDSA", "ES256"], help="the agent's key")
     ap.add_argument("--max-rps", type=int, default=4000, help="proofs made per session run = max-rps * seconds")
+    ap.add_argument("--upstream-cpu-ms", type=float, default=2.0,
+                    help="CPU the model-call workload's upstream route spends per request")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -231,7 +248,7 @@ def main() -> None:
         claims={"models": [MODEL], "tier": "gold"}, valid_from=now - 60, valid_until=now + 86400,
     )
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
-    ratios: dict[str, list[float]] = {"public": [], "session": []}
+    ratios: dict[str, list[float]] = {"public": [], "session": [], "model": []}
     verify_us: list[float] = []
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
@@ -246,7 +263,7 @@ def main() -> None:
                 port = free_port()
                 policy = tmp / f"policy-{port}.yaml"
                 policy.write_text(POLICY.format(aud=f"http://127.0.0.1:{port}", issuer=idid))
-                servers[label] = Server(port, policy, label == "middleware")
+                servers[label] = Server(port, policy, label == "middleware", args.upstream_cpu_ms)
             tokens["bare"] = "not-checked-by-the-bare-app"
             tokens["middleware"] = get_token(servers["middleware"].port, agent, vc)
             for rnd in range(args.rounds):
@@ -268,6 +285,17 @@ def main() -> None:
                     lua.write_text(LUA % {k: json.dumps(v) for k, v in values.items()} + DONE)  # JSON strings are Lua strings
                     print(f"[round {rnd + 1} {label}] {n} proofs made in {made:.1f} s (outside the run)", file=sys.stderr)
                     this[("session", label)] = wrk(port, lua, CHAT, args.seconds, args.connections)
+                    # The same session calls against a route that costs what a small model call
+                    # costs on CPU: what the gate adds next to a realistic upstream.
+                    n_model = int(min(args.max_rps, 2000 / max(args.upstream_cpu_ms, 0.1)) * args.seconds) + 100
+                    mproofs = [create_proof(agent, htm="POST", htu=aud + COMPLETIONS, access_token=token)
+                               for _ in range(n_model)]
+                    mfile = tmp / f"model-proofs-{port}.txt"
+                    mfile.write_text("\n".join(mproofs) + "\n")
+                    mlua = tmp / f"model-{port}.lua"
+                    mvalues = {**values, "proofs": str(mfile), "path": COMPLETIONS}
+                    mlua.write_text(LUA % {k: json.dumps(v) for k, v in mvalues.items()} + DONE)
+                    this[("model", label)] = wrk(port, mlua, COMPLETIONS, args.seconds, args.connections)
                     if label == "middleware":  # the floor: one raw proof-signature check per request, same proofs
                         raws = [raw_verifier(agent, p) for p in proofs[:2000]]
                         t0 = time.perf_counter()
@@ -287,7 +315,8 @@ def main() -> None:
     print(f"uvicorn 1 worker, wrk -t1 -c{args.connections} -d{args.seconds:g}s x {args.rounds} alternating rounds on "
           f"127.0.0.1, {os.cpu_count()} CPUs shared by server and client; agent key {args.alg}; medians over rounds")
     print(f"{'workload':<40}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non2xx':>8}{'sockerr':>8}")
-    for workload, what in (("public", "GET /healthz (public rule)"), ("session", "POST chat, session mode")):
+    for workload, what in (("public", "GET /healthz (public rule)"), ("session", "POST chat, session mode"),
+                           ("model", f"POST {args.upstream_cpu_ms:g} ms model call, session")):
         for label in ("bare", "middleware"):
             r = results[(workload, label)]
             print(f"{what + ' / ' + label:<40}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>8d}{r['errors']:>8d}")
