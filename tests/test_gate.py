@@ -10,12 +10,14 @@ import pytest
 
 from tests.middleware.helpers import World, make_world
 from tests.support import NOW, make_party
+from vcgate.credentials.dcql import challenge_param, dcql_query
 from vcgate.gate import Decision, Gate, RequestView
 from vcgate.session import create_proof
 from vcgate.stores import MemorySessionStore
 
 AUD = "https://gw.example"
 CHAT = "/v1/chat/completions"
+CHAT_DCQL = dcql_query(vct_values=["ModelAccessCredential"], claims=[["models"]])
 
 
 @pytest.fixture
@@ -62,7 +64,8 @@ def test_challenge_shape(w):
     n = d.body["nonce"]
     assert len(n) >= 22 and re.fullmatch(r"[A-Za-z0-9_\-.]+", n)
     assert vp == (f'VP realm="{AUD}", nonce="{n}", token_endpoint="{AUD}/.well-known/vcgate/token", '
-                  'algs="EdDSA ES256 ES256K"')
+                  'algs="EdDSA ES256 ES256K", dcql="' + challenge_param(CHAT_DCQL) + '"')
+    assert d.body["dcql_query"] == CHAT_DCQL  # what the chat rule needs, for SD-JWT VC holders
     assert dpop == 'DPoP algs="EdDSA ES256 ES256K"'
     assert ("Cache-Control", "no-store") in d.headers
     assert d.body["token_endpoint"] == AUD + "/.well-known/vcgate/token"
@@ -86,7 +89,7 @@ def test_metadata(w):
         "dpop_signing_alg_values_supported": ["EdDSA", "ES256", "ES256K"],
         "dpop_bound_access_tokens_required": True,
         "vcgate_token_endpoint": AUD + "/.well-known/vcgate/token",
-        "vcgate_presentation_formats": ["vp+jwt", "jwt_vp"],
+        "vcgate_presentation_formats": ["vp+jwt", "jwt_vp", "dc+sd-jwt"],
     }
     json.dumps(m)
 

@@ -163,7 +163,8 @@ class Holder:
             matches = select(parse_dcql(dcql), views)
             if matches:
                 chosen = next(iter(matches.values()))
-        elif sd_jwts and not jwts:
+        if chosen is None and sd_jwts and not jwts:
+            # Nothing answers the query: present the default; the gateway names what is missing.
             chosen = (sd_jwts[0], self.disclose)
         if chosen is not None:
             return present_sd_jwt(chosen[0], disclose=chosen[1], holder_key=self.key, audience=audience,

@@ -54,6 +54,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from ..audit import AuditLog, Ticket
+from ..credentials.dcql import challenge_param, dcql_for_rule
 from ..credentials.delegation import digest_sri, is_link
 from ..credentials.models import VerifiedCredential, VerifiedPresentation
 from ..credentials.verifier import Verifier
@@ -594,13 +595,20 @@ class Gate:
             "dpop_signing_alg_values_supported": list(self.algorithms),
             "dpop_bound_access_tokens_required": True,
             "vcgate_token_endpoint": self.token_endpoint_url,
-            "vcgate_presentation_formats": ["vp+jwt", "jwt_vp"],
+            "vcgate_presentation_formats": ["vp+jwt", "jwt_vp", "dc+sd-jwt"],
         }
 
     # --- challenges and refusals -----------------------------------------------------------
 
-    def _challenge(self, error: VCGateError | None, *, dpop_error: bool) -> tuple[Headers, dict[str, Any]] | None:
-        """The two ``WWW-Authenticate`` values and the body extras, or None if the store is down."""
+    def _challenge(
+        self, error: VCGateError | None, *, dpop_error: bool, rule: str | None = None
+    ) -> tuple[Headers, dict[str, Any]] | None:
+        """The two ``WWW-Authenticate`` values and the body extras, or None if the store is down.
+
+        With the matching ``rule``, the ``VP`` challenge carries what it needs as a DCQL query
+        (``dcql``: base64url JSON; ``dcql_query`` in the body), so an SD-JWT VC holder discloses
+        only that (docs/sd-jwt.md).
+        """
         try:
             nonce = self.nonce_store.issue(self.nonce_ttl)
         except VCGateError:
@@ -611,15 +619,18 @@ class Gate:
         if error is not None and not no_token:
             vp += f', error="{_quote(error.code)}", error_description="{_quote(error.message)}"'
         vp += f', algs="{algs}"'
+        extras: dict[str, Any] = {"nonce": nonce, "token_endpoint": self.token_endpoint_url}
+        spec = next((r for r in self._policy.rules if r.name == rule), None) if rule else None
+        query = dcql_for_rule(spec) if spec is not None else None
+        if query is not None:
+            vp += f', dcql="{challenge_param(query)}"'
+            extras["dcql_query"] = query
         dpop = "DPoP "
         oauth = getattr(error, "oauth_error", None)
         if dpop_error and oauth and not no_token and error is not None:
             dpop += f'error="{oauth}", error_description="{_quote(error.message)}", '
         dpop += f'algs="{algs}"'
-        return (
-            (("WWW-Authenticate", vp), ("WWW-Authenticate", dpop)),
-            {"nonce": nonce, "token_endpoint": self.token_endpoint_url},
-        )
+        return (("WWW-Authenticate", vp), ("WWW-Authenticate", dpop)), extras
 
     def _refuse(
         self,
@@ -637,7 +648,7 @@ class Gate:
             body["details"] = dict(details)
         headers: list[tuple[str, str]] = [_JSON, _NO_STORE]
         if status == 401:
-            ch = self._challenge(error, dpop_error=dpop_error)
+            ch = self._challenge(error, dpop_error=dpop_error, rule=pd.rule if pd is not None else None)
             if ch is None:
                 exc = StoreUnavailableError("the nonce store cannot answer")
                 return self._refuse(exc.status, exc.code, exc.message)
