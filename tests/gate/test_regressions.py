@@ -148,6 +148,8 @@ AMBIGUOUS = [
     pytest.param("/v1/admin%2Fusers", id="encoded-slash"),
     pytest.param("/v1/%2e%2e/v1/admin/users", id="encoded-dot-segment"),
     pytest.param("/v1/models;jsessionid=1", id="semicolon-on-an-allowed-route"),
+    # Not an absolute-form target: once read as one, WSGI hosts decided "/v1/models".
+    pytest.param("/v1/admin/x://y/v1/models", id="scheme-inside-the-path"),
 ]
 
 

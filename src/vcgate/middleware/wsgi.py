@@ -42,7 +42,9 @@ def environ_path(environ: Mapping[str, Any]) -> tuple[str, str]:
     """
     raw = environ.get("REQUEST_URI") or environ.get("RAW_URI")
     if raw:
-        if "://" in raw.split("?", 1)[0]:  # absolute-form request target
+        # Absolute-form ("http://host/path") only: an origin-form path may contain "://" too
+        # ("/v1/admin/x://y/v1/models"), which must not be cut down to "/v1/models".
+        if not raw.startswith("/") and "://" in raw.split("?", 1)[0]:
             raw = "/" + raw.split("://", 1)[1].partition("/")[2]
         path, _, query = raw.partition("?")
         return path or "/", query
