@@ -61,7 +61,10 @@ def token_form(body: bytes, content_type: str | None) -> dict[str, Any]:
     """
     ctype = (content_type or "").split(";", 1)[0].strip().lower()
     if ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json")):
-        data = loads_strict(body or b"{}", max_depth=MAX_DEPTH, what="the token request")
+        try:
+            data = loads_strict(body or b"{}", max_depth=MAX_DEPTH, what="the token request")
+        except TokenTooLargeError as exc:  # too deep: malformed (400) as documented, not 413
+            raise MalformedError(exc.message) from exc
         if not isinstance(data, dict):
             raise MalformedError("the token request is not a JSON object")
         return data
