@@ -144,3 +144,18 @@ def test_a_chain_deeper_than_the_policy_is_refused(s: Stack) -> None:
     r = refused(s, Holder(deeper.key, credentials=chain))
     assert (r.status_code, r.json()["error"]) == (403, "delegation_depth_exceeded")
     assert s.upstream.seen == []
+
+
+def test_openai_sdk_as_sub_agent_in_session_mode(s: Stack) -> None:
+    """The token endpoint through nginx admits the chain; the session's calls carry it."""
+    openai = pytest.importorskip("openai", reason="pip install -e '.[dev]'")
+    sent: list[httpx.Request] = []
+    with httpx.Client(auth=sub_agent(s).httpx_auth(), timeout=10, event_hooks={"request": [sent.append]}) as http:
+        client = openai.OpenAI(base_url=s.base + "/v1", api_key="unused", http_client=http, max_retries=0)
+        for _ in range(2):
+            reply = client.chat.completions.create(model="llama-3-70b", messages=[{"role": "user", "content": "hi"}])
+            assert reply.choices[0].message.content == f"[llama-3-70b for {s.user.did}]"
+    assert [q.url.path for q in sent].count("/.well-known/vcgate/token") == 1  # one presentation, two calls
+    assert len(s.upstream.seen) == 2
+    for seen in s.upstream.seen:
+        assert json.loads(seen.headers["x-vcgate-actors"][0]) == [s.agent.did, s.sub.did]
