@@ -60,6 +60,15 @@ def test_the_model_the_upstream_reads_is_the_one_decided(world, adapter):
     assert out.status == 200 and out.model == "llama-3"
 
 
+@pytest.mark.parametrize("adapter", ADAPTERS)
+@pytest.mark.parametrize("model,code", [("gpt-4o", "credential_type_missing"), ("gpt-4-secret-7", "denied_by_rule")])
+def test_model_rules_hold_with_a_trailing_slash(world, adapter, model, code):
+    # Express, ASP.NET Core, Spring < 6 and Werkzeug (strict_slashes=False) serve
+    # /v1/chat/completions/ as /v1/chat/completions: the rules of the bare path apply too.
+    out = ALL[adapter](world, "POST", CHAT + "/", [world.auth(), ("Content-Type", "application/json")], chat_body(model))
+    assert (out.status, out.code) == (403, code if adapter in SEES_BODY else "body_required"), out
+
+
 UNREADABLE = [
     pytest.param(b'{"model": "llama-3", "model": "gpt-4o"}', id="duplicate-model"),
     pytest.param(b'{"messages": []}', id="no-model"),

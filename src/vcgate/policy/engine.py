@@ -701,8 +701,12 @@ class Policy:
         if path is None:
             return None, why, ()
         upper = method.upper()
+        # A trailing '/' is also decided as the path without it: Express, ASP.NET Core, Spring
+        # (before 6) and Werkzeug without strict_slashes route both to the same handler.
+        bare = path[:-1] if len(path) > 1 and path[-1] == "/" else None
         return path, "", tuple(
-            r for r in self._rules if (r.methods is None or upper in r.methods) and r.path_ok(path)
+            r for r in self._rules
+            if (r.methods is None or upper in r.methods) and (r.path_ok(path) or (bare is not None and r.path_ok(bare)))
         )
 
     def decide(
