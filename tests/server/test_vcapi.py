@@ -147,3 +147,29 @@ def test_serve_flag_errors(args: list[str], message: str) -> None:
 
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and message in result.output
+
+
+def test_serve_mounts_the_vc_api_beside_the_auth_service(tmp_path: Any) -> None:
+    """A real `vcgate serve --policy ... --vc-api` process answers both APIs on one port."""
+    import requests
+
+    from tests.integration.gateway_support import AuthService, gateway_world
+    from vcgate.keys import write_key_file
+
+    issuer_key = PrivateKey.generate("EdDSA")
+    write_key_file(tmp_path / "issuer.key", issuer_key, passphrase=None)
+    issuer = str(did_key_from_public_key(issuer_key.public_key))
+    world = gateway_world(tmp_path, "http://127.0.0.1:9")
+    with AuthService(world.policy, args=("--vc-api", "--issuer-key", str(tmp_path / "issuer.key"))) as svc:
+        refused = requests.get(svc.url + "/nginx/auth", headers={"X-Original-Method": "GET",
+                                                                  "X-Original-URI": "/v1/models", "Host": "127.0.0.1:9"},
+                               timeout=5)
+        assert refused.status_code == 401
+        body = {"credential": {"@context": [V2], "type": ["VerifiableCredential"], "issuer": issuer,
+                               "credentialSubject": {"id": "did:example:agent"}}}
+        issued = requests.post(svc.url + "/credentials/issue", json=body, timeout=30)
+        assert issued.status_code == 201, issued.text
+        vc = issued.json()["verifiableCredential"]
+        assert vc["issuer"] == issuer and vc["proof"]["cryptosuite"] == "eddsa-rdfc-2022"
+        verified = requests.post(svc.url + "/credentials/verify", json={"verifiableCredential": vc}, timeout=30)
+        assert verified.status_code == 200 and verified.json()["verified"] is True

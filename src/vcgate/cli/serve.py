@@ -202,6 +202,9 @@ def serve(
         did_web_ports=did_web_ports,
     )
     workers = _workers(workers, redis_url, grpc_port)
+    if vcapi is not None and workers > 1:
+        # The VC-API's status lists live in the process: forked workers would each have a copy.
+        raise click.UsageError("--vc-api serves from one process: use --workers 1")
     gate_options: dict[str, Any] = {}
     if key_file is None:
         warn("no --key-file: access tokens are signed by a key generated now; they die with this process")
