@@ -80,5 +80,6 @@ run vc-data-model-2.0-jose vc-data-model-2.0-test-suite vc-jose vc2.0,Enveloping
 run vc-bitstring-status-list vc-bitstring-status-list-test-suite eddsa-rdfc-2022 BitstringStatusList
 JOSE_CLI="$VCGATE conformance jose" "$KIT/run.sh" vc-jose-cose-test-suite "$REPORTS/vc-jose-cose.json" > /dev/null 2>&1 || true
 
-exec "$PYTHON" "$ROOT/scripts/conformance/report.py" --reports "$REPORTS" --baseline "$KIT/baseline.txt" \
+# not exec: the EXIT trap must still stop the server
+"$PYTHON" "$ROOT/scripts/conformance/report.py" --reports "$REPORTS" --baseline "$KIT/baseline.txt" \
   --expected "$ROOT/scripts/conformance/expected.json" ${UPDATE:+--update}
