@@ -39,7 +39,7 @@ from typing import NoReturn
 import click
 
 from ..errors import VCGateError
-from . import audit, chain, conformance, credentials, delegation, did, key, policy, serve, status  # noqa: F401  (register the command groups)
+from . import audit, chain, conformance, credentials, delegation, did, init, key, policy, serve, status  # noqa: F401  (register the command groups)
 from .base import DEBUG_ENV, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, to_cli_error, cli
 
 __all__ = ["cli", "main"]
