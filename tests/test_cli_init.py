@@ -95,3 +95,12 @@ def test_refusals(tmp_path, env, code, fragment):
     assert fragment in result.stderr
     if fragment == "already has":
         assert (tmp_path / "policy.yaml").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_documented_shell_completion(shell):
+    assert f"{shell}_source" in (REPO / "docs" / "cli.md").read_text()
+    done = subprocess.run([sys.executable, "-c", "from vcgate.cli import main; main()"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src"), "_VCGATE_COMPLETE": f"{shell}_source"},
+                          timeout=60)
+    assert done.returncode == 0 and "_VCGATE_COMPLETE" in done.stdout, done.stderr

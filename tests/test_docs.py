@@ -13,6 +13,8 @@ runner reads (a marker without a reason is an error)::
 
     <!-- doctest: skip -- a fragment: needs the reader's own policy file -->
 
+``<!-- doctest: server PORT -- REASON -->`` runs a block that starts a server in the foreground
+in the background instead, passes once the server answers HTTP on 127.0.0.1:PORT, and stops it.
 ``<!-- doctest: setup -- REASON -->`` runs ``vcgate init`` style material first: keys
 (issuer.key, agent.key, gateway.key; passphrase in VCGATE_PASSPHRASE), ``agent.vc.jwt`` and
 ``policy.yaml`` for the audience http://127.0.0.1:8000, for blocks written against "your" files.
@@ -34,7 +36,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 RUN_LANGS = {"sh": "sh", "bash": "sh", "shell": "sh", "console": "console", "python": "python", "py": "python"}
-MARKER = re.compile(r"<!--\s*doctest:\s*(skip|setup)\s*(?:--\s*(.*?))?\s*-->")
+MARKER = re.compile(r"<!--\s*doctest:\s*(skip|setup|server \d+)\s*(?:--\s*(.*?))?\s*-->")
 FENCE = re.compile(r"^(\s*)```([A-Za-z0-9_+-]*)\s*$")
 BLOCK_TIMEOUT = int(os.environ.get("VCGATE_DOCS_BLOCK_TIMEOUT", "120"))
 PASSPHRASE = "docs are tests"
@@ -165,6 +167,32 @@ def _matches(expected: list[str], actual: list[str]) -> bool:
     return re.fullmatch(pattern, actual[0].rstrip()) is not None and _matches(rest, actual[1:])
 
 
+def _serves(block: Block, work: Path, port: int) -> None:
+    import time
+
+    import requests
+
+    log = work / f"server-{block.line}.log"
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen(["bash", "-e", "-c", block.code], cwd=work, env=_env(work), stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                return
+            except requests.RequestException:
+                time.sleep(0.3)
+        pytest.fail(f"{block.id}: no server answered on port {port}:\n{log.read_text()[-4000:]}")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
 @pytest.fixture(scope="module")
 def sessions(tmp_path_factory):
     made: dict[Path, Path] = {}
@@ -188,8 +216,16 @@ def test_block(block: Block, sessions):
     work = sessions(block.doc)
     if block.marker == "setup" and not (work / "policy.yaml").exists():
         _setup(work)
+    if block.marker and block.marker.startswith("server "):
+        _serves(block, work, int(block.marker.split()[1]))
+        return
     if block.lang == "sh":
-        done = _run(["bash", "-e", "-o", "pipefail", "-c", block.code], work)
+        # A doc's shell blocks are one reader's shell: what earlier blocks exported still holds.
+        exports = "".join(
+            line + "\n" for b in ALL if b.doc == block.doc and b.lang == "sh" and b.line < block.line and not b.marker
+            for line in b.code.splitlines() if line.startswith("export ")
+        )
+        done = _run(["bash", "-e", "-o", "pipefail", "-c", exports + block.code], work)
         assert done.returncode == 0, f"{block.id} failed (exit {done.returncode}):\n{block.code}\n--- output ---\n{done.stdout[-4000:]}"
     elif block.lang == "python":
         done = _run([sys.executable, "-c", block.code], work)
