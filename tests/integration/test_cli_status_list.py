@@ -365,10 +365,11 @@ def test_revoke_input_errors(world: World, revocation: dict[str, Any]) -> None:
     junk = world.work / "junk.jwt"
     junk.write_text("not a jwt\n")
     refused(run("revoke", *common, junk), "malformed")
-    # The published list lives in a directory that does not exist: io_error, state unchanged.
+    # The published list cannot be written (its folder would be a file): io_error, state unchanged.
+    # (A folder that does not exist yet is made, as for `status-list publish --out www/status/1`.)
     before = state.read_bytes()
     refused(run("revoke", "--status-list", state, "--key", world.issuer_key, "--publish",
-                world.work / "nowhere" / "1", revocation["cred1"]), "io_error")
+                junk / "1", revocation["cred1"]), "io_error")
     assert state.read_bytes() == before
 
 
