@@ -63,6 +63,7 @@ from tests.integration.gateway_support import (
     gateway_world,
     nginx_binary,
     render_nginx_site,
+    wait_port,
 )
 from vcgate.session import create_proof
 
@@ -203,11 +204,40 @@ def log_quantiles(path: Path) -> tuple[int, float, float]:
     return len(times), times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its children (the workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
+    """A throwaway redis-server on a free port (the workers' shared stores)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("--workers above 1 needs redis-server (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp)], stdout=subprocess.DEVNULL)
+    wait_port(port, proc=proc)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=6.0, help="duration of each wrk run")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
     ap.add_argument("--connections", type=int, default=16, help="wrk keep-alive connections")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="vcgate serve --workers (above 1 starts a redis-server for the shared stores)")
     ap.add_argument("--max-rps", type=int, default=6000,
                     help="proofs made for the vcgate run = max-rps * seconds (more than it can serve)")
     args = ap.parse_args()
@@ -223,7 +253,12 @@ def main() -> None:
         gw_port, base_port, up_port = free_port(), free_port(), free_port()
         gateway = f"http://127.0.0.1:{gw_port}"
         world = gateway_world(tmp, gateway, headers_only=True)
-        with AuthService(world.policy) as service:
+        serve_args: tuple[str, ...] = ()
+        redis = None
+        if args.workers > 1:
+            redis, redis_url = start_redis(tmp)
+            serve_args = ("--workers", str(args.workers), "--redis", redis_url)
+        with AuthService(world.policy, args=serve_args) as service:
             site = site_with_timing(render_nginx_site(listen_port=gw_port, vcgate_port=service.port,
                                                       model_port=up_port), tmp)
             extra = UPSTREAM_AND_BASELINE % {"upstream": up_port, "baseline": base_port, "tmp": tmp}
@@ -252,15 +287,20 @@ def main() -> None:
                 # vcgate first, while the proofs are fresh (iat within the 60 s max_age); the
                 # baseline then gets the same requests, whose proofs nobody checks.
                 before = histogram(service.metrics(), "nginx")
+                cpu0 = tree_cpu_seconds(service.proc.pid)
                 gated = run_wrk(gateway + PATH, script, **wrk_opts)
+                cpu = tree_cpu_seconds(service.proc.pid) - cpu0
                 after = histogram(service.metrics(), "nginx")
                 baseline = run_wrk(f"http://127.0.0.1:{base_port}{PATH}", script, **wrk_opts)
             # nginx has exited: its buffered access logs are flushed.
             lines, auth_p50, auth_p99 = log_quantiles(tmp / "vcgate.log")
+        if redis is not None:
+            redis.terminate()
+            redis.wait(10)
 
     check_p50 = histogram_quantile(0.5, before, after) * 1000
     check_p99 = histogram_quantile(0.99, before, after) * 1000
-    print(f"nginx 1 worker + vcgate serve (waitress, 8 threads); wrk -t{args.threads} -c{args.connections} "
+    print(f"nginx 1 worker + vcgate serve ({args.workers} worker(s), waitress, 8 threads); wrk -t{args.threads} -c{args.connections} "
           f"-d{args.seconds:g}s on 127.0.0.1, {os.cpu_count()} CPUs shared by all; GET {PATH}, session mode")
     print(f"{'run':<44}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non2xx':>8}{'sockerr':>8}")
     for label, r in (("NGINX alone -> upstream (baseline)", baseline), ("NGINX + vcgate auth_request -> upstream", gated)):
@@ -268,6 +308,9 @@ def main() -> None:
     print(f"  -> throughput ratio vcgate / baseline: {gated['rps'] / baseline['rps']:.3f}")
     print(f"  proofs: {gated['used']} sent once each of {n} made; {gated['missing']} requests found none "
           f"(must be 0)")
+    decisions = gated["n"]
+    print(f"  auth service CPU per decision (all its processes, /proc): {cpu / max(decisions, 1) * 1e6:.0f} us "
+          f"(compare with the proof's raw signature check, benchmarks/verify.py)")
     print(f"  auth round trip as nginx saw it ($upstream_response_time, 1 ms resolution, {lines} subrequests): "
           f"p50 {auth_p50:.1f} ms, p99 {auth_p99:.1f} ms")
     print(f"  Gate.check inside the service (histogram deltas, interpolated): p50 {check_p50:.3f} ms, "
