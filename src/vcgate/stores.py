@@ -519,7 +519,7 @@ if not gen then
   gen = tonumber(ARGV[2])
   redis.call('SET', KEYS[2], ARGV[2])
 end
-if tonumber(ARGV[3]) < gen then return 2 end
+if tonumber(ARGV[3]) + 1000 <= gen then return 2 end
 if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 1 end
 return 0
 """
@@ -532,7 +532,9 @@ class RedisReplayStore:
     ``issued_at`` and the verifier's ``now`` (as :class:`~vcgate.session.DPoPVerifier` does),
     it is one script that also checks the generation marker (``prefix + "generation"``): a
     proof issued before the current generation began is refused (False), since Redis may have
-    forgotten it. After a data loss, proofs from before it are therefore refused until they are
+    forgotten it. ``iat`` has whole seconds, so "before" means in an earlier second: a proof
+    made in the second the generation began is taken (else the first proof a fresh Redis sees
+    would always be refused). After a data loss, proofs from before it are therefore refused until they are
     stale (one replay window), instead of replayable; new proofs are unaffected. The gateways'
     clocks must agree (NTP), as DPoP already assumes. Run Redis with ``maxmemory-policy
     noeviction``: an evicted replay entry cannot be detected.

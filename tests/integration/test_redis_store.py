@@ -226,3 +226,14 @@ def test_unresponsive_redis_times_out():
         assert time.monotonic() - t0 < 1.0
     finally:
         listener.close()
+
+
+def test_a_fresh_redis_takes_the_first_proof_of_the_current_second(redis_server):
+    """The generation marker starts with the first proof a fresh Redis sees. ``iat`` has whole
+    seconds, so a proof made in that same second is not "from before the loss" (it was refused
+    as replayed, and so was every first call after a Redis start); an earlier second still is."""
+    store = RedisReplayStore(redis_client(redis_server.url, timeout=0.5), prefix="vcgate:fresh:")
+    now = 1_700_000_000.75
+    assert store.add_if_absent("first", 60, issued_at=1_700_000_000, now=now)  # same second
+    assert not store.add_if_absent("first", 60, issued_at=1_700_000_000, now=now + 1)  # a replay still is one
+    assert not store.add_if_absent("older", 60, issued_at=1_699_999_999, now=now + 1)  # an earlier second

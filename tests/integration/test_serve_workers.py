@@ -93,3 +93,25 @@ def test_workers_without_redis_is_a_usage_error(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "vcgate", "serve", "--policy", str(world.policy), "--workers", "2"],
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 2 and "VCGATE_REDIS_URL" in out.stderr
+
+
+def test_a_session_works_at_every_worker(served) -> None:
+    """The token comes from one worker; the calls, each on a new connection, reach both: the
+    session is in the shared store, the proofs' jti in the shared replay cache."""
+    from vcgate.session import create_proof
+
+    world, service = served
+    host = world.audience.split("//", 1)[1]
+    nonce = ask(service.url, world.audience).json()["nonce"]
+    vp = world.holder().present(audience=world.audience, nonce=nonce)
+    proof = create_proof(world.agent.key, htm="POST", htu=world.audience + "/.well-known/vcgate/token")
+    r = requests.post(service.url + "/.well-known/vcgate/token", data={"vp_token": vp}, timeout=10,
+                      headers={"DPoP": proof, "Host": host, "Connection": "close"})
+    assert r.status_code == 200, r.text
+    token = r.json()["access_token"]
+    proofs = [create_proof(world.agent.key, htm="GET", htu=world.audience + MODELS, access_token=token)
+              for _ in range(8)]
+    answers = [ask(service.url, world.audience, {"Authorization": f"DPoP {token}", "DPoP": p}) for p in proofs]
+    assert [a.status_code for a in answers] == [200] * 8, [a.headers.get("X-Vcgate-Error") for a in answers]
+    again = ask(service.url, world.audience, {"Authorization": f"DPoP {token}", "DPoP": proofs[0]})
+    assert again.headers["X-Vcgate-Error"] == "dpop_replayed"
