@@ -17,6 +17,8 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -52,8 +54,9 @@ class Stack:
     status_vc: str
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-worker", "2-workers"])
+def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """The stack with ``vcgate serve`` as one process, and as two workers sharing Redis."""
     if nginx_binary() is None:
         require_real("nginx with the auth_request module", NGINX_HINT)
     from vcgate.credentials import issue_credential
@@ -71,7 +74,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "statusPurpose": "revocation", "statusListIndex": "5",
                 "statusListCredential": "https://status.example/lists/1"},
     )
-    with EchoUpstream() as upstream, AuthService(world.policy) as service:
+    redis = None
+    args: tuple[str, ...] = ("--workers", "1")
+    if request.param > 1:
+        from tests.integration.test_redis_store import _start_redis
+
+        redis = _start_redis(tmp)
+        args = ("--workers", str(request.param), "--redis", redis.url)
+    try:
+        yield from _stack(tmp, port, base, world, status_vc, args)
+    finally:
+        if redis is not None:
+            redis.stop()
+
+
+def _stack(tmp: Path, port: int, base: str, world: Any, status_vc: str, args: tuple[str, ...]) -> Iterator[Stack]:
+    with EchoUpstream() as upstream, AuthService(world.policy, args=args) as service:
         site = render_nginx_site(listen_port=port, vcgate_port=service.port, model_port=upstream.port)
         with Nginx(tmp / "nginx", site, ports=(port,)) as nginx:
             yield Stack(world, base, upstream, nginx, status_vc)
