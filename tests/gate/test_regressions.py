@@ -194,3 +194,29 @@ def test_a_token_for_the_holders_own_credential(world, adapter):
     out = ALL[adapter](world, "POST", TOKEN, [("DPoP", proof), ("Content-Type", "application/x-www-form-urlencoded")],
                        f"vp_token={world.vp()}".encode())
     assert out.status == 200 and out.body["token_type"] == "DPoP", out
+
+
+def test_asgi_refuses_a_declared_oversized_body_before_reading_it(world):
+    """A Content-Length over the limit is answered 413 at once: ``receive`` is never awaited
+    (a client cannot hold the connection while trickling a body that will be refused)."""
+    import asyncio
+
+    from vcgate.middleware import VCGateMiddleware
+
+    async def app(scope, receive, send):  # never reached
+        raise AssertionError("the app must not run")
+
+    async def receive():
+        raise AssertionError("the body must not be read")
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    size = str(world.gate.max_body * 1000).encode()
+    scope = {"type": "http", "method": "POST", "scheme": "https", "path": CHAT, "raw_path": CHAT.encode(),
+             "query_string": b"", "server": ("127.0.0.1", 443),
+             "headers": [(b"host", b"gw.example"), (b"content-type", b"application/json"), (b"content-length", size)]}
+    asyncio.run(VCGateMiddleware(app, gate=world.gate)(scope, receive, send))
+    assert sent[0]["status"] == 413 and json.loads(sent[1]["body"])["error"] == "too_large"

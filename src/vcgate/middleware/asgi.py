@@ -67,8 +67,15 @@ class _Disconnected(Exception):
     pass
 
 
-async def _read_body(receive: Receive, limit: int) -> Any:
-    """The body, or :data:`TOO_LARGE` once it holds more than ``limit`` bytes."""
+async def _read_body(receive: Receive, limit: int, view: RequestView) -> Any:
+    """The body, or :data:`TOO_LARGE` once it holds (or declares) more than ``limit`` bytes.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read, so a
+    client cannot hold the connection open while it trickles a body that will be refused.
+    """
+    declared = view.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        return TOO_LARGE
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -121,7 +128,7 @@ class VCGateMiddleware:
         body = None
         if plan.read_body:
             try:
-                body = await _read_body(receive, plan.max_body)
+                body = await _read_body(receive, plan.max_body, view)
             except _Disconnected:
                 return
         result = await settled(gate, gate.run(plan, view, body, wait=False))
