@@ -430,3 +430,17 @@ def test_no_audit_by_default(w):
     v = view("GET", "/healthz", model=None)
     r = w.gate.run(w.gate.plan(v), v, None, wait=False)
     assert r.forward and r.decision.allow and r.ticket is None
+
+
+def test_token_endpoint_records_the_proof_only_when_the_presentation_holds(w):
+    """A proof sent with a bad presentation is not recorded (no one can fill the replay store
+    with self-signed proofs); once a request succeeds, its proof is spent."""
+    url = AUD + "/.well-known/vcgate/token"
+    proof = create_proof(w.holder.key, htm="POST", htu=url, clock=w.clock)
+    tv = view(path="/.well-known/vcgate/token", headers=[("DPoP", proof)])
+    status, _, body = w.gate.token_endpoint(tv, {"vp_token": "not-a-presentation"})
+    assert status == 401 and body["error"] != "dpop_replayed"
+    status, _, body = w.gate.token_endpoint(tv, {"vp_token": w.presentation(nonce(w))})
+    assert status == 200, body  # the same proof: it was never recorded
+    status, _, body = w.gate.token_endpoint(tv, {"vp_token": w.presentation(nonce(w))})
+    assert (status, body["error"]) == (401, "dpop_replayed")

@@ -607,11 +607,15 @@ class DPoPVerifier:
         htu: str,
         access_token: str | AccessToken | None = None,
         expected_jkt: str | None = None,
+        record: bool = True,
     ) -> DPoPProof:
         """Verify ``proof`` (the ``DPoP`` header value(s)) for a request ``htm htu``.
 
         With ``access_token`` the proof must carry its ``ath``; given as an
         :class:`AccessToken` it also sets ``expected_jkt`` to the token's ``cnf.jkt``.
+        ``record=False`` leaves the ``jti`` unrecorded: the caller calls :meth:`record` once
+        the rest of the request holds (the token endpoint does, so that proofs sent with no
+        valid presentation cannot fill the replay store).
         Raises a :class:`DPoPInvalidError` (``dpop_invalid``, ``dpop_replayed``),
         :class:`DPoPKeyMismatchError` or :class:`StoreUnavailableError`.
         """
@@ -682,13 +686,8 @@ class DPoPVerifier:
         if expected_jkt is not None and jkt != expected_jkt:
             raise DPoPKeyMismatchError(reason="jkt_mismatch")
 
-        replay = self._replay
-        if getattr(replay, "tracks_generation", False):  # can tell a proof from before a data loss
-            fresh = replay.add_if_absent(f"{jkt}:{jti}", self.replay_window, issued_at=iat, now=now)
-        else:
-            fresh = replay.add_if_absent(f"{jkt}:{jti}", self.replay_window)
-        if not fresh:
-            raise DPoPReplayedError(reason="replayed")
+        if record:
+            self._remember(jkt, jti, iat, now)
         return DPoPProof(
             jkt=jkt,
             jti=jti,
@@ -699,6 +698,20 @@ class DPoPVerifier:
             public_key=key,
             claims=MappingProxyType(c),
         )
+
+    def record(self, proof: DPoPProof) -> None:
+        """Record the ``jti`` of a proof verified with ``record=False``; raises
+        :class:`DPoPReplayedError` if it was seen before (or :class:`StoreUnavailableError`)."""
+        self._remember(proof.jkt, proof.jti, proof.iat, self._clock())
+
+    def _remember(self, jkt: str, jti: str, iat: float, now: float) -> None:
+        replay = self._replay
+        if getattr(replay, "tracks_generation", False):  # can tell a proof from before a data loss
+            fresh = replay.add_if_absent(f"{jkt}:{jti}", self.replay_window, issued_at=iat, now=now)
+        else:
+            fresh = replay.add_if_absent(f"{jkt}:{jti}", self.replay_window)
+        if not fresh:
+            raise DPoPReplayedError(reason="replayed")
 
 
 # --- both together -------------------------------------------------------------------------

@@ -935,7 +935,9 @@ class Gate:
         if not isinstance(vp, str) or not vp:
             return self._refuse(400, "malformed", "the token request needs one 'vp_token'")
         try:
-            proof = self.dpop_verifier.verify(view.get_all("dpop") or None, htm="POST", htu=view.url)
+            # The proof's jti is recorded only once the presentation holds: proofs sent with no
+            # valid presentation cannot fill the replay store.
+            proof = self.dpop_verifier.verify(view.get_all("dpop") or None, htm="POST", htu=view.url, record=False)
         except VCGateError as exc:
             return self._from_error(exc, dpop_error=True)
         except ValueError:
@@ -944,6 +946,10 @@ class Gate:
             pres = self._verify_presentation(vp, policy, expected_jkt=proof.jkt)
         except VCGateError as exc:
             return self._from_error(exc)
+        try:
+            self.dpop_verifier.record(proof)
+        except VCGateError as exc:
+            return self._from_error(exc, dpop_error=True)
 
         # The policy engine decides admission: the same rules as every call (trusted issuer
         # and types, validity, holder binding, age, claims, status), without the request.
