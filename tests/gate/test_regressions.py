@@ -159,6 +159,11 @@ AMBIGUOUS = [
     pytest.param("/v1/models;jsessionid=1", id="semicolon-on-an-allowed-route"),
     # Not an absolute-form target: once read as one, WSGI hosts decided "/v1/models".
     pytest.param("/v1/admin/x://y/v1/models", id="scheme-inside-the-path"),
+    # IIS and Windows drop a segment's trailing dots and spaces: served as /v1/admin/users.
+    pytest.param("/v1/admin/users.", id="trailing-dot"),
+    pytest.param("/v1/admin./users", id="segment-trailing-dot"),
+    pytest.param("/v1/admin/users%2e", id="encoded-trailing-dot"),
+    pytest.param("/v1/admin%20/users", id="encoded-trailing-space"),
 ]
 
 
@@ -173,6 +178,33 @@ def test_ambiguous_paths_are_refused(world, adapter, path):
 def test_the_deny_rule_still_denies_the_plain_path(world, adapter):
     out = ALL[adapter](world, "GET", "/v1/admin/users", [world.auth()], b"")
     assert (out.status, out.code) == (403, "denied_by_rule")
+
+
+# Express, ASP.NET Core, IIS (and Spring, optionally) route without regard to case: a path in
+# other capitals reaches the handler the lower-case rule guards, so it must meet that rule too.
+CASED = [
+    pytest.param("GET", "/v1/Admin/users", b"", "denied_by_rule", id="deny-rule"),
+    pytest.param("GET", "/V1/ADMIN/USERS", b"", "denied_by_rule", id="deny-rule-upper"),
+    pytest.param("POST", "/v1/chat/Completions", chat_body("gpt-4-secret-7"), "denied_by_rule", id="secret-model"),
+    pytest.param("POST", "/v1/Chat/completions/", chat_body("gpt-4o"), "credential_type_missing", id="gold-model"),
+]
+
+
+@pytest.mark.parametrize("method,path,body,code", CASED)
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_rules_hold_in_other_capitals(world, adapter, method, path, body, code):
+    headers = [world.auth(), ("Content-Type", "application/json")]
+    out = ALL[adapter](world, method, path, headers, body)
+    if body and adapter not in SEES_BODY:
+        code = "body_required"
+    assert (out.status, out.code) == (403, code), out
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_other_capitals_pass_where_every_reading_allows(world, adapter):
+    # /v1/Models is allowed by the broad rule both as written and lower-cased.
+    out = ALL[adapter](world, "GET", "/v1/Models", [world.auth()], b"")
+    assert out.status == 200, out
 
 
 # --- 5. the token endpoint decides with the policy (holder binding) ----------------------------------

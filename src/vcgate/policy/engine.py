@@ -12,8 +12,11 @@ How a request is decided:
 1. The path is checked (raw, percent-encoded form; query string ignored). Encoded ``/``,
    ``\\``, ``%``, ``#``, ``?`` or ``;``, a raw ``;`` (path parameters, which servlet containers
    and some proxies strip before routing), ``#``, control characters, empty segments and dot
-   segments are refused with ``request_invalid`` -- never "normalised", since a backend might
-   normalise differently. What is left decodes to exactly one path every server agrees on.
+   segments, and segments ending in '.' or a space (IIS drops those), are refused with
+   ``request_invalid`` -- never "normalised", since a backend might normalise differently.
+   What is left decodes to exactly one path every server agrees on. A trailing '/' and
+   capitals, which many servers route as the bare and the lower-case path, are decided both
+   ways: the request must be allowed under each reading (see :meth:`Policy._route`).
 2. Rules are tried in file order; the first whose ``match`` holds decides. A deny rule
    denies; an allow rule allows if one presented credential meets all its requirements,
    else denies with every reason. No rule matching is ``no_matching_rule`` (default deny).
@@ -255,8 +258,9 @@ class PolicyDecision(NamedTuple):
 # --- request normalisation -----------------------------------------------------------------------
 
 # Anything that needs a closer look; most paths contain none of these and skip the slow path.
-_PATH_SUSPECT = re.compile(r"[%#;\\\x00-\x20\x7f]|//|/\.\.?(?:/|\Z)")
+_PATH_SUSPECT = re.compile(r"[%#;\\\x00-\x20\x7f]|//|\.(?:/|\Z)")
 _DOT_OR_EMPTY = re.compile(r"//|/\.\.?(?:/|\Z)")
+_TRAILING_DOT_OR_SPACE = re.compile(r"[. ](?:/|\Z)")
 _HEX = frozenset("0123456789abcdefABCDEF")
 #: Bytes that, once decoded, would change how a server splits or routes the path.
 _NEVER_ENCODED = frozenset(b"/\\%#?;")
@@ -290,6 +294,10 @@ def _check_path(raw: str) -> tuple[str | None, str]:
             return None, "the request path is not UTF-8 after percent-decoding"
     if _DOT_OR_EMPTY.search(path):
         return None, "the request path has an empty ('//') or dot ('.', '..') segment"
+    if _TRAILING_DOT_OR_SPACE.search(path):
+        # IIS and Windows file systems drop them: '/v1/chat/completions.' is served as
+        # '/v1/chat/completions' there, but would not match that path's rules here.
+        return None, "a segment of the request path ends with '.' or a space, which some servers drop"
     return path, ""
 
 
@@ -442,6 +450,9 @@ class _Rule:
         "path_literals",
         "path_prefixes",
         "path_regex",
+        "folded_literals",
+        "folded_prefixes",
+        "folded_regex",
         "hosts",
         "models",
         "types",
@@ -474,6 +485,10 @@ class _Rule:
         wild = [g for g in globs if g.regex is not None]
         self.path_prefixes = tuple(g.prefix for g in wild)
         self.path_regex = re.compile("|".join(f"(?:{g.regex})" for g in wild)) if wild else None
+        # The same globs without regard to case, for servers that route that way (see _route).
+        self.folded_literals = frozenset(text.lower() for text in self.path_literals)
+        self.folded_prefixes = tuple(prefix.lower() for prefix in self.path_prefixes)
+        self.folded_regex = re.compile(self.path_regex.pattern, re.IGNORECASE) if self.path_regex is not None else None
         self.hosts = tuple((":" in text, regex) for text, regex in zip(match.hosts or (), match.host_regexes))
         # One alternation per rule: fnmatch.translate anchors each glob with \Z.
         self.models = (
@@ -503,11 +518,27 @@ class _Rule:
         regex = self.path_regex
         return regex is not None and path.startswith(self.path_prefixes) and regex.fullmatch(path) is not None
 
+    def folded_path_ok(self, folded: str) -> bool:
+        """:meth:`path_ok` without regard to case; ``folded`` is the lower-cased path."""
+        if self.any_path or folded in self.folded_literals:
+            return True
+        regex = self.folded_regex
+        return regex is not None and folded.startswith(self.folded_prefixes) and regex.fullmatch(folded) is not None
+
     def host_ok(self, host: tuple[str, str] | None) -> bool:
         if not host or not host[0]:
             return False
         name, with_port = host
         return any(regex.match(with_port if has_port else name) for has_port, regex in self.hosts)
+
+
+class _Route(NamedTuple):
+    """What a (method, raw path) pair routes to; memoised per policy."""
+
+    path: str | None  # decoded; None: refused
+    why: str  # why it is refused
+    rules: tuple[_Rule, ...]  # whose method and path match, in file order
+    caseless: tuple[_Rule, ...] | None  # matching without regard to case, when that differs
 
 
 class _Undecided(NamedTuple):
@@ -577,7 +608,7 @@ class Policy:
         self._trusted: dict[str, frozenset[str] | None] = {i.did: i.types for i in document.trusted_issuers}
         self._rules = tuple(_Rule(spec, document.defaults, document.delegation) for spec in document.rules)
         self._uses_hosts = any(r.hosts for r in self._rules)
-        self._routes: dict[tuple[str, str], tuple[str | None, str, tuple[_Rule, ...]]] = {}
+        self._routes: dict[tuple[str, str], _Route] = {}
         # Assembled delegation chains by the presented tokens: a session presents the same
         # chain on every call, so its structure and attenuation are checked once; each hop's
         # validity and status are still checked per call (_chain_failures).
@@ -695,19 +726,34 @@ class Policy:
             self._chains[key] = found
         return found
 
-    def _route(self, method: str, raw_path: str) -> tuple[str | None, str, tuple[_Rule, ...]]:
-        """(decoded path, "", rules whose method and path match) or (None, why, ())."""
+    def _route(self, method: str, raw_path: str) -> _Route:
+        """The decoded path and the rules whose method and path match it (or why the path is
+        refused), and, for a path with capitals, the rules matching it without regard to case
+        when those differ."""
         path, why = _check_path(raw_path)
         if path is None:
-            return None, why, ()
+            return _Route(None, why, (), None)
         upper = method.upper()
         # A trailing '/' is also decided as the path without it: Express, ASP.NET Core, Spring
         # (before 6) and Werkzeug without strict_slashes route both to the same handler.
         bare = path[:-1] if len(path) > 1 and path[-1] == "/" else None
-        return path, "", tuple(
+        exact = tuple(
             r for r in self._rules
             if (r.methods is None or upper in r.methods) and (r.path_ok(path) or (bare is not None and r.path_ok(bare)))
         )
+        # Express, ASP.NET Core, IIS and Spring (optionally) route without regard to case, so
+        # '/v1/chat/Completions' may reach the handler a '/v1/chat/completions' rule guards.
+        # Such a path is decided both ways and must be allowed both ways (docs/policy.md).
+        folded = path.lower()
+        if folded == path:
+            return _Route(path, "", exact, None)
+        fbare = folded[:-1] if bare is not None else None
+        caseless = tuple(
+            r for r in self._rules
+            if (r.methods is None or upper in r.methods)
+            and (r.folded_path_ok(folded) or (fbare is not None and r.folded_path_ok(fbare)))
+        )
+        return _Route(path, "", exact, caseless if caseless != exact else None)
 
     def decide(
         self,
@@ -742,7 +788,7 @@ class Policy:
                 if len(self._routes) >= ROUTE_CACHE_SIZE:
                     self._routes.clear()
                 self._routes[key] = route
-        path, why, candidates = route
+        path, why, candidates, caseless = route
         if path is None:
             return _deny(_REQUEST_INVALID, why, None)
         host: tuple[str, str] | None = None
@@ -750,12 +796,32 @@ class Policy:
             host = _check_host(request.host)
             if host is None:
                 return _deny(_REQUEST_INVALID, "the Host is not a valid host name or address", None)
-        model = request.model
-        model_known = model is not None or request.body_available
         creds = credentials or ()
         chains: dict[str, ChainCandidate] | None = None
         if creds and any(is_link(c) for c in creds):
             creds, chains = self._chain_candidates(creds)
+        decision = self._decide_among(candidates, request, path, host, creds, now, holder, status_results, chains)
+        if caseless is not None and (decision.allow or decision.code == "no_matching_rule"):
+            other = self._decide_among(caseless, request, path, host, creds, now, holder, status_results, chains)
+            if not other.allow:
+                return other
+        return decision
+
+    def _decide_among(
+        self,
+        candidates: tuple[_Rule, ...],
+        request: RequestFacts,
+        path: str,
+        host: tuple[str, str] | None,
+        creds: Sequence[VerifiedCredential],
+        now: float,
+        holder: str | None,
+        status_results: Mapping[str, StatusOutcome | str] | None,
+        chains: dict[str, ChainCandidate] | None,
+    ) -> PolicyDecision:
+        """The first of ``candidates`` (in file order) that applies decides."""
+        model = request.model
+        model_known = model is not None or request.body_available
 
         pending: list[PolicyDecision | _Undecided] | None = None
         final: PolicyDecision | _Undecided | None = None
