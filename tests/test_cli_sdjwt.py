@@ -104,12 +104,28 @@ def test_token_status_list_create_issue_publish_revoke(keys, tmp_path):
     assert token_status(decode_token_list(body["status_list"]["lst"], max_bytes=1 << 20), status["idx"], 1) == 1
     shown = json.loads(run(["status-list", "show", "--json", str(state)]).stdout)
     assert shown["format"] == "token" and shown["set"] == 1
-    # A Bitstring state cannot serve an SD-JWT VC, nor a token state a JWT credential.
-    run(["status-list", "create", "--url", "https://issuer.example/b/1", "--out", str(tmp_path / "b.json")])
-    assert_usage(run(["issue", "--format", "sd-jwt", "--key", str(keys["issuer"][0]), "--subject", keys["holder"][1],
-                      "--type", "A", "--status", "bitstring", "--status-list", str(tmp_path / "b.json")]), "Token Status List")
+    # A token state cannot serve a JWT credential.
     assert_usage(run(["issue", "--key", str(keys["issuer"][0]), "--subject", keys["holder"][1],
                       "--status", "bitstring", "--status-list", str(state)]), "SD-JWT")
+
+
+def test_bitstring_status_list_for_an_sd_jwt_vc(keys, tmp_path):
+    state, published = tmp_path / "b.json", tmp_path / "b.jwt"
+    url = "https://issuer.example/b/1"
+    assert run(["status-list", "create", "--url", url, "--out", str(state)]).exit_code == 0
+    cred = issue(keys, "--status", "bitstring", "--status-list", str(state))
+    entry = json.loads(b64url_decode(cred.split(".")[1]))["status"]["bitstring_status_list"]
+    assert entry["type"] == "BitstringStatusListEntry" and entry["statusListCredential"] == url
+    assert entry["statusPurpose"] == "revocation"
+    (tmp_path / "cred").write_text(cred)
+    revoked = run(["revoke", "--status-list", str(state), "--key", str(keys["issuer"][0]), "--publish", str(published),
+                   str(tmp_path / "cred")])
+    assert revoked.exit_code == 0, revoked.stderr
+    from vcgate.status.bitstring import decode_encoded_list, get_status
+
+    subject = json.loads(b64url_decode(published.read_text().split(".")[1]))["credentialSubject"]
+    bits = decode_encoded_list(subject["encodedList"], max_bytes=1 << 20)
+    assert get_status(bits, int(entry["statusListIndex"])) == 1
 
 
 def test_help_names_the_new_options():

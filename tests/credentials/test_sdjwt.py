@@ -170,6 +170,33 @@ def test_token_status_list_reference_becomes_a_status_entry(issuer, holder, veri
     )
 
 
+BITSTRING_ENTRY = {"id": "https://issuer.example/status/1#94567", "type": "BitstringStatusListEntry",
+                   "statusPurpose": "revocation", "statusListIndex": "94567",
+                   "statusListCredential": "https://issuer.example/status/1"}
+
+
+@pytest.mark.parametrize(
+    "status, expected",
+    [
+        pytest.param({"bitstring_status_list": BITSTRING_ENTRY}, (BITSTRING_ENTRY,), id="bitstring-entry-as-is"),
+        pytest.param({"bitstring_status_list": {**BITSTRING_ENTRY, "type": "TokenStatusList"}}, "malformed",
+                     id="bitstring-member-with-another-type"),
+        pytest.param({"bitstring_status_list": {k: v for k, v in BITSTRING_ENTRY.items() if k != "type"}}, "malformed",
+                     id="bitstring-member-without-type"),
+        pytest.param({"revocation_registry": {"x": 1}}, ({"x": 1, "type": "status.revocation_registry"},),
+                     id="unknown-mechanism-left-to-the-checker"),
+    ],
+)
+def test_status_mechanisms_become_status_entries(status, expected, issuer, holder, verifier):
+    sd_jwt = _issue(issuer, holder, status=status)
+    if isinstance(expected, str):
+        with pytest.raises(VCGateError) as exc:
+            verifier.verify_credential(sd_jwt)
+        assert exc.value.code == expected
+    else:
+        assert verifier.verify_credential(sd_jwt).status == expected
+
+
 # --- the refusal table ---------------------------------------------------------------------------
 
 

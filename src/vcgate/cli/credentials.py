@@ -178,7 +178,8 @@ def _check_uri(value: str | None) -> None:
     type=click.Choice(["onchain", "bitstring"]),
     default=None,
     help="Embed a status: 'onchain' = an ERC-5539 registry entry (EthrRevocationRegistry2022); "
-    "'bitstring' = an index in a W3C Bitstring Status List (BitstringStatusListEntry).",
+    "'bitstring' = an index in the --status-list: a W3C Bitstring Status List (BitstringStatusListEntry; "
+    "in an SD-JWT VC as status.bitstring_status_list) or, for --format sd-jwt, a Token Status List.",
 )
 @click.option(
     "--status-list",

@@ -46,7 +46,7 @@ from ..credentials import Verifier
 from ..credentials.jws import parse_jws
 from ..credentials.jwt import DEFAULT_CONTEXTS, read_credential
 from ..credentials.models import VerifiedCredential
-from ..credentials.sdjwt import TOKEN_STATUS_ENTRY_TYPE, is_sd_jwt
+from ..credentials.sdjwt import BITSTRING_STATUS_MEMBER, TOKEN_STATUS_ENTRY_TYPE, is_sd_jwt
 from ..credentials.sdjwt import status_entries as sd_jwt_status_entries
 from ..errors import ChainError, RegistryNotFoundError, RevokedError, UnsupportedKeyError
 from ..keys import ALGORITHMS, PrivateKey, PublicKey, read_key_header
@@ -141,22 +141,23 @@ def bitstring_status_entry(state: Path | None, *, token: bool = False) -> dict[s
     """Allocate a random index in the status list kept in ``state``; return its entry.
 
     ``token``: the credential is an SD-JWT VC, whose ``status`` claim points into a Token
-    Status List (``status-list create --format token``); a JWT credential needs a Bitstring list.
+    Status List (``status.status_list``) or a Bitstring list (``status.bitstring_status_list``);
+    a JWT credential needs a Bitstring list.
     """
     if state is None:
         raise click.BadParameter(
             f"--status bitstring needs --status-list STATE (or {STATUS_LIST_ENV})", param_hint="--status-list"
         )
     cls = list_class(state)
-    if (cls.__name__ == "TokenStatusList") != token:
+    is_token_list = cls.__name__ == "TokenStatusList"
+    if is_token_list and not token:
         raise click.BadParameter(
-            "an SD-JWT VC needs a Token Status List ('vcgate status-list create --format token')" if token else
             "a Token Status List is for SD-JWT VCs (--format sd-jwt); give a Bitstring list's state file",
             param_hint="--status-list",
         )
     with cls.edit(state) as lst:
-        index = lst.allocate()
-        return lst.entry(index)
+        entry = lst.entry(lst.allocate())
+    return {BITSTRING_STATUS_MEMBER: entry} if token and not is_token_list else entry
 
 
 # --- reading a credential's entries --------------------------------------------------------------
@@ -566,7 +567,7 @@ def build_status_entry(options: StatusOptions, *, issuer_key: PrivateKey, sd_jwt
     if options.method == "bitstring":
         return bitstring_status_entry(options.status_list, token=sd_jwt)
     if sd_jwt:
-        raise click.BadParameter("an SD-JWT VC takes --status bitstring with a Token Status List", param_hint="--status")
+        raise click.BadParameter("an SD-JWT VC takes --status bitstring (a Token Status List or a Bitstring list)", param_hint="--status")
     if options.method == "onchain":
         return onchain_status_entry(
             rpc=options.rpc,

@@ -71,6 +71,7 @@ __all__ = [
     "SD_ALG",
     "NEVER_DISCLOSABLE",
     "TOKEN_STATUS_ENTRY_TYPE",
+    "BITSTRING_STATUS_MEMBER",
     "disclosure_digest",
     "issue_sd_jwt_vc",
     "parse_sd_jwt",
@@ -101,6 +102,12 @@ _REGISTERED = frozenset({"iss", "vct", "vct#integrity", "nbf", "exp", "iat", "cn
 #: The ``type`` vcgate gives a Token Status List reference (``status.status_list``) so that
 #: :class:`vcgate.status.StatusChecker` can route it like a ``credentialStatus`` entry.
 TOKEN_STATUS_ENTRY_TYPE = "TokenStatusList"
+#: The ``status`` member vcgate uses to carry a W3C Bitstring Status List entry in an SD-JWT VC
+#: (the Token Status List draft makes ``status`` an extensible object of mechanisms, like
+#: ``cnf``; this name is vcgate's, not registered): its value is a ``BitstringStatusListEntry``
+#: exactly as it would appear in a VCDM ``credentialStatus``. See docs/sd-jwt.md.
+BITSTRING_STATUS_MEMBER = "bitstring_status_list"
+_BITSTRING_ENTRY_TYPE = "BitstringStatusListEntry"
 #: RFC 9278: the URI of a JWK thumbprint (the holder id when ``cnf`` carries a bare key).
 JWK_THUMBPRINT_URI = "urn:ietf:params:oauth:jwk-thumbprint:sha-256:"
 
@@ -563,6 +570,12 @@ def status_entries(value: Any) -> tuple[Mapping[str, Any], ...]:
             raise MalformedError(f"'status.{mechanism[:40]}' must be an object")
         if mechanism == "status_list":
             entries.append({**ref, "type": TOKEN_STATUS_ENTRY_TYPE})
+        elif mechanism == BITSTRING_STATUS_MEMBER:
+            # Routed to the Bitstring method by its own type; any other type would let the
+            # member's name and the method that checks it disagree.
+            if ref.get("type") != _BITSTRING_ENTRY_TYPE:
+                raise MalformedError(f"'status.{BITSTRING_STATUS_MEMBER}.type' must be {_BITSTRING_ENTRY_TYPE}")
+            entries.append(dict(ref))
         else:  # an unknown mechanism: StatusChecker refuses it (status_unsupported) unless ignored
             entries.append({**ref, "type": f"status.{mechanism}"})
     return tuple(entries)
