@@ -10,8 +10,10 @@ Run it with ``make demo``. The story, step by step:
  5. the agent calls the allowed model with the OpenAI SDK -> 200;
  6. the agent asks for a model its credential does not cover -> 403 with the reason;
  7. a tampered credential and a spoofed grant header get nowhere;
- 8. the issuer revokes on chain, the gateway's mirror sees it -> the agent is refused (revoked);
- 9. the gateway's audit log verifies.
+ 8. the agent hands its sub-agent a narrower slice (one smaller model, 2 calls a minute): the
+    sub-agent's calls inside it pass, acting for the agent; a third call -> 429; the bigger model -> 403;
+ 9. the issuer revokes on chain, the gateway's mirror sees it -> the agent and its sub-agent are refused;
+10. the gateway's audit log verifies.
 """
 
 from __future__ import annotations
@@ -52,6 +54,13 @@ trusted_issuers:
     types: [ModelAccessCredential]
 defaults:
   status: required
+delegation:
+  max_depth: 1
+limits:
+  - name: calls-per-minute
+    key: $chain
+    requests: $claims.limits.rpm
+    per: 1m
 rules:
   - name: health
     match: {{methods: [GET], paths: [/healthz, /.well-known/**]}}
@@ -69,6 +78,7 @@ rules:
       headers:
         X-Vcgate-Subject: $subject
         X-Vcgate-Issuer: $issuer
+        X-Vcgate-Actors: $actors
 """
 
 
@@ -105,7 +115,7 @@ def main() -> int:
 
     step(
         3,
-        "A ModelAccessCredential for llama-3-70b, issued to the agent with an on-chain status",
+        "A ModelAccessCredential for two llama models, 60 calls a minute, issued to the agent with an on-chain status",
         "vcgate issue --key issuer.key --subject <agent> --type ModelAccessCredential --claims '{\"models\": [...]}' --status onchain",
     )
     revocation_list, revocation_key = os.urandom(32), os.urandom(32)
@@ -116,7 +126,7 @@ def main() -> int:
         kid=f"{issuer}#{issuer.method_specific_id}",
         subject=agent,
         types=["ModelAccessCredential"],
-        claims={"models": ["llama-3-70b"]},
+        claims={"models": ["llama-3-70b", "llama-3-8b"], "limits": {"rpm": 60}},
         valid_from=now - 60,
         valid_until=now + 30 * 86400,
         status=status_entry(registry.address, chain.chain_id(), eth_address(issuer_key.public_key), revocation_list, revocation_key),
@@ -186,7 +196,34 @@ def main() -> int:
         print(f"   spoofed X-Vcgate-Subject stripped; the app saw: {content[:60]}")
         outcomes.append("did:example:admin" not in content)
 
-        step(8, "The issuer revokes the credential on chain; the mirror sees it; the agent is refused", "vcgate revoke --rpc ... cred.jwt")
+        step(
+            8,
+            "The agent hands its sub-agent a narrower slice: llama-3-8b only, 2 calls a minute",
+            "vcgate delegate --key agent.key --credential cred.jwt --subject <sub-agent> --claims '{...}' --chain",
+        )
+        sub_key = PrivateKey.generate("EdDSA")
+        sub_agent = did_key_from_public_key(sub_key.public_key)
+        chain_for_sub = holder.delegate(subject=sub_agent, claims={"models": ["llama-3-8b"], "limits": {"rpm": 2}}, valid_for=3600)
+        sub_client = openai.OpenAI(
+            base_url=audience + "/v1", api_key="unused", max_retries=0,
+            http_client=httpx.Client(auth=Holder(sub_key, credentials=chain_for_sub).httpx_auth()),
+        )
+        print(f"   sub-agent {sub_agent[:32]}... holds the chain agent -> sub-agent ({len(chain_for_sub)} credentials)")
+        for n in (1, 2):
+            reply = sub_client.chat.completions.create(model="llama-3-8b", messages=[{"role": "user", "content": f"call {n}"}])
+            print(f"   call {n}: 200 {reply.choices[0].message.content[:80]}")
+            outcomes.append(agent in reply.choices[0].message.content)
+        for model, want in (("llama-3-8b", (429, "quota_exceeded")), ("llama-3-70b", (403, "claim_mismatch"))):
+            try:
+                sub_client.chat.completions.create(model=model, messages=[{"role": "user", "content": "more"}])
+                print(f"   ERROR: {model} allowed")
+                outcomes.append(False)
+            except openai.APIStatusError as exc:
+                body = exc.response.json()
+                print(f"   {model}: {exc.status_code} {body['error']}: {body['message'][:100]}")
+                outcomes.append((exc.status_code, body["error"]) == want)
+
+        step(9, "The issuer revokes the credential on chain; the mirror sees it; the agent is refused", "vcgate revoke --rpc ... cred.jwt")
         tx = registry.change_status(account, revoked=True, revocation_list=revocation_list, revocation_key=revocation_key)
         mirror.sync_once()  # a running mirror does this every poll interval
         print(f"   revoked in block {tx.block_number}; mirror at block {mirror.lag().synced_block}")
@@ -198,12 +235,20 @@ def main() -> int:
             body = exc.response.json()
             print(f"   {exc.status_code} {body['error']}: {body['message']}")
             outcomes.append(body["error"] == "revoked")
+        try:
+            sub_client.chat.completions.create(model="llama-3-8b", messages=[{"role": "user", "content": "again"}])
+            print("   ERROR: the sub-agent's chain under a revoked root was accepted")
+            outcomes.append(False)
+        except openai.APIStatusError as exc:
+            body = exc.response.json()
+            print(f"   sub-agent: {exc.status_code} {body['error']}: {body['message'][:100]}")
+            outcomes.append(exc.status_code in (401, 403) and body["error"] in ("revoked", "delegation_revoked"))
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         audit.close()
 
-    step(9, "The gateway's audit log verifies", f"vcgate audit verify {audit_path}")
+    step(10, "The gateway's audit log verifies", f"vcgate audit verify {audit_path}")
     report = verify_file(audit_path)
     print(f"   {report.records} records, chain intact: {report.ok}")
     outcomes.append(report.ok and report.records >= 5)

@@ -17,6 +17,9 @@ def test_demo_runs_end_to_end():
     assert "403 claim_mismatch" in text
     assert "forged credential refused: signature_invalid" in text
     assert "401 revoked" in text
+    assert "llama-3-8b: 429 quota_exceeded" in text  # the sub-agent's narrower budget
+    assert "llama-3-70b: 403 claim_mismatch" in text  # and narrower model list
+    assert "sub-agent: 401 delegation_revoked" in text  # the root's revocation reaches it
     assert "chain intact: True" in text
     assert text.rstrip().endswith("Demo complete.")
     assert "Traceback" not in out.stderr
