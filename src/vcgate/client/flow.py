@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
+from ..credentials.dcql import ASK_AGAIN_CODES
 from ..errors import MalformedError, VCGateError
 from ..keys import PrivateKey, b64url_decode
 from ..strictjson import loads_strict
@@ -275,6 +276,23 @@ class AuthState:
             raise ProtocolError(f"the gateway's DCQL query is not base64url JSON: {exc.message}") from exc
         return self.holder.present(audience=audience, nonce=nonce, dcql=query)  # type: ignore[call-arg]
 
+    @staticmethod
+    def _ask_again(response: ResponseView) -> tuple[str, Any] | None:
+        """(nonce, DCQL query) when a token endpoint's refusal says what to present instead
+        (``claim_not_disclosed`` / ``credential_type_missing`` with ``dcql_query`` and ``nonce``)."""
+        if response.status not in (400, 401, 403):
+            return None
+        try:
+            body = response.json()
+        except Exception:  # noqa: BLE001 -- any JSON decoder's error: nothing to act on
+            return None
+        if not isinstance(body, dict) or body.get("error") not in ASK_AGAIN_CODES:
+            return None
+        nonce, query = body.get("nonce"), body.get("dcql_query")
+        if not isinstance(nonce, str) or not nonce or not isinstance(query, dict):
+            return None
+        return nonce, query
+
     def _vp_challenge(self, url: str, challenges: list[Challenge]) -> tuple[str, str, str | None] | None:
         """(audience, nonce, token endpoint) from a ``VP`` challenge, checked; None if none."""
         vp = next((c for c in challenges if c.scheme == "vp"), None)
@@ -334,7 +352,9 @@ class AuthState:
         """Drive one request: yields what to send, is sent each response.
 
         The adapter returns the last response it was given. At most one presentation per
-        request: never a loop. (vcgate sends no ``DPoP-Nonce``, so there is no nonce retry.)
+        request, and one more when the token endpoint's refusal says what to present instead
+        (``dcql_query`` and a fresh ``nonce``): never a loop. (vcgate sends no ``DPoP-Nonce``,
+        so there is no nonce retry.)
         """
         origin = origin_of(url)
         headers, token = self.initial_headers(method, url)
@@ -360,6 +380,12 @@ class AuthState:
                 continue
 
             got = yield self._token_request(endpoint, vp_token)
+            again = self._ask_again(got) if got.status != 200 else None
+            if again is not None:
+                # The token endpoint named what its rule needs (a challenge without a query, e.g.
+                # after token_expired, left the holder to its defaults): present once more.
+                vp_token = self.holder.present(audience=audience, nonce=again[0], dcql=again[1])  # type: ignore[call-arg]
+                got = yield self._token_request(endpoint, vp_token)
             if got.status != 200:
                 return  # the refusal is the caller's answer
             token, expires_in = self._read_token(got)

@@ -23,6 +23,7 @@ from ..errors import MalformedError
 from ..keys import b64url_encode
 
 __all__ = [
+    "ASK_AGAIN_CODES",
     "ClaimQuery",
     "CredentialQuery",
     "DCQLQuery",
@@ -35,6 +36,10 @@ __all__ = [
 ]
 
 FORMAT = "dc+sd-jwt"
+#: Refusals a presentation of other claims or another credential can turn around: the token
+#: endpoint's error then carries the rule's query (``dcql_query``) and a fresh ``nonce``, and
+#: the client presents once more with them.
+ASK_AGAIN_CODES = frozenset({"claim_not_disclosed", "credential_type_missing"})
 _MAX_CREDENTIALS = 16
 _MAX_CLAIMS = 64
 _MAX_PATH = 16

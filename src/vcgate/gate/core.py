@@ -54,7 +54,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from ..audit import AuditLog, Ticket
-from ..credentials.dcql import challenge_param, dcql_for_rule
+from ..credentials.dcql import ASK_AGAIN_CODES, challenge_param, dcql_for_rule
 from ..credentials.delegation import digest_sri, is_link
 from ..credentials.models import VerifiedCredential, VerifiedPresentation
 from ..credentials.verifier import Verifier
@@ -959,7 +959,13 @@ class Gate:
         )
         pd = admission.decision
         if not pd.allow:
-            return self._from_policy(pd, holder=pres.holder, mode=None)._replace(subject=pres.holder)
+            d = self._from_policy(pd, holder=pres.holder, mode=None)._replace(subject=pres.holder)
+            if d.status != 401 and pd.code in ASK_AGAIN_CODES:  # a 401 carries its challenge already
+                # What the closest rule needs (the 401 challenge's DCQL query) and a nonce to present again.
+                ch = self._challenge(None, dpop_error=False, rule=pd.rule)
+                if ch is not None and "dcql_query" in ch[1]:
+                    d = d._replace(body={**(d.body or {}), **ch[1]})
+            return d
         creds = admission.credentials
         scopes = list(pd.grants.scopes)
         record = self.session_records.record(pres.holder, creds)
