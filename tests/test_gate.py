@@ -64,9 +64,9 @@ def test_challenge_shape(w):
     n = d.body["nonce"]
     assert len(n) >= 22 and re.fullmatch(r"[A-Za-z0-9_\-.]+", n)
     assert vp == (f'VP realm="{AUD}", nonce="{n}", token_endpoint="{AUD}/.well-known/vcgate/token", '
-                  'algs="EdDSA ES256 ES256K", dcql="' + challenge_param(CHAT_DCQL) + '"')
+                  'algs="EdDSA Ed25519 ES256 ES256K ES384 ES512", dcql="' + challenge_param(CHAT_DCQL) + '"')
     assert d.body["dcql_query"] == CHAT_DCQL  # what the chat rule needs, for SD-JWT VC holders
-    assert dpop == 'DPoP algs="EdDSA ES256 ES256K"'
+    assert dpop == 'DPoP algs="EdDSA Ed25519 ES256 ES256K ES384 ES512"'
     assert ("Cache-Control", "no-store") in d.headers
     assert d.body["token_endpoint"] == AUD + "/.well-known/vcgate/token"
     assert d.body["error"] == "credential_required" and d.body["message"]
@@ -86,7 +86,7 @@ def test_metadata(w):
     assert m == {
         "resource": AUD,
         "bearer_methods_supported": ["header"],
-        "dpop_signing_alg_values_supported": ["EdDSA", "ES256", "ES256K"],
+        "dpop_signing_alg_values_supported": ["EdDSA", "Ed25519", "ES256", "ES256K", "ES384", "ES512"],
         "dpop_bound_access_tokens_required": True,
         "vcgate_token_endpoint": AUD + "/.well-known/vcgate/token",
         "vcgate_presentation_formats": ["vp+jwt", "jwt_vp", "dc+sd-jwt"],

@@ -49,11 +49,13 @@ ENV_VARS: dict[str, str] = {
     "VCGATE_AUDIT_TIMEOUT": "seconds a decision waits for the audit disk before it is refused "
     "(audit_unavailable), default 5",
     "VCGATE_STATUS_LISTS": "1: fetch Bitstring Status List credentials over HTTPS (SSRF-safe)",
-    "VCGATE_DID_WEB": "1: resolve did:web issuers over HTTPS (SSRF-safe)",
+    "VCGATE_DID_WEB": "1: resolve did:web issuers, and issuers that are https URLs (controller documents), "
+    "over HTTPS (SSRF-safe)",
     "VCGATE_ALLOW_NETWORKS": "comma-separated networks did:web / status-list fetches may reach "
     "(private ranges are refused otherwise)",
     "VCGATE_CA_BUNDLE": "CA bundle for did:web and status-list HTTPS fetches",
-    "VCGATE_DID_WEB_PORTS": "ports besides 443 a did:web DID may name, comma-separated (others are refused)",
+    "VCGATE_DID_WEB_PORTS": "ports besides 443 a did:web DID or issuer URL may name, comma-separated "
+    "(others are refused)",
 }
 
 _TRUE = ("1", "true", "yes", "on")
@@ -167,18 +169,15 @@ class GateConfig:
     def _build(self, closers: list[Any], gate_options: dict[str, Any]) -> AssembledGate:
         from .credentials import Verifier
         from .did import JWKMethod, KeyMethod, Resolver, WebMethod
+        from .did.controller import ControllerDocumentMethod
         from .keys import ALGORITHMS
 
         opts: dict[str, Any] = {}
         verify: Any = self.ca_bundle if self.ca_bundle is not None else True
+        fetch = {"allow_networks": self.allow_networks, "verify": verify, "allow_ports": self.did_web_ports}
         resolver = (
-            Resolver(
-                [
-                    KeyMethod(),
-                    JWKMethod(),
-                    WebMethod(allow_networks=self.allow_networks, verify=verify, allow_ports=self.did_web_ports),
-                ]
-            )
+            # did:web and issuers that are https URLs (controller documents): the same fetch rules.
+            Resolver([KeyMethod(), JWKMethod(), WebMethod(**fetch), ControllerDocumentMethod(**fetch)])
             if self.did_web
             else Resolver.local()
         )

@@ -11,7 +11,6 @@ not claimed here).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from .credentials.jws import parse_jws, sign_jws
 from .credentials.jwt import DEFAULT_CONTEXTS, VC_JOSE_TYPS, VP_JOSE_TYPS, read_credential
 from .credentials.presentation import read_presentation
 from .errors import ExpiredError, MalformedError, NotYetValidError, TypeMismatchError, VCGateError
-from .keys import ALGORITHMS, PrivateKey, PublicKey, b64url_encode
+from .keys import ALGORITHMS, PrivateKey, PublicKey
 from .strictjson import loads_strict
 
 __all__ = ["FEATURES", "JoseResult", "jose_issue", "jose_verify"]
@@ -72,21 +71,9 @@ def jose_issue(
             check_presentation(document)
             typ = "vp+jwt"
         kid = str(method.get("id"))
-        if alg_name == "Ed25519" and key.alg == "EdDSA":
-            return JoseResult("success", _sign_as_ed25519(key, dict(document), typ=typ, kid=kid))
-        return JoseResult("success", sign_jws(key, dict(document), typ=typ, kid=kid))
+        return JoseResult("success", sign_jws(key, dict(document), typ=typ, kid=kid, alg_name=alg_name))
     except VCGateError as exc:
         return JoseResult("failure", f"{exc.code}: {exc.message}")
-
-
-def _sign_as_ed25519(key: PrivateKey, payload: dict[str, Any], *, typ: str, kid: str) -> str:
-    """A compact JWS with RFC 9864's ``alg: Ed25519``: pyjwt 2 picks its signing algorithm from
-    the header's ``alg`` and does not know that name, so the two segments are built here."""
-    header = {"alg": "Ed25519", "typ": typ, "kid": kid}
-    signing_input = ".".join(
-        b64url_encode(json.dumps(part, separators=(",", ":")).encode()) for part in (header, payload)
-    )
-    return signing_input + "." + b64url_encode(key.sign(signing_input.encode("ascii")))
 
 
 def _window(payload: Mapping[str, Any], now: float, not_before: float | None, not_after: float | None) -> None:

@@ -52,6 +52,13 @@ __all__ = [
     "DIDDocumentInvalidError",
     "DIDResolutionError",
     "ForbiddenAddressError",
+    "ControllerURLRefusedError",
+    "ControllerDocumentInvalidError",
+    "ControllerIdMismatchError",
+    "ControllerMismatchError",
+    "ControllerDocumentNotFoundError",
+    "ControllerDocumentUnavailableError",
+    "ControllerAddressForbiddenError",
     "KeyError_",
     "KeyFileError",
     "PassphraseError",
@@ -393,6 +400,52 @@ class ForbiddenAddressError(DIDResolutionError):
     code = "did_address_forbidden"
     status = 401
     default_message = "the DID's host resolves to an address vcgate will not connect to"
+
+
+# Issuers that are https URLs with a W3C Controlled Identifiers (CID 1.0) controller document.
+# Each is a kind of the matching DID error, so ``except DIDError`` still catches them all.
+
+
+class ControllerURLRefusedError(DIDError):
+    code = "controller_url_refused"
+    status = 401
+    default_message = "the issuer URL is not one vcgate fetches a controller document from"
+
+
+class ControllerDocumentInvalidError(DIDDocumentInvalidError):
+    code = "controller_document_invalid"
+    status = 401
+    default_message = "the controller document is invalid"
+
+
+class ControllerIdMismatchError(ControllerDocumentInvalidError):
+    code = "controller_id_mismatch"
+    status = 401
+    default_message = "the controller document's id is not the URL it was fetched from"
+
+
+class ControllerMismatchError(ControllerDocumentInvalidError):
+    code = "controller_mismatch"
+    status = 401
+    default_message = "the verification method is controlled by another controller than the document's"
+
+
+class ControllerDocumentNotFoundError(DIDNotFoundError):
+    code = "controller_document_not_found"
+    status = 401
+    default_message = "there is no controller document at the issuer URL"
+
+
+class ControllerDocumentUnavailableError(DIDResolutionError):
+    code = "controller_document_unavailable"
+    status = 503
+    default_message = "the controller document could not be fetched"
+
+
+class ControllerAddressForbiddenError(ForbiddenAddressError):
+    code = "controller_address_forbidden"
+    status = 401
+    default_message = "the issuer URL's host resolves to an address vcgate will not connect to"
 
 
 # --- keys -----------------------------------------------------------------------------

@@ -363,7 +363,12 @@ CREDENTIAL_REFUSALS = [
         _payload_edit(lambda p: p.update({"@context": [CONTEXT_V1]})), "context_not_allowed", id="v1-context-in-vc-jwt"
     ),
     pytest.param(
-        _payload_edit(lambda p: p.update(issuer="https://issuer.example"), kid=False), "did_invalid", id="non-did-issuer"
+        # An issuer URL needs its controller document fetched: not with the local resolver.
+        _payload_edit(lambda p: p.update(issuer="https://issuer.example"), kid=False), "did_method_not_supported",
+        id="url-issuer-without-network",
+    ),
+    pytest.param(
+        _payload_edit(lambda p: p.update(issuer="urn:example:issuer"), kid=False), "did_invalid", id="urn-issuer"
     ),
     pytest.param(
         _payload_edit(lambda p: p.update(issuer="did:unknownmethod:abc"), kid=False),

@@ -417,18 +417,14 @@ class NetworkOptions:
 
 
 def make_resolver(name: str, network: NetworkOptions = NetworkOptions()) -> Resolver:
-    """``local``: did:key and did:jwk, no network. ``default``: adds did:web."""
+    """``local``: did:key and did:jwk, no network. ``default``: adds did:web and https issuer URLs."""
     if name == "local":
         return Resolver.local()
     from ..did import JWKMethod, KeyMethod, WebMethod
+    from ..did.controller import ControllerDocumentMethod
 
-    return Resolver(
-        [
-            KeyMethod(),
-            JWKMethod(),
-            WebMethod(allow_networks=network.allow_networks, verify=network.verify, allow_ports=network.did_web_ports),
-        ]
-    )
+    fetch = {"allow_networks": network.allow_networks, "verify": network.verify, "allow_ports": network.did_web_ports}
+    return Resolver([KeyMethod(), JWKMethod(), WebMethod(**fetch), ControllerDocumentMethod(**fetch)])
 
 
 def save_key(key: PrivateKey, out: Path, *, did_method: str, unencrypted: bool, force: bool) -> DID:
@@ -511,9 +507,30 @@ did_web_ports_option = click.option(
     "other ports are refused. [env: VCGATE_DID_WEB_PORTS]",
 )
 
+def _alg_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    from ..credentials.jws import alg_name_setting
+
+    try:
+        return alg_name_setting(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--alg-name") from None
+
+
+alg_name_option = click.option(
+    "--alg-name",
+    "alg_name",
+    metavar="EdDSA|Ed25519",
+    envvar="VCGATE_JOSE_ALG_NAME",
+    default=None,
+    callback=_alg_name,
+    help="JOSE 'alg' written for Ed25519 signatures: EdDSA (default; deprecated by RFC 9864, what most "
+    "verifiers take today) or Ed25519 (RFC 9864). vcgate verifies both. [env: VCGATE_JOSE_ALG_NAME]",
+)
+
 resolver_option = click.option(
     "--resolver",
     type=click.Choice(RESOLVERS),
     default="default",
-    help="'local': did:key and did:jwk only, no network; 'default': also did:web.",
+    help="'local': did:key and did:jwk only, no network; 'default': also did:web and issuers that are https "
+    "URLs (controller documents).",
 )

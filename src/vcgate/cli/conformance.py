@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..strictjson import loads_strict
-from .base import EXISTING_FILE, CLIError, cli
+from .base import EXISTING_FILE, CLIError, alg_name_option, cli
 
 
 @cli.group("conformance")
@@ -61,9 +61,7 @@ def _write(path: Path, result: dict[str, str]) -> None:
 @jose.command("issue")
 @_with_options
 @click.option("--sd", default=None, help="Selective disclosure paths (SD-JWT only; refused here).")
-@click.option("--alg-name", type=click.Choice(["EdDSA", "Ed25519"]), default="EdDSA", envvar="VCGATE_JOSE_ALG_NAME",
-              show_default=True, help="JOSE alg written for Ed25519 keys (RFC 9864 names it Ed25519). "
-                                      "[env: VCGATE_JOSE_ALG_NAME]")
+@alg_name_option
 def jose_issue_cmd(input_file: Path, key_file: Path, feature: str, output_file: Path, sd: str | None,
                    alg_name: str) -> None:
     """Secure a credential (vc+jwt) or presentation (vp+jwt) with the key file's secretKeyJwk."""

@@ -31,6 +31,7 @@ from .base import (
     FORMATS,
     TIMESTAMP,
     NetworkOptions,
+    alg_name_option,
     did_web_ports_option,
     cli,
     echo_json,
@@ -212,6 +213,7 @@ def _check_uri(value: str | None) -> None:
     metavar="N",
     help="How many delegation links may follow this credential (docs/delegation.md) [default: the policy decides].",
 )
+@alg_name_option
 def issue(
     key_file: Path,
     subject: DID,
@@ -231,6 +233,7 @@ def issue(
     eth_key: Path | None,
     revocation_list: str,
     max_delegation_depth: int | None,
+    alg_name: str,
 ) -> None:
     """Issue a credential and print it as a JWT.
 
@@ -296,6 +299,7 @@ def issue(
                 valid_until=until, holder_kid=holder_methods[0].id, credential_id=cid,
                 status=build_status_entry(status_options, issuer_key=loaded.key, sd_jwt=True),
                 disclosable=None if disclosable is None else [c.strip() for c in disclosable.split(",") if c.strip()],
+                alg_name=alg_name,
             )
         except VCGateError as exc:
             raise click.BadParameter(exc.message, param_hint="--claims/--disclosable") from None
@@ -314,6 +318,7 @@ def issue(
         credential_id=cid,
         format=fmt,
         extra={"delegation": {"maxDepth": max_delegation_depth}} if max_delegation_depth is not None else None,
+        alg_name=alg_name,
     )
     click.echo(token)
 

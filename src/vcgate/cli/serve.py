@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .base import EXISTING_FILE, CLIError, cli, did_web_ports_option, info, warn
+from .base import EXISTING_FILE, CLIError, alg_name_option, cli, did_web_ports_option, info, warn
 
 
 @cli.command("serve")
@@ -64,7 +64,7 @@ from .base import EXISTING_FILE, CLIError, cli, did_web_ports_option, info, warn
 @click.option("--mirror-checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
               envvar="VCGATE_MIRROR_CHECKPOINT", help="Checkpoint file: a restart syncs from there.")
 @click.option("--status-lists", is_flag=True, help="Fetch Bitstring Status List credentials (HTTPS, SSRF-safe).")
-@click.option("--did-web", is_flag=True, help="Resolve did:web issuers (HTTPS, SSRF-safe).")
+@click.option("--did-web", is_flag=True, help="Resolve did:web issuers and issuers that are https URLs (controller documents; HTTPS, SSRF-safe).")
 @click.option("--allow-network", "allow_networks", multiple=True, metavar="CIDR",
               help="Let did:web / status-list fetches reach this private network (repeatable).")
 @click.option("--ca-bundle", type=EXISTING_FILE, default=None, help="CA bundle for did:web / status-list fetches.")
@@ -92,6 +92,7 @@ from .base import EXISTING_FILE, CLIError, cli, did_web_ports_option, info, warn
                    "[env: VCGATE_TLS_CERT]")
 @click.option("--tls-key", type=EXISTING_FILE, default=None, envvar="VCGATE_TLS_KEY",
               help="The TLS private key (PEM) for --tls-cert. [env: VCGATE_TLS_KEY]")
+@alg_name_option
 def serve(
     policy_file: Path,
     host: str,
@@ -124,6 +125,7 @@ def serve(
     vc_api_profile: str | None,
     tls_cert: Path | None,
     tls_key: Path | None,
+    alg_name: str,
 ) -> None:
     """Run the auth service that NGINX, Envoy and Traefik ask about each request.
 
@@ -167,7 +169,7 @@ def serve(
 
     if (rpc_url is None) != (registry is None):
         raise click.UsageError("--rpc and --registry go together")
-    vcapi = _vcapi_service(vc_api, issuer_key, vc_api_profile, tls_cert, tls_key)
+    vcapi = _vcapi_service(vc_api, issuer_key, vc_api_profile, tls_cert, tls_key, alg_name)
     if policy_file is not None and tls_cert is not None:
         raise click.UsageError("--tls-cert/--tls-key serve the VC-API alone (no --policy); terminate TLS at the gateway")
     if policy_file is None:
@@ -254,7 +256,8 @@ def serve(
 
 
 def _vcapi_service(
-    vc_api: bool, issuer_key: Path | None, profile: str | None, tls_cert: Path | None, tls_key: Path | None
+    vc_api: bool, issuer_key: Path | None, profile: str | None, tls_cert: Path | None, tls_key: Path | None,
+    alg_name: str = "EdDSA",
 ) -> Any:
     """The VC-API service when --vc-api is given (None otherwise); checks its options."""
     if not vc_api:
@@ -275,7 +278,7 @@ def _vcapi_service(
 
     loaded = load_key(issuer_key)
     try:
-        return VCAPIService(issuer_key=loaded.key, default_profile=profile)
+        return VCAPIService(issuer_key=loaded.key, default_profile=profile, alg_name=alg_name)
     except ValueError as exc:
         raise click.UsageError(f"--vc-api-profile: {exc}") from exc
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import base58
 
-from ..did.document import VerificationMethod, split_did_url
+from ..did.document import VerificationMethod, split_method_id
 from ..did.resolver import Resolver
 from ..errors import (
     ExpiredError,
@@ -285,7 +285,7 @@ class DataIntegrity:
         vm_id = proof.get("verificationMethod")
         if not isinstance(vm_id, str):
             raise ProofInvalidError("the proof names no verificationMethod")
-        did = str(split_did_url(vm_id)[0])
+        did = str(split_method_id(vm_id)[0])
         vm = self.resolver.verification_method(vm_id, purpose)
         curve = vm.public_key.curve
         if curve not in suite.curves:

@@ -11,6 +11,7 @@ with the token proves nothing about who signed it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -25,12 +26,29 @@ from ..errors import (
     TokenTooLargeError,
     UnsupportedCriticalError,
 )
-from ..keys import PrivateKey, PublicKey, b64url_decode
+from ..keys import PrivateKey, PublicKey, b64url_decode, b64url_encode
 from ..strictjson import DEFAULT_MAX_DEPTH, loads_strict
 
-__all__ = ["JWS", "JWSParser", "parse_jws", "sign_jws", "loads_strict", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_DEPTH"]
+__all__ = [
+    "ALG_NAME_ENV",
+    "ALG_NAMES",
+    "JWS",
+    "JWSParser",
+    "alg_name_setting",
+    "parse_jws",
+    "sign_jws",
+    "loads_strict",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_DEPTH",
+]
 
 DEFAULT_MAX_BYTES = 64 * 1024
+
+#: The setting naming the JOSE ``alg`` vcgate writes for Ed25519 signatures it issues.
+ALG_NAME_ENV = "VCGATE_JOSE_ALG_NAME"
+#: Its values: the deprecated polymorphic ``EdDSA`` (default: what most peers verify today)
+#: and RFC 9864's fully-specified ``Ed25519``. Verification accepts both, always.
+ALG_NAMES = ("EdDSA", "Ed25519")
 
 # Header parameters that carry or point to key material. vcgate takes keys only from DID
 # documents (or a DPoP proof, which handles its own `jwk` explicitly).
@@ -198,11 +216,45 @@ class JWSParser:
         self._vetted.clear()
 
 
-def sign_jws(key: PrivateKey, payload: dict[str, Any], *, typ: str | None, kid: str | None, **header: Any) -> str:
-    """Sign ``payload`` as a compact JWS with pyjwt (``alg`` is the key's own)."""
+def alg_name_setting(value: str | None) -> str:
+    """The JOSE name for Ed25519 from a setting (``None`` or empty: ``EdDSA``); raises
+    ``ValueError`` naming :data:`ALG_NAME_ENV` for anything else."""
+    if not value:
+        return ALG_NAMES[0]
+    if value not in ALG_NAMES:
+        raise ValueError(f"{ALG_NAME_ENV} (--alg-name) must be EdDSA or Ed25519, not {value[:40]!r}")
+    return value
+
+
+def sign_jws(
+    key: PrivateKey,
+    payload: dict[str, Any],
+    *,
+    typ: str | None,
+    kid: str | None,
+    alg_name: str | None = None,
+    **header: Any,
+) -> str:
+    """Sign ``payload`` as a compact JWS with pyjwt (``alg`` is the key's own).
+
+    ``alg_name`` (see :data:`ALG_NAMES`): ``"Ed25519"`` writes RFC 9864's name instead of
+    ``"EdDSA"`` for an Ed25519 key; other keys' names are fully specified already.
+    """
     headers: dict[str, Any] = dict(header)
     if kid is not None:
         headers["kid"] = kid
+    if alg_name_setting(alg_name) == "Ed25519" and key.alg == "EdDSA":
+        return _sign_ed25519(key, payload, typ=typ, headers=headers)
     # pyjwt adds typ=JWT unless told otherwise; None removes it.
     headers["typ"] = typ
     return jwt.encode(payload, key.crypto_key, algorithm=key.alg, headers=headers)
+
+
+def _sign_ed25519(key: PrivateKey, payload: dict[str, Any], *, typ: str | None, headers: dict[str, Any]) -> str:
+    """A compact JWS with ``alg: Ed25519``: pyjwt 2 picks its signer from the header's ``alg``
+    and does not know RFC 9864's name, so the segments are built here (as pyjwt would)."""
+    header = {"alg": "Ed25519", **({"typ": typ} if typ is not None else {}), **headers}
+    signing_input = ".".join(
+        b64url_encode(json.dumps(part, separators=(",", ":")).encode()) for part in (header, payload)
+    )
+    return signing_input + "." + b64url_encode(key.sign(signing_input.encode("ascii")))

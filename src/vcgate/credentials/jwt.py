@@ -258,9 +258,12 @@ def _read_vcdm11(
     )
 
 
-def issue_document(key: PrivateKey, credential: Mapping[str, Any], *, kid: str) -> str:
-    """Sign a complete VCDM 2.0 credential document as a ``vc+jwt`` (the document is the payload)."""
-    return sign_jws(key, dict(credential), typ="vc+jwt", kid=kid)
+def issue_document(key: PrivateKey, credential: Mapping[str, Any], *, kid: str, alg_name: str | None = None) -> str:
+    """Sign a complete VCDM 2.0 credential document as a ``vc+jwt`` (the document is the payload).
+
+    ``alg_name``: ``"Ed25519"`` writes RFC 9864's name for an Ed25519 key (see ``sign_jws``).
+    """
+    return sign_jws(key, dict(credential), typ="vc+jwt", kid=kid, alg_name=alg_name)
 
 
 def issue_credential(
@@ -278,6 +281,7 @@ def issue_credential(
     format: str = FORMAT_VC_JOSE,
     contexts: Sequence[str] = (),
     extra: Mapping[str, Any] | None = None,
+    alg_name: str | None = None,
 ) -> str:
     """Sign a credential for ``subject`` and return it as a compact JWT.
 
@@ -285,6 +289,8 @@ def issue_credential(
     subject next to its ``id``; times are POSIX seconds; ``status`` becomes
     ``credentialStatus``. ``format`` is ``"vc-jose"`` (VCDM 2.0, default) or ``"vc-jwt11"``.
     ``extra`` adds top-level credential properties (such as ``delegation``, docs/delegation.md).
+    ``alg_name``: ``"Ed25519"`` writes RFC 9864's name for an Ed25519 key instead of the
+    deprecated ``"EdDSA"`` (``vcgate issue --alg-name``; verification accepts both).
     """
     claims = dict(claims or {})
     if "id" in claims:
@@ -306,7 +312,7 @@ def issue_credential(
         if status is not None:
             body["credentialStatus"] = status
         body.update({k: v for k, v in (extra or {}).items() if k not in body})
-        return sign_jws(key, body, typ="vc+jwt", kid=kid)
+        return sign_jws(key, body, typ="vc+jwt", kid=kid, alg_name=alg_name)
     if format == FORMAT_VC_JWT11:
         vc: dict[str, Any] = {
             "@context": [CONTEXT_V1, *contexts],
@@ -325,5 +331,5 @@ def issue_credential(
         }
         if valid_until is not None:
             payload["exp"] = int(valid_until)
-        return sign_jws(key, payload, typ="JWT", kid=kid)
+        return sign_jws(key, payload, typ="JWT", kid=kid, alg_name=alg_name)
     raise MalformedError(f"unknown credential format {format!r}; use vc-jose or vc-jwt11")

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ContextNotAllowedError
 from ..keys import PublicKey
 
-__all__ = ["VerifiedCredential", "VerifiedPresentation", "FORMAT_VC_JOSE", "FORMAT_VC_JWT11", "FORMAT_SD_JWT_VC"]
+__all__ = [
+    "VerifiedCredential",
+    "VerifiedPresentation",
+    "FORMAT_VC_JOSE",
+    "FORMAT_VC_JWT11",
+    "FORMAT_SD_JWT_VC",
+    "require_pinned_contexts",
+]
 
 #: W3C VCDM 2.0 secured with VC-JOSE-COSE: ``typ: vc+jwt`` / ``vp+jwt``, the document is the payload.
 FORMAT_VC_JOSE = "vc-jose"
@@ -65,3 +73,19 @@ class VerifiedPresentation:
     credentials: tuple[VerifiedCredential, ...]
     id: str | None
     payload: Mapping[str, Any]
+
+
+def require_pinned_contexts(credentials: Iterable[VerifiedCredential]) -> None:
+    """Raise ``ContextNotAllowedError`` unless every credential's contexts are all pinned.
+
+    What authorises must call this on whatever reaches the policy: a verifier built with
+    ``allow_unpinned_contexts=True`` (conformance) flags an inline or unknown ``@context``
+    instead of refusing it, and such a context can remap a term so that the signed data means
+    something other than what its JSON seems to say (docs/conformance.md).
+    """
+    for credential in credentials:
+        if not credential.contexts_pinned:
+            raise ContextNotAllowedError(
+                f"credential {str(credential.id)[:80]} has an inline or unpinned @context; "
+                "vcgate authorises only on pinned contexts"
+            )

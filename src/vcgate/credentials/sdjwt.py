@@ -53,7 +53,7 @@ from ..errors import (
     TokenTooLargeError,
     TypeMismatchError,
 )
-from ..keys import PrivateKey, PublicKey, b64url_decode, b64url_encode
+from ..keys import ALGORITHMS, PrivateKey, PublicKey, b64url_decode, b64url_encode
 from ..strictjson import loads_strict
 from .jws import parse_jws, sign_jws
 from .jwt import numeric_date
@@ -309,6 +309,7 @@ def issue_sd_jwt_vc(
     issued_at: float | None = None,
     typ: str = TYP_SD_JWT_VC,
     credential_id: str | None = None,
+    alg_name: str | None = None,
 ) -> str:
     """Sign an SD-JWT VC and return ``<JWT>~<D1>~...~<Dn>~`` (every Disclosure).
 
@@ -317,6 +318,7 @@ def issue_sd_jwt_vc(
     top-level claim disclosable. ``vct``, ``iss``, ``iat``/``nbf``/``exp``, ``cnf`` and ``status``
     are always visible. ``holder_key`` becomes ``cnf.jwk``; ``holder_kid`` (a DID URL) becomes
     ``cnf.kid`` instead. ``decoys``: decoy digests per ``_sd`` array (default 1-3, random).
+    ``alg_name``: ``"Ed25519"`` writes RFC 9864's name for an Ed25519 key (``sign_jws``).
     """
     if typ not in SD_JWT_VC_TYPS:
         raise MalformedError(f"typ must be one of {sorted(SD_JWT_VC_TYPS)}")
@@ -344,7 +346,7 @@ def issue_sd_jwt_vc(
         payload["cnf"] = {"jwk": holder_key.jwk()}
     if status is not None:
         payload["status"] = dict(status)
-    jwt = sign_jws(key, payload, typ=typ, kid=kid)
+    jwt = sign_jws(key, payload, typ=typ, kid=kid, alg_name=alg_name)
     return "".join(f"{p}~" for p in (jwt, *out))
 
 
@@ -443,7 +445,7 @@ def holder_view(sd_jwt: str, *, limits: SDJWTLimits = SDJWTLimits()) -> tuple[tu
 
 
 # The holder reads its own credential, which it got from its issuer; it does not verify it.
-_ANY_ALG = ("EdDSA", "Ed25519", "ES256", "ES256K")
+_ANY_ALG = ALGORITHMS
 
 
 def _sd_hash(presented: str) -> str:

@@ -2,8 +2,9 @@
 
 Order of checks for a credential: size and syntax, algorithm allow-list, header policy
 (``crit``, ``b64``, key-carrying headers), the claims' shape and contexts, then the key — taken
-only from the issuer's DID document and only if authorised for ``assertionMethod`` — then the
-signature, then the validity window. Nothing from the payload is trusted before the signature
+only from the issuer's DID document (or, for an issuer that is an https URL, its CID 1.0
+controller document) and only if authorised for ``assertionMethod`` — then the signature,
+then the validity window. Nothing from the payload is trusted before the signature
 checks except what is needed to find the key (the issuer's DID).
 """
 
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-from ..did.document import VerificationMethod, split_did_url
+from ..did.document import VerificationMethod, is_controller_url, split_did_url
 from ..did.resolver import Resolver
 from ..errors import (
     AudienceMismatchError,
@@ -115,10 +116,12 @@ class Verifier:
         if kid is not None and kid != signer:
             if kid.startswith("#"):
                 method_id = signer + kid
-            elif kid.startswith("did:"):
-                kid_did, _, fragment = kid.partition("#")
-                if kid_did != signer:
-                    raise UntrustedKeyError("the 'kid' names a key of another DID than the signer")
+            elif kid.startswith("did:") or is_controller_url(kid):
+                # An absolute DID URL or controller document URL: its part before the
+                # fragment must be the signer itself, and the fragment must name a method.
+                kid_base, _, fragment = kid.partition("#")
+                if kid_base != signer:
+                    raise UntrustedKeyError("the 'kid' names a key of another controller than the signer")
                 if not fragment:
                     raise UntrustedKeyError("the 'kid' does not name a verification method")
                 method_id = kid

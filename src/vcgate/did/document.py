@@ -3,6 +3,12 @@
 A DID document comes from wherever its method fetched it, so it is treated as hostile input:
 bounded in size and count, every verification method's key parsed into a :class:`PublicKey`,
 and only methods that belong to the document's own DID are ever used for verification.
+
+The same parser reads W3C Controlled Identifiers (CID 1.0) controller documents -- the
+document of an issuer that is an https URL rather than a DID -- with that specification's
+stricter rules (``controller_document=True``): the ``id`` must be the URL it was fetched
+from, verification methods must be ``Multikey`` or ``JsonWebKey`` and controlled by the
+document's own identifier, and no public JWK may carry private key members.
 """
 
 from __future__ import annotations
@@ -14,7 +20,15 @@ from typing import Any
 
 import base58
 
-from ..errors import DIDDocumentInvalidError, InvalidDIDError, MalformedError, UntrustedKeyError, VCGateError
+from ..errors import (
+    ControllerIdMismatchError,
+    ControllerMismatchError,
+    DIDDocumentInvalidError,
+    InvalidDIDError,
+    MalformedError,
+    UntrustedKeyError,
+    VCGateError,
+)
 from ..keys import PublicKey, curve_of_alg
 
 __all__ = [
@@ -24,7 +38,9 @@ __all__ = [
     "PURPOSES",
     "multikey_decode",
     "multikey_encode",
+    "is_controller_url",
     "split_did_url",
+    "split_method_id",
 ]
 
 #: Verification relationships of DID Core section 5.3.
@@ -69,6 +85,25 @@ def split_did_url(did_url: str) -> tuple[DID, str | None]:
     if "/" in base or "?" in base:
         raise InvalidDIDError("DID URLs with a path or query are not supported here")
     return DID(base), (fragment if sep else None)
+
+
+def is_controller_url(identifier: str) -> bool:
+    """True for an identifier that is a URL (``scheme://...``) rather than a DID: an issuer whose
+    keys are in a controller document (:mod:`vcgate.did.controller`)."""
+    return not identifier.startswith("did:") and "://" in identifier[:16]
+
+
+def split_method_id(method_id: str) -> tuple[str, str | None]:
+    """Split a verification method id into its controller and fragment: a DID URL
+    (:func:`split_did_url`) or an https controller document URL (``https://host/path#key-1``)."""
+    if not isinstance(method_id, str):
+        raise InvalidDIDError("a verification method id must be a string")
+    if method_id.startswith("did:"):
+        return split_did_url(method_id)
+    base, sep, fragment = method_id.partition("#")
+    if not base:
+        raise InvalidDIDError("a verification method id needs a DID or a URL before its '#'")
+    return base, (fragment if sep else None)
 
 
 # --- multikey (multibase base58btc + multicodec) ------------------------------------------
@@ -120,6 +155,12 @@ class VerificationMethod:
     public_key: PublicKey
 
 
+#: The verification method types CID 1.0 defines (the only ones a controller document may use).
+CID_METHOD_TYPES = frozenset({"Multikey", "JsonWebKey"})
+_CID_KEY_PROPERTY = {"Multikey": "publicKeyMultibase", "JsonWebKey": "publicKeyJwk"}
+# RFC 7518 6.2.2 / 6.3.2 / RFC 8037: members that only a private JWK has.
+_PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
 _BASE58_TYPES = {
     "Ed25519VerificationKey2018": "EdDSA",
     "EcdsaSecp256k1VerificationKey2019": "ES256K",
@@ -143,25 +184,58 @@ def _method_key(vm: Mapping[str, Any]) -> PublicKey:
     raise MalformedError("verification method has no supported key representation")
 
 
+def _cid_method_problem(vm: Mapping[str, Any], doc_id: str) -> str | None:
+    """Why a controller document's verification method is unusable under CID 1.0, or None."""
+    if vm.get("controller") != doc_id:
+        return "controlled by another controller than the document's"
+    kind = vm.get("type")
+    if kind not in CID_METHOD_TYPES:
+        return f"type {str(kind)[:40]!r} is not Multikey or JsonWebKey"
+    wanted = _CID_KEY_PROPERTY[kind]
+    if wanted not in vm or any(p in vm for p in _CID_KEY_PROPERTY.values() if p != wanted):
+        return f"a {kind} verification method carries its key in {wanted} only"
+    jwk = vm.get("publicKeyJwk")
+    if isinstance(jwk, dict) and _PRIVATE_JWK_MEMBERS.intersection(jwk):
+        return "publicKeyJwk carries private key members"
+    return None
+
+
 @dataclass(frozen=True)
 class DIDDocument:
-    """A parsed DID document. ``raw`` keeps the JSON as received; use the methods to verify."""
+    """A parsed DID document (or CID 1.0 controller document, whose ``id`` is an https URL).
+    ``raw`` keeps the JSON as received; use the methods to verify."""
 
-    id: DID
+    id: str
     raw: Mapping[str, Any]
     methods: Mapping[str, VerificationMethod]
     relationships: Mapping[str, tuple[str, ...]]
     #: Methods that were present but unusable (id -> reason), for diagnostics.
     skipped: Mapping[str, str] = field(default_factory=dict)
+    #: Controller documents only: methods whose ``controller`` is someone else (id -> controller).
+    foreign: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, data: Any, *, expected_id: str | None = None) -> DIDDocument:
-        """Parse a document; ``expected_id`` (the DID that was resolved) must equal its ``id``."""
+    def from_json(cls, data: Any, *, expected_id: str | None = None, controller_document: bool = False) -> DIDDocument:
+        """Parse a document; ``expected_id`` (the DID that was resolved) must equal its ``id``.
+
+        ``controller_document``: a CID 1.0 controller document fetched from ``expected_id`` (an
+        https URL), held to that specification's rules (module docstring).
+        """
         if not isinstance(data, dict):
             raise MalformedError("a DID document must be a JSON object")
-        doc_id = DID(data.get("id"))  # raises InvalidDIDError for a missing or bad id
-        if expected_id is not None and doc_id != expected_id:
-            raise DIDDocumentInvalidError(f"DID document id {doc_id!r} does not match the DID {expected_id!r}")
+        doc_id: str
+        if controller_document:
+            if expected_id is None or data.get("id") != expected_id:
+                shown = data.get("id")
+                shown = shown[:80] if isinstance(shown, str) else type(shown).__name__
+                raise ControllerIdMismatchError(
+                    f"the controller document's id {shown!r} is not the URL it was fetched from, {str(expected_id)[:80]!r}"
+                )
+            doc_id = expected_id
+        else:
+            doc_id = DID(data.get("id"))  # raises InvalidDIDError for a missing or bad id
+            if expected_id is not None and doc_id != expected_id:
+                raise DIDDocumentInvalidError(f"DID document id {doc_id!r} does not match the DID {expected_id!r}")
 
         def absolute(ref: Any) -> str | None:
             if not isinstance(ref, str):
@@ -172,6 +246,7 @@ class DIDDocument:
 
         methods: dict[str, VerificationMethod] = {}
         skipped: dict[str, str] = {}
+        foreign: dict[str, str] = {}
         # JWKs marked for encryption only (use: enc, or key_ops without verify) never sign.
         encryption_only: set[str] = set()
         count = 0
@@ -187,6 +262,14 @@ class DIDDocument:
             if vm_id is None:
                 # A method of another DID cannot speak for this one.
                 return None
+            ctrl = vm.get("controller")
+            if controller_document:
+                problem = _cid_method_problem(vm, doc_id)
+                if problem is not None:
+                    skipped[vm_id] = problem
+                    if ctrl != doc_id:
+                        foreign[vm_id] = ctrl if isinstance(ctrl, str) else repr(ctrl)
+                    return vm_id
             try:
                 key = _method_key(vm)
             except VCGateError as exc:
@@ -198,7 +281,6 @@ class DIDDocument:
                 or ("key_ops" in jwk and (not isinstance(jwk["key_ops"], list) or "verify" not in jwk["key_ops"]))
             ):
                 encryption_only.add(vm_id)
-            ctrl = vm.get("controller")
             methods.setdefault(
                 vm_id,
                 VerificationMethod(vm_id, str(vm.get("type", "")), ctrl if isinstance(ctrl, str) else "", key),
@@ -225,10 +307,15 @@ class DIDDocument:
                 if ref is not None and (purpose == "keyAgreement" or ref not in encryption_only):
                     ids[ref] = None
             relationships[purpose] = tuple(ids)
-        return cls(id=doc_id, raw=data, methods=methods, relationships=relationships, skipped=skipped)
+        return cls(id=doc_id, raw=data, methods=methods, relationships=relationships, skipped=skipped,
+                   foreign=foreign)
 
     def method_for(self, method_id: str, purpose: str) -> VerificationMethod:
         """The method ``method_id`` if this document authorises it for ``purpose``."""
+        if method_id in self.foreign:
+            raise ControllerMismatchError(
+                f"{method_id[:120]} is controlled by {self.foreign[method_id][:80]!r}, not by {self.id[:80]}"
+            )
         if method_id not in self.relationships.get(purpose, ()):
             if method_id in self.methods or method_id in self.skipped:
                 raise UntrustedKeyError(f"{method_id} is not authorised for {purpose}")

@@ -4,6 +4,11 @@ Each method is an object with a ``name`` ("key", "web", ...) and ``resolve(did) 
 returning the raw document (doing whatever I/O it needs, with its own timeout and size cap).
 The resolver validates the document (its ``id`` must be the DID), parses it once and caches
 the parsed :class:`DIDDocument`, so a warm verification never touches the network.
+
+Issuers that are https URLs rather than DIDs go the same way: the method registered as
+``https`` (:class:`~vcgate.did.controller.ControllerDocumentMethod`) fetches their CID 1.0
+controller document, which is parsed under that specification's rules and cached like a
+did:web document.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from ..errors import (
+    ControllerDocumentInvalidError,
     DIDDocumentInvalidError,
     DIDMethodNotSupportedError,
     DIDResolutionError,
@@ -22,7 +28,7 @@ from ..errors import (
     MalformedError,
     VCGateError,
 )
-from .document import DID, DIDDocument, VerificationMethod, split_did_url
+from .document import DID, DIDDocument, VerificationMethod, is_controller_url, split_method_id
 
 __all__ = ["DIDMethod", "Resolver"]
 
@@ -41,6 +47,12 @@ def _web_method(options: Mapping[str, Any]) -> DIDMethod:
     from .web import WebMethod
 
     return WebMethod(**options)
+
+
+def _controller_method(options: Mapping[str, Any]) -> DIDMethod:
+    from .controller import ControllerDocumentMethod
+
+    return ControllerDocumentMethod(**options)
 
 
 class LazyMethod:
@@ -99,17 +111,26 @@ class Resolver:
 
     @classmethod
     def default(cls, *, web_options: Mapping[str, Any] | None = None, **kwargs: Any) -> Resolver:
-        """did:key, did:jwk and did:web (with vcgate's SSRF-safe fetcher).
+        """did:key, did:jwk, did:web and https issuer URLs (with vcgate's SSRF-safe fetcher).
 
-        did:web is registered lazily: its module and the HTTP stack (``requests``) are
-        imported on the first did:web DID, so a gate that never meets one never loads them.
-        ``web_options`` go to :class:`~vcgate.did.web.WebMethod`.
+        did:web and issuer URLs are registered lazily: their modules and the HTTP stack
+        (``requests``) are imported on the first such identifier, so a gate that never meets
+        one never loads them. ``web_options`` go to :class:`~vcgate.did.web.WebMethod` and
+        :class:`~vcgate.did.controller.ControllerDocumentMethod`.
         """
         from .jwk import JWKMethod
         from .key import KeyMethod
 
         options = dict(web_options or {})
-        return cls([KeyMethod(), JWKMethod(), LazyMethod("web", lambda: _web_method(options))], **kwargs)
+        return cls(
+            [
+                KeyMethod(),
+                JWKMethod(),
+                LazyMethod("web", lambda: _web_method(options)),
+                LazyMethod("https", lambda: _controller_method(options)),
+            ],
+            **kwargs,
+        )
 
     @classmethod
     def local(cls, **kwargs: Any) -> Resolver:
@@ -128,7 +149,8 @@ class Resolver:
         return tuple(self._methods)
 
     def resolve(self, did: str) -> DIDDocument:
-        """The parsed, validated document of ``did`` (from the cache when fresh)."""
+        """The parsed, validated document of ``did`` -- a DID, or an https issuer URL whose
+        controller document is fetched -- from the cache when fresh."""
         now = self._clock()
         with self._lock:
             hit = self._cache.get(did)
@@ -137,22 +159,36 @@ class Resolver:
                     self._cache.move_to_end(did)
                     return hit[1]
                 del self._cache[did]
-        value = DID(did)
-        method = self._methods.get(value.method)
-        if method is None:
-            raise DIDMethodNotSupportedError(f"DID method {value.method!r} is not supported")
+        controller = isinstance(did, str) and is_controller_url(did)
+        if controller:
+            value: str = did
+            method = self._methods.get("https")
+            if method is None:
+                raise DIDMethodNotSupportedError(
+                    "issuers that are URLs (controller documents) are not resolved here: enable network "
+                    "resolution (vcgate verify --resolver default, VCGATE_DID_WEB=1)"
+                )
+            kind = "controller document"
+        else:
+            parsed = DID(did)
+            value = parsed
+            method = self._methods.get(parsed.method)
+            if method is None:
+                raise DIDMethodNotSupportedError(f"DID method {parsed.method!r} is not supported")
+            kind = f"{parsed.method} DID"
         try:
-            raw = method.resolve(value)
+            raw = method.resolve(value)  # type: ignore[arg-type]
         except VCGateError:
             raise
         except Exception as exc:  # a plug-in's bug must not escape as a 500
-            raise DIDResolutionError(f"resolving {value.method} DID failed: {type(exc).__name__}") from exc
+            raise DIDResolutionError(f"resolving {kind} failed: {type(exc).__name__}") from exc
         try:
-            doc = DIDDocument.from_json(raw, expected_id=value)
+            doc = DIDDocument.from_json(raw, expected_id=value, controller_document=controller)
         except DIDDocumentInvalidError:
             raise
         except (MalformedError, InvalidDIDError) as exc:  # a bad document is not the caller's bad DID
-            raise DIDDocumentInvalidError(f"invalid DID document for {value[:80]}: {exc.message}") from exc
+            invalid = ControllerDocumentInvalidError if controller else DIDDocumentInvalidError
+            raise invalid(f"invalid {'controller' if controller else 'DID'} document for {value[:80]}: {exc.message}") from exc
         expires = float("inf") if getattr(method, "cacheable_forever", False) else now + self._ttl
         with self._lock:
             self._cache[value] = (expires, doc)
@@ -170,8 +206,9 @@ class Resolver:
                 self._cache.pop(did, None)
 
     def verification_method(self, did_url: str, purpose: str) -> VerificationMethod:
-        """Dereference ``did#fragment`` and check the DID authorises it for ``purpose``."""
-        did, fragment = split_did_url(did_url)
+        """Dereference ``did#fragment`` (or ``https://controller#fragment``) and check the
+        controller authorises it for ``purpose``."""
+        did, fragment = split_method_id(did_url)
         doc = self.resolve(did)
         if fragment is None:
             raise MalformedError("a verification method reference needs a #fragment")

@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, unquote_to_bytes
 
@@ -99,7 +100,18 @@ from ..fetch import (
 from ..strictjson import loads_strict
 from .document import DID
 
-__all__ = ["PORTS_ENV", "WebMethod", "WebLocation", "did_web_location", "parse_ports", "system_resolve_host"]
+__all__ = [
+    "DID_WEB_ERRORS",
+    "FetchErrorKinds",
+    "PORTS_ENV",
+    "WebMethod",
+    "WebLocation",
+    "did_web_location",
+    "fetch_error",
+    "parse_document",
+    "parse_ports",
+    "system_resolve_host",
+]
 
 #: The environment variable naming the ports besides 443 a did:web DID may name.
 PORTS_ENV = "VCGATE_DID_WEB_PORTS"
@@ -182,36 +194,60 @@ def parse_ports(text: str) -> tuple[int, ...]:
 # --- fetch errors -> DID errors ---------------------------------------------------------------
 
 
-def _did_error(exc: FetchError, location: WebLocation | None = None) -> DIDError:
-    """The did:web error (and code) for a failed fetch; messages come from the fetcher."""
+@dataclass(frozen=True)
+class FetchErrorKinds:
+    """Which error classes a failed document fetch becomes, and how messages name the source.
+
+    did:web and issuer URLs (controller documents, :mod:`vcgate.did.controller`) share the
+    fetcher and this mapping; each has its own codes.
+    """
+
+    what: str
+    forbidden: type[ForbiddenAddressError]
+    not_found: type[DIDNotFoundError]
+    invalid: type[DIDDocumentInvalidError]
+    unavailable: type[DIDResolutionError]
+
+
+DID_WEB_ERRORS = FetchErrorKinds(
+    "did:web", ForbiddenAddressError, DIDNotFoundError, DIDDocumentInvalidError, DIDResolutionError
+)
+
+
+def fetch_error(exc: FetchError, kinds: FetchErrorKinds = DID_WEB_ERRORS, location: WebLocation | None = None) -> DIDError:
+    """The error (and code) for a failed fetch; messages come from the fetcher."""
     host = exc.host
     if isinstance(exc, AddressForbiddenError):
-        return ForbiddenAddressError(exc.message, reason=exc.reason)
+        return kinds.forbidden(exc.message, reason=exc.reason)
     if isinstance(exc, HostNotFoundError):
-        return DIDNotFoundError(exc.message)
+        return kinds.not_found(exc.message)
     if isinstance(exc, RedirectRefusedError):
-        return DIDResolutionError(
-            f"the did:web host {host!r} answered with a redirect (HTTP {exc.status}); "
-            "vcgate does not follow redirects for did:web"
+        return kinds.unavailable(
+            f"the {kinds.what} host {host!r} answered with a redirect (HTTP {exc.status}); "
+            f"vcgate does not follow redirects for {kinds.what}"
         )
     if isinstance(exc, HTTPStatusError) and exc.status in (404, 410):
         path = location.path if location is not None else "the expected path"
-        return DIDNotFoundError(f"the did:web host {host!r} has no document at {path} (HTTP {exc.status})")
+        return kinds.not_found(f"the {kinds.what} host {host!r} has no document at {path} (HTTP {exc.status})")
     if isinstance(exc, BodyTooLargeError):
-        return DIDDocumentInvalidError(exc.message)
+        return kinds.invalid(exc.message)
     # Lookup failures, connect, TLS, timeouts, other statuses, unrequested compression.
-    return DIDResolutionError(exc.message)
+    return kinds.unavailable(exc.message)
 
 
 # --- JSON -----------------------------------------------------------------------------------
 
-def _parse_document(body: bytes, *, max_depth: int) -> dict[str, Any]:
+def parse_document(
+    body: bytes, *, max_depth: int, what: str = "the did:web document",
+    invalid: type[DIDDocumentInvalidError] = DIDDocumentInvalidError,
+) -> dict[str, Any]:
+    """Strict JSON (no duplicate keys, NaN, deep nesting) whose top level is an object."""
     try:
-        data = loads_strict(body, max_depth=max_depth, what="the did:web document")
+        data = loads_strict(body, max_depth=max_depth, what=what)
     except MalformedError as exc:  # includes TokenTooLargeError (too deep)
-        raise DIDDocumentInvalidError(exc.message) from exc
+        raise invalid(exc.message) from exc
     if not isinstance(data, dict):
-        raise DIDDocumentInvalidError("the did:web document is not a JSON object")
+        raise invalid(f"{what} is not a JSON object")
     return data
 
 
@@ -246,6 +282,9 @@ class WebMethod:
 
     name = "web"
     cacheable_forever = False
+    # How the fetcher names what it fetches (subclasses fetch other documents the same way).
+    _label, _document, _accept, _user_agent = "did:web host", "did:web document", _ACCEPT, _USER_AGENT
+    _errors = DID_WEB_ERRORS
 
     def __init__(
         self,
@@ -275,10 +314,10 @@ class WebMethod:
             resolve_host=resolve_host,
             allow_networks=allow_networks,
             verify=verify,
-            accept=_ACCEPT,
-            user_agent=_USER_AGENT,
-            label="did:web host",
-            document="did:web document",
+            accept=self._accept,
+            user_agent=self._user_agent,
+            label=self._label,
+            document=self._document,
         )
 
     @property
@@ -318,19 +357,23 @@ class WebMethod:
         404, 410), ``DIDDocumentInvalidError`` (too large, not a JSON object, ...) or
         ``DIDResolutionError`` (anything else: TLS, timeouts, redirects, other statuses).
         """
-        location = did_web_location(did)
+        return self._fetch(did_web_location(did), "the did:web DID")
+
+    def _fetch(self, location: WebLocation, named: str) -> dict[str, Any]:
+        """Port check, SSRF-safe fetch and strict JSON, with this method's error codes."""
+        kinds = self._errors
         if location.port not in self._ports:
-            # Before any lookup: a stranger's DID must not reach other services of a host.
-            raise ForbiddenAddressError(
-                f"the did:web DID names port {location.port}; only 443 is allowed unless the port is "
+            # Before any lookup: a stranger's identifier must not reach other services of a host.
+            raise kinds.forbidden(
+                f"{named} names port {location.port}; only 443 is allowed unless the port is "
                 f"configured (allow_ports=, {PORTS_ENV})",
                 reason="port_not_allowed",
             )
         try:
             body = self._fetcher.get(location.host, location.port, location.path)
         except FetchError as exc:
-            raise _did_error(exc, location) from exc
-        return _parse_document(body, max_depth=self._max_depth)
+            raise fetch_error(exc, kinds, location) from exc
+        return parse_document(body, max_depth=self._max_depth, what=f"the {self._document}", invalid=kinds.invalid)
 
     def checked_addresses(self, host: str, port: int) -> list[IPAddress]:
         """Resolve ``host`` and return its addresses if every one may be connected to.
@@ -340,4 +383,4 @@ class WebMethod:
         try:
             return self._fetcher.checked_addresses(host, port)
         except FetchError as exc:
-            raise _did_error(exc) from exc
+            raise fetch_error(exc, self._errors) from exc

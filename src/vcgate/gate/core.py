@@ -56,7 +56,7 @@ from typing import Any, NamedTuple
 from ..audit import AuditLog, Ticket
 from ..credentials.dcql import ASK_AGAIN_CODES, challenge_param, dcql_for_rule
 from ..credentials.delegation import digest_sri, is_link
-from ..credentials.models import VerifiedCredential, VerifiedPresentation
+from ..credentials.models import VerifiedCredential, VerifiedPresentation, require_pinned_contexts
 from ..credentials.verifier import Verifier
 from ..errors import (
     QuotaExceededError,
@@ -109,8 +109,6 @@ log = logging.getLogger("vcgate.gate")
 DEFAULT_TOKEN_PATH = "/.well-known/vcgate/token"
 METADATA_PATH = "/.well-known/oauth-protected-resource"
 
-# The order the protocol writes the algorithms in.
-_ALG_ORDER = ("EdDSA", "ES256", "ES256K")
 _NO_STORE = ("Cache-Control", "no-store")
 _JSON = ("Content-Type", "application/json")
 _MAX_VP_BYTES = 64 * 1024
@@ -246,7 +244,8 @@ class Gate:
         self._policy = policy
         self.audience = policy.audience.rstrip("/")
         self._clock = clock
-        self.algorithms = tuple(a for a in _ALG_ORDER if a in set(algorithms))
+        # One allow-list for every entry point (vcgate.keys.ALGORITHMS, in its order).
+        self.algorithms = tuple(a for a in ALGORITHMS if a in set(algorithms))
         self.verifier = verifier if verifier is not None else Verifier(clock=clock, algorithms=self.algorithms)
         self.status = status
         self.nonce_store: NonceStore = nonce_store if nonce_store is not None else MemoryNonceStore()
@@ -861,6 +860,8 @@ class Gate:
             raise MalformedError("the presentation is missing or too large")
         # Holder binding is the policy's to decide (per rule), so the verifier does not enforce it.
         pres = self.verifier.verify_presentation(vp, audience=policy.audience, nonce=None, holder_binding=False)
+        # Backstop whatever verifier was injected: authorise only on pinned contexts.
+        require_pinned_contexts(pres.credentials)
         if expected_jkt is not None and expected_jkt != pres.holder_key.thumbprint():
             # Checked before the nonce is consumed: someone replaying an intercepted
             # presentation with their own DPoP key cannot burn the holder's nonce.

@@ -423,7 +423,11 @@ class GrantSpec:
 
 @dataclass(frozen=True, slots=True)
 class TrustedIssuer:
-    """An issuer whose credentials count, optionally only for some credential types."""
+    """An issuer whose credentials count, optionally only for some credential types.
+
+    ``did`` is the issuer's identifier: a DID (policy key ``did``) or an https URL whose keys
+    are in its controller document (policy key ``url``).
+    """
 
     did: str
     types: frozenset[str] | None
@@ -703,7 +707,7 @@ class _Checker:
 
 
 _TOP_KEYS = ("version", "audience", "trusted_issuers", "defaults", "delegation", "rules", "limits", "prices")
-_ISSUER_KEYS = ("did", "types", "name")
+_ISSUER_KEYS = ("did", "url", "types", "name")
 _DEFAULT_KEYS = ("status", "max_credential_age", "holder_binding")
 _RULE_KEYS = ("name", "description", "match", "allow", "public", "require", "grants", "limits")
 _MATCH_KEYS = ("methods", "paths", "hosts", "models")
@@ -858,20 +862,30 @@ def _issuers(c: _Checker, node: Node) -> list[TrustedIssuer] | None:
             c.problem(item, field, "expected a mapping like {did: did:key:...}; write the DID under 'did'")
             ok = False
             continue
-        spec = c.mapping(item, field, _ISSUER_KEYS, required=("did",))
-        if spec is None or "did" not in spec:
+        spec = c.mapping(item, field, _ISSUER_KEYS)
+        if spec is not None and ("did" in spec) == ("url" in spec):
+            c.problem(item, field, "give the issuer as exactly one of 'did' (a DID) or 'url' (an https issuer URL)")
+            spec = None
+        if spec is None:
             ok = False
             continue
-        did_node = spec["did"][1]
-        did = c.string(did_node, f"{field}.did")
+        key = "did" if "did" in spec else "url"
+        did_node = spec[key][1]
+        did = c.string(did_node, f"{field}.{key}")
         if did is not None:
             try:
-                did = str(DID(did))
-            except VCGateError:
-                c.problem(did_node, f"{field}.did", f"{did[:80]!r} is not a DID (did:<method>:<id>)")
+                if key == "did":
+                    did = str(DID(did))
+                else:
+                    from ..did.controller import controller_location  # only for policies naming URLs
+
+                    controller_location(did)
+            except VCGateError as exc:
+                why = f"{did[:80]!r} is not a DID (did:<method>:<id>)" if key == "did" else exc.message
+                c.problem(did_node, f"{field}.{key}", why)
                 did = None
         if did is not None and did in seen:
-            c.problem(did_node, f"{field}.did", f"issuer {did[:80]} is listed twice (first at line {seen[did]})")
+            c.problem(did_node, f"{field}.{key}", f"issuer {did[:80]} is listed twice (first at line {seen[did]})")
             did = None
         if "name" in spec:
             c.string(spec["name"][1], f"{field}.name")

@@ -38,6 +38,7 @@ from typing import Any
 from ..credentials.dataintegrity import CRYPTOSUITES, DataIntegrity, DataIntegrityResult
 from ..credentials.datamodel import check_credential, check_presentation
 from ..credentials.jsonld import canonize
+from ..credentials.jws import alg_name_setting
 from ..credentials.jwt import CONTEXT_V1, CONTEXT_V2, issue_document, parse_datetime, to_xsd_datetime
 from ..credentials.verifier import Verifier
 from ..did.document import DID
@@ -129,6 +130,8 @@ class VCAPIService:
     :param issuer_key: the key credentials are issued with; the issuer is its did:key.
     :param default_profile: how credentials are secured when the URL has no profile prefix.
     :param resolver: where verification methods come from (default: did:key and did:jwk).
+    :param alg_name: the JOSE ``alg`` the ``vc-jose`` profile writes for an Ed25519 key:
+        ``EdDSA`` or RFC 9864's ``Ed25519`` (``--alg-name``, ``VCGATE_JOSE_ALG_NAME``).
     """
 
     def __init__(
@@ -138,8 +141,10 @@ class VCAPIService:
         default_profile: str | None = None,
         resolver: Resolver | None = None,
         clock: Callable[[], float] = time.time,
+        alg_name: str | None = None,
     ) -> None:
         self.key = issuer_key
+        self.alg_name = alg_name_setting(alg_name)
         self.issuer = str(did_key_from_public_key(issuer_key.public_key))
         self.kid = f"{self.issuer}#{self.issuer.split(':')[2]}"
         self.clock = clock
@@ -205,7 +210,7 @@ class VCAPIService:
 
     def _secure(self, credential: dict[str, Any], profile: str) -> dict[str, Any]:
         if profile == "vc-jose":
-            token = issue_document(self.key, credential, kid=self.kid)
+            token = issue_document(self.key, credential, kid=self.kid, alg_name=self.alg_name)
             return {"@context": [CONTEXT_V2], "id": ENVELOPE_PREFIX + token, "type": "EnvelopedVerifiableCredential"}
         return self.di.add_proof(credential, self.key, verification_method=self.kid, cryptosuite=profile)
 
