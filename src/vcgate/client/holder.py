@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..credentials import FORMAT_VC_JOSE, FORMAT_VC_JWT11, create_presentation
 from ..credentials.dcql import parse_dcql, select
 from ..credentials.sdjwt import holder_view, is_sd_jwt, present_sd_jwt
-from ..credentials.delegation import chain_ancestors, chain_tokens, issue_delegation
+from ..credentials.delegation import chain_ancestors, chain_links, chain_tokens, issue_delegation
 from ..did import did_key_from_public_key, public_key_from_did_key
 from ..keys import PrivateKey, passphrase_from_env, read_key_file
 from ..session import create_proof
@@ -155,12 +155,15 @@ class Holder:
         first SD-JWT VC disclosing :attr:`disclose`. Otherwise a VP JWT of the JWT credentials; a delegation chain among them is presented
         whole, root first (docs/delegation.md).
         """
-        sd_jwts = [c for c in self.credentials if is_sd_jwt(c)]
-        jwts = [c for c in self.credentials if not is_sd_jwt(c)]
+        # An SD-JWT VC that roots a delegation chain held here is the delegator's: it travels
+        # inside the VP JWT with its links (no KB-JWT: its cnf key is not this holder's).
+        ancestors = chain_ancestors(self.credentials)
+        sd_jwts = [c for c in self.credentials if is_sd_jwt(c) and c not in ancestors]
+        jwts = [c for c in self.credentials if not is_sd_jwt(c) or c in ancestors]
+        query = parse_dcql(dcql) if dcql is not None else None
         chosen: tuple[str, Any] | None = None
-        if dcql is not None and sd_jwts:
-            views = [(c, *holder_view(c)) for c in sd_jwts]
-            matches = select(parse_dcql(dcql), views)
+        if query is not None and sd_jwts:
+            matches = select(query, [(c, *holder_view(c)) for c in sd_jwts])
             if matches:
                 chosen = next(iter(matches.values()))
         if chosen is None and sd_jwts and not jwts:
@@ -173,13 +176,28 @@ class Holder:
             self.key,
             holder=self.did,
             kid=self.kid,
-            credentials=jwts,
+            credentials=[self._root_disclosures(c, query) if is_sd_jwt(c) else c for c in jwts],
             audience=audience,
             nonce=nonce,
             issued_at=self.clock(),
             lifetime=self.presentation_lifetime,
             format=self.presentation_format,
         )
+
+    def _root_disclosures(self, root: str, query: Any) -> str:
+        """An SD-JWT VC chain root with the Disclosures asked for (the query's paths, else
+        :attr:`disclose`) plus every claim its links restate (the gate narrows on disclosed
+        claims only); everything when neither the query nor ``disclose`` limits it."""
+        paths: list[tuple[Any, ...]] | None = None
+        if query is not None:
+            matches = select(query, [(root, *holder_view(root))])
+            paths = list(next(iter(matches.values()))[1]) if matches else None
+        if paths is None and self.disclose is not None:
+            paths = list(self.disclose)
+        if paths is not None:
+            for link in chain_links(self.credentials, root):
+                paths.extend((name,) for name in link.claims)
+        return present_sd_jwt(root, disclose=paths, holder_key=None)
 
     def delegate(
         self,

@@ -93,18 +93,32 @@ def dcql_query(
     return query
 
 
-def dcql_for_rule(rule: Any) -> dict[str, Any] | None:
-    """The query a policy rule's requirements amount to: its ``types`` as ``vct_values`` and
-    the paths of its ``claims``; ``None`` for a rule that needs no credential claim or type.
+def dcql_for_rule(rule: Any, *, limits: Iterable[Any] = ()) -> dict[str, Any] | None:
+    """The query a policy rule amounts to: its ``types`` as ``vct_values`` and the paths of
+    every claim the gate reads for it -- its ``claims`` requirements, then the ``$claims.x`` of
+    its grant headers and of its limits (its own and ``limits``, the top-level ones): a budget
+    or a header whose claim the holder withheld would be refused (``limit_unresolved``) or
+    empty. ``None`` for a rule that needs no credential claim or type.
 
-    ``rule`` is a :class:`vcgate.policy.model.RuleSpec` (read through ``rule.require.types`` and
-    ``rule.require.claims[].path``, so this module does not import the policy package).
+    ``rule`` is a :class:`vcgate.policy.model.RuleSpec` and ``limits`` are
+    :class:`vcgate.policy.limits.LimitSpec` (read by attribute, so this module does not import
+    the policy package).
     """
     types = sorted(rule.require.types)
-    paths = [list(c.path) for c in rule.require.claims]
+    paths: dict[tuple[str, ...], None] = {tuple(c.path): None for c in rule.require.claims}
+    templates = [t for _, t in getattr(rule.grants, "headers", ())]
+    for limit in (*limits, *getattr(rule, "limits", ())):
+        if limit.claim is not None:
+            paths.setdefault(tuple(limit.claim))
+        if limit.template is not None:
+            templates.append(limit.template)
+    for template in templates:
+        for variable in template.variables:
+            if variable[0] == "claims" and len(variable) > 1:
+                paths.setdefault(tuple(variable[1:]))
     if not types and not paths:
         return None
-    return dcql_query(vct_values=types or None, claims=paths)
+    return dcql_query(vct_values=types or None, claims=[list(p) for p in paths])
 
 
 def challenge_param(query: Mapping[str, Any]) -> str:

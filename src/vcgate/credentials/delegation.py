@@ -7,6 +7,12 @@ DID and bound to it by a digest of that credential's compact JWS (``delegation.p
 link restates the capabilities it passes on with the root's claim names; what it does not
 restate it inherits. The format and the rules are in ``docs/delegation.md``.
 
+The root may be an SD-JWT VC (its subject: the holder its ``cnf`` binds). The link's digest
+then covers its issuer-signed JWT only, so the delegate may disclose fewer claims, and every
+check runs on the claims the root discloses: an undisclosed claim is never inherited, and a
+link restating a claim the root does not disclose is refused ``claim_not_disclosed`` (vcgate
+cannot tell a withheld claim from one never granted).
+
 Everything here is pure: :func:`check_chain` and :func:`assemble` take credentials whose
 signatures were already verified (:class:`~vcgate.credentials.Verifier`);
 :func:`verify_chain` adds the signature and status checks through the objects it is given
@@ -56,7 +62,8 @@ from ..keys import ALGORITHMS, PrivateKey
 from ..strictjson import is_json_number, json_equal
 from .jws import parse_jws, sign_jws
 from .jwt import CONTEXT_V2, DEFAULT_CONTEXTS, read_credential, to_xsd_datetime
-from .models import FORMAT_VC_JOSE, VerifiedCredential
+from .models import FORMAT_SD_JWT_VC, FORMAT_VC_JOSE, VerifiedCredential
+from .sdjwt import is_sd_jwt, issuer_signed, unverified_credential
 
 if TYPE_CHECKING:
     from ..status import StatusChecker
@@ -68,6 +75,7 @@ __all__ = [
     "ChainCandidate",
     "assemble",
     "chain_ancestors",
+    "chain_links",
     "chain_tokens",
     "check_chain",
     "check_status",
@@ -116,6 +124,13 @@ class _Binding:
 def _binding(cred: Any, hop: int) -> _Binding:
     """The ``delegation`` property of a credential (root: only ``maxDepth``)."""
     payload = cred.payload
+    if getattr(cred, "format", None) == FORMAT_SD_JWT_VC:
+        # Only what the issuer signed in the clear counts: a `delegation` the holder could
+        # withhold (a Disclosure) would let it drop the root's maxDepth.
+        signed = parse_jws(issuer_signed(cred.token), algorithms=ALGORITHMS).payload
+        if DELEGATION_PROPERTY in payload and DELEGATION_PROPERTY not in signed:
+            raise DelegationError(f"hop {hop}: an SD-JWT VC's 'delegation' must not be selectively disclosable", hop=hop)
+        payload = signed
     value = payload.get(DELEGATION_PROPERTY)
     if value is None and isinstance(payload.get("vc"), Mapping):
         value = payload["vc"].get(DELEGATION_PROPERTY)
@@ -148,23 +163,38 @@ def is_link(cred: Any) -> bool:
 # --- attenuation ----------------------------------------------------------------------------
 
 
-def narrow_claims(parent: Mapping[str, Any], child: Mapping[str, Any], *, hop: int, _path: str = "") -> dict[str, Any]:
+def _not_disclosed(hop: int, where: str, what: str) -> DelegationError:
+    return DelegationError(
+        f"hop {hop}: restates {what}, which the SD-JWT VC root does not disclose; disclose it",
+        code="claim_not_disclosed", status=403, hop=hop, claim=where,
+    )
+
+
+def narrow_claims(
+    parent: Mapping[str, Any], child: Mapping[str, Any], *, hop: int, disclosed_only: bool = False, _path: str = ""
+) -> dict[str, Any]:
     """``parent``'s claims narrowed by what ``child`` restates; raise if ``child`` widens.
 
     Per claim: an object narrows key by key; a list must be a subset of the parent's list; a
     number is a ceiling and may only go down; any other value (string, boolean, null) must stay
     equal; a claim the parent lacks cannot be added; an unrestated claim is inherited.
+    ``disclosed_only``: ``parent`` holds only what an SD-JWT VC root disclosed, so a claim or
+    list element it lacks may merely be withheld: refused ``claim_not_disclosed``.
     """
     merged = dict(parent)
     for name, value in child.items():
         where = f"{_path}{name}"
         if name not in parent:
+            if disclosed_only:
+                raise _not_disclosed(hop, where, f"the claim '{where}'")
             raise DelegationClaimAddedError(f"hop {hop}: adds the claim '{where}', which its parent does not grant", hop=hop, claim=where)
         before = parent[name]
         if isinstance(before, Mapping) and isinstance(value, Mapping):
-            merged[name] = narrow_claims(before, value, hop=hop, _path=f"{where}.")
+            merged[name] = narrow_claims(before, value, hop=hop, disclosed_only=disclosed_only, _path=f"{where}.")
         elif isinstance(before, list) and isinstance(value, list):
             extra = [v for v in value if not any(json_equal(v, p) for p in before)]
+            if extra and disclosed_only:
+                raise _not_disclosed(hop, where, f"{_show(extra)} in '{where}'")
             if extra:
                 raise DelegationListWidenedError(
                     f"hop {hop}: '{where}' lists {_show(extra)}, which its parent does not grant", hop=hop, claim=where
@@ -306,7 +336,7 @@ def check_chain(
             raise DelegationIssuerMismatchError(
                 f"{label}: issued by {_short(link.issuer)}, not by its parent's subject {_short(parent.subject)}", hop=hop
             )
-        if not _matches_digest(parent.token, binding.parent_digest) or (
+        if not _matches_digest(issuer_signed(parent.token), binding.parent_digest) or (
             binding.parent_id is not None and binding.parent_id != parent.id
         ):
             raise DelegationReparentedError(f"{label}: is bound to another parent credential than the one presented", hop=hop)
@@ -329,7 +359,7 @@ def check_chain(
                 raise DelegationDepthWidenedError(f"{label}: allows {binding.max_depth} further links, its parent {left}", hop=hop)
             left = binding.max_depth
         allowance = left
-        claims = narrow_claims(claims, link.claims, hop=hop)
+        claims = narrow_claims(claims, link.claims, hop=hop, disclosed_only=root.format == FORMAT_SD_JWT_VC)
         hop_claims.append(claims)
     depth = len(hops) - 1
     if max_depth is not None and depth > max_depth:
@@ -408,7 +438,7 @@ def _digests(creds: Sequence[Any]) -> dict[str, Any]:
             digest = parent.get("digestSRI") if isinstance(parent, Mapping) else None
             if isinstance(digest, str) and digest.partition("-")[0] in _SRI_ALGORITHMS:
                 algorithms.add(digest.partition("-")[0])
-    return {digest_sri(c.token, a): c for c in creds for a in algorithms}
+    return {digest_sri(issuer_signed(c.token), a): c for c in creds for a in algorithms}
 
 
 def assemble(
@@ -479,7 +509,7 @@ def link_error(tokens: Sequence[str], index: int, exc: VCGateError) -> VCGateErr
     referenced = {b.parent_digest for _, b in peeks if b is not None and b.parent_digest}
     token = tokens[index]
     link, binding = peeks[index]
-    in_chain = link or any(isinstance(token, str) and _matches_digest(token, d) for d in referenced)
+    in_chain = link or any(isinstance(token, str) and _matches_digest(issuer_signed(token), d) for d in referenced)
     if not in_chain:
         return exc
     # The hop number: how many parents lie above this credential among the presented ones.
@@ -487,7 +517,8 @@ def link_error(tokens: Sequence[str], index: int, exc: VCGateError) -> VCGateErr
     seen = {index}
     while binding is not None and binding.parent_digest:
         parent = next(
-            (i for i, t in enumerate(tokens) if i not in seen and isinstance(t, str) and _matches_digest(t, binding.parent_digest)),
+            (i for i, t in enumerate(tokens)
+             if i not in seen and isinstance(t, str) and _matches_digest(issuer_signed(t), binding.parent_digest)),
             None,
         )
         hop += 1
@@ -566,6 +597,8 @@ def check_status(cred: VerifiedCredential, hop: int, status: StatusChecker | Non
 
 def _unverified(token: str) -> VerifiedCredential:
     """A credential read without checking its signature (for checks before signing a link)."""
+    if is_sd_jwt(token):
+        return unverified_credential(token)
     jws = parse_jws(token, algorithms=ALGORITHMS)
     c = read_credential(jws, contexts=DEFAULT_CONTEXTS)
     return VerifiedCredential(
@@ -609,7 +642,7 @@ def issue_delegation(
     end = current.valid_until if current is not None else parent.valid_until
     if end is not None:
         valid_until = min(valid_until, end)
-    binding: dict[str, Any] = {"parent": {"digestSRI": digest_sri(parent.token)}}
+    binding: dict[str, Any] = {"parent": {"digestSRI": digest_sri(issuer_signed(parent.token))}}
     if parent.id is not None:
         binding["parent"] = {"id": parent.id, **binding["parent"]}
     if max_depth is not None:
@@ -664,8 +697,14 @@ def chain_ancestors(tokens: Iterable[str]) -> frozenset[str]:
     return frozenset(h.token for c in chains for h in c.hops[:-1])
 
 
+def chain_links(tokens: Iterable[str], root: str) -> tuple[VerifiedCredential, ...]:
+    """The links (read without verifying) of the chains among ``tokens`` that ``root`` roots."""
+    _, chains = assemble(_readable(tokens))
+    return tuple(h for c in chains if c.hops[0].token == root for h in c.hops[1:])
+
+
 def _readable(tokens: Iterable[str]) -> list[VerifiedCredential]:
-    """The tokens read as JWT credentials without verifying; others (an SD-JWT) left out."""
+    """The tokens read as credentials (JWT or SD-JWT VC) without verifying; unreadable ones left out."""
     out = []
     for token in tokens:
         try:

@@ -22,7 +22,9 @@ from .models import FORMAT_VC_JOSE, FORMAT_VC_JWT11
 __all__ = ["create_presentation", "ENVELOPE_PREFIXES"]
 
 #: ``data:`` URL prefixes of enveloped credentials vcgate unwraps.
-ENVELOPE_PREFIXES = ("data:application/vc+jwt,", "data:application/vc-ld+jwt,", "data:application/jwt,")
+ENVELOPE_PREFIXES = ("data:application/vc+jwt,", "data:application/vc-ld+jwt,", "data:application/jwt,",
+                     "data:application/dc+sd-jwt,", "data:application/vc+sd-jwt,")
+_SD_JWT_ENVELOPE = "data:application/dc+sd-jwt,"  # an SD-JWT VC chain root (docs/delegation.md)
 
 
 # Internal and short-lived, so not frozen: a frozen dataclass's __init__ costs ~0.1 us per
@@ -152,7 +154,8 @@ def create_presentation(
             "type": ["VerifiablePresentation"],
             "holder": holder,
             "verifiableCredential": [
-                {"@context": CONTEXT_V2, "type": "EnvelopedVerifiableCredential", "id": ENVELOPE_PREFIXES[0] + c}
+                {"@context": CONTEXT_V2, "type": "EnvelopedVerifiableCredential",
+                 "id": (_SD_JWT_ENVELOPE if "~" in c else ENVELOPE_PREFIXES[0]) + c}
                 for c in credentials
             ],
             **claims,

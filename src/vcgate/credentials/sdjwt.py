@@ -80,6 +80,8 @@ __all__ = [
     "disclosable_paths",
     "is_sd_jwt",
     "holder_view",
+    "issuer_signed",
+    "unverified_credential",
     "status_entries",
     "verify_sd_jwt",
     "verify_sd_jwt_vc",
@@ -442,6 +444,37 @@ def holder_view(sd_jwt: str, *, limits: SDJWTLimits = SDJWTLimits()) -> tuple[tu
     processed = _process(payload, table, limits)
     vct = processed.get("vct")
     return ((vct,) if isinstance(vct, str) else ()), {k: v for k, v in processed.items() if k not in _REGISTERED}
+
+
+def unverified_credential(sd_jwt: str, *, limits: SDJWTLimits = SDJWTLimits()) -> VerifiedCredential:
+    """The holder's own SD-JWT VC (every Disclosure applied) as a credential, NOT verified.
+
+    For the holder's bookkeeping only (finding and issuing delegation chains): ``subject`` is
+    the holder ``cnf`` names (the DID of a ``cnf.kid`` DID URL, else the JWK thumbprint URI),
+    ``token`` the SD-JWT without a KB-JWT, ``issuer_key`` None.
+    """
+    parsed = parse_sd_jwt(sd_jwt, limits=limits, max_bytes=max(len(sd_jwt), 1))
+    jws = parse_jws(parsed.jwt, algorithms=_ANY_ALG, max_bytes=len(parsed.jwt))
+    table = {disclosure_digest(d): _decode_disclosure(d, limits, 32) for d in parsed.disclosures}
+    processed = _process(jws.payload, table, limits)
+    cnf, subject = processed.get("cnf"), None
+    if isinstance(cnf, dict) and isinstance(cnf.get("kid"), str) and cnf["kid"].startswith("did:"):
+        subject = split_did_url(cnf["kid"])[0]
+    elif isinstance(cnf, dict) and isinstance(cnf.get("jwk"), dict):
+        subject = holder_id_of_jwk(PublicKey.from_jwk(cnf["jwk"]))
+    vct, iss, jti = processed.get("vct"), processed.get("iss"), processed.get("jti")
+    return VerifiedCredential(
+        format=FORMAT_SD_JWT_VC, issuer=iss if isinstance(iss, str) else "", subject=subject,
+        types=(vct,) if isinstance(vct, str) else (), claims={k: v for k, v in processed.items() if k not in _REGISTERED},
+        valid_from=numeric_date(processed, "nbf"), valid_until=numeric_date(processed, "exp"),
+        status=status_entries(processed.get("status")), id=jti if isinstance(jti, str) else None,
+        kid=jws.kid or "", issuer_key=None, payload=processed, token=parsed.presented,  # type: ignore[arg-type]
+    )
+
+
+def issuer_signed(token: str) -> str:
+    """The issuer-signed JWT of an SD-JWT (the part before the first ``~``); a JWS unchanged."""
+    return token.split("~", 1)[0]
 
 
 # The holder reads its own credential, which it got from its issuer; it does not verify it.

@@ -620,7 +620,7 @@ class Gate:
         vp += f', algs="{algs}"'
         extras: dict[str, Any] = {"nonce": nonce, "token_endpoint": self.token_endpoint_url}
         spec = next((r for r in self._policy.rules if r.name == rule), None) if rule else None
-        query = dcql_for_rule(spec) if spec is not None else None
+        query = dcql_for_rule(spec, limits=self._policy.document.limits) if spec is not None else None
         if query is not None:
             vp += f', dcql="{challenge_param(query)}"'
             extras["dcql_query"] = query
