@@ -201,6 +201,8 @@ def test_budgets_count_sd_jwt_subjects(w: World) -> None:
         # a presentation that withholds it is refused, never unlimited.
         nonce = c.post("/v1/chat/completions", json={"model": "llama-3"}).json()
         assert nonce["dcql_query"]["credentials"][0]["claims"] == [{"path": ["models"]}, {"path": ["limits", "rpm"]}]
+        # The policy accepts chains: the credential itself, or it as a root with a link.
+        assert nonce["dcql_query"]["credential_sets"] == [{"options": [["vcgate"], ["vcgate", "vcgate_delegation"]]}]
         other = sd_root(w, holder_kid=w.agent.kid)
         vp = present_sd_jwt(other, disclose=[["models"]], holder_key=w.agent.key, audience=AUD, nonce=nonce["nonce"],
                             issued_at=NOW)

@@ -8,8 +8,11 @@ disclose -- nothing else. Pure functions over JSON; no I/O.
 Supported: ``credentials`` entries of ``format`` ``dc+sd-jwt`` with ``meta.vct_values``,
 ``claims`` (``path`` of strings, non-negative integers and ``null`` for every array element,
 optional ``values``, ``id``) and ``claim_sets`` (the first satisfiable set wins, as the
-specification asks). ``credential_sets`` is read and validated but a holder answers each
-requested credential it can; vcgate's own queries never use it.
+specification asks); ``credential_sets`` (section 6.2 and "Selecting Credentials"): every
+required set (``required`` true or absent) is answered with its first option whose credentials
+all match, optional ones when they can be, and nothing at all when a required set (or, without
+``credential_sets``, any requested credential) cannot be. Queries of other formats are read
+(a ``jwt_vc_json`` delegation link, say) but never matched here.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from ..keys import b64url_encode
 
 __all__ = [
     "ASK_AGAIN_CODES",
+    "DELEGATION_QUERY_ID",
     "ClaimQuery",
+    "CredentialSet",
     "CredentialQuery",
     "DCQLQuery",
     "dcql_query",
@@ -36,6 +41,12 @@ __all__ = [
 ]
 
 FORMAT = "dc+sd-jwt"
+#: The credential query of a delegation link in vcgate's queries (a VC-JOSE credential:
+#: OpenID4VP's ``jwt_vc_json`` format, ``meta.type_values``), next to its root's query.
+DELEGATION_QUERY_ID = "vcgate_delegation"
+_DELEGATION_QUERY = {"id": DELEGATION_QUERY_ID, "format": "jwt_vc_json",
+                     "meta": {"type_values": [["DelegationCredential"]]}}
+_MAX_SETS = 16
 #: Refusals a presentation of other claims or another credential can turn around: the token
 #: endpoint's error then carries the rule's query (``dcql_query``) and a fresh ``nonce``, and
 #: the client presents once more with them.
@@ -65,9 +76,18 @@ class CredentialQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class CredentialSet:
+    """One Credential Set Query: ``options`` (each a list of credential query ids that
+    together satisfy it, in the verifier's order of preference) and ``required``."""
+
+    options: tuple[tuple[str, ...], ...]
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class DCQLQuery:
     credentials: tuple[CredentialQuery, ...]
-    credential_sets: tuple[Mapping[str, Any], ...] | None = None
+    credential_sets: tuple[CredentialSet, ...] | None = None
 
 
 def dcql_query(
@@ -93,12 +113,17 @@ def dcql_query(
     return query
 
 
-def dcql_for_rule(rule: Any, *, limits: Iterable[Any] = ()) -> dict[str, Any] | None:
+def dcql_for_rule(rule: Any, *, limits: Iterable[Any] = (), delegation: Any = None) -> dict[str, Any] | None:
     """The query a policy rule amounts to: its ``types`` as ``vct_values`` and the paths of
     every claim the gate reads for it -- its ``claims`` requirements, then the ``$claims.x`` of
     its grant headers and of its limits (its own and ``limits``, the top-level ones): a budget
     or a header whose claim the holder withheld would be refused (``limit_unresolved``) or
     empty. ``None`` for a rule that needs no credential claim or type.
+
+    When the rule accepts delegation chains (``delegation``: the policy's top-level
+    ``DelegationSettings``, overridden by the rule's own ``require.delegation``), the query
+    offers the alternative as ``credential_sets``: the credential itself, or that credential
+    as a chain's root together with a delegation link.
 
     ``rule`` is a :class:`vcgate.policy.model.RuleSpec` and ``limits`` are
     :class:`vcgate.policy.limits.LimitSpec` (read by attribute, so this module does not import
@@ -118,7 +143,17 @@ def dcql_for_rule(rule: Any, *, limits: Iterable[Any] = ()) -> dict[str, Any] | 
                 paths.setdefault(tuple(variable[1:]))
     if not types and not paths:
         return None
-    return dcql_query(vct_values=types or None, claims=[list(p) for p in paths])
+    query = dcql_query(vct_values=types or None, claims=[list(p) for p in paths])
+    own = rule.require.delegation
+    allowed = getattr(delegation, "allowed", False)
+    if own is not None and own.allowed is not None:
+        allowed = own.allowed
+    if allowed:
+        query["credentials"].append(dict(_DELEGATION_QUERY))
+        query["credential_sets"] = [{"options": [[query["credentials"][0]["id"]],
+                                                 [query["credentials"][0]["id"], DELEGATION_QUERY_ID]]}]
+        parse_dcql(query)
+    return query
 
 
 def challenge_param(query: Mapping[str, Any]) -> str:
@@ -192,9 +227,26 @@ def parse_dcql(query: Any) -> DCQLQuery:
     if len({c.id for c in parsed}) != len(parsed):
         raise MalformedError("DCQL credential query ids must be unique")
     sets = query.get("credential_sets")
-    if sets is not None and (not isinstance(sets, list) or not all(isinstance(s, dict) for s in sets)):
-        raise MalformedError("DCQL 'credential_sets' is an array of objects")
-    return DCQLQuery(parsed, tuple(sets) if sets is not None else None)
+    if sets is None:
+        return DCQLQuery(parsed, None)
+    if not isinstance(sets, list) or not sets or len(sets) > _MAX_SETS:
+        raise MalformedError(f"DCQL 'credential_sets' is a non-empty array of at most {_MAX_SETS} objects")
+    ids = {c.id for c in parsed}
+    return DCQLQuery(parsed, tuple(_credential_set(s, ids) for s in sets))
+
+
+def _credential_set(value: Any, ids: set[str]) -> CredentialSet:
+    if not isinstance(value, dict):
+        raise MalformedError("a DCQL credential set query is an object")
+    options, required = value.get("options"), value.get("required", True)
+    if not isinstance(options, list) or not options or len(options) > _MAX_CREDENTIALS or not all(
+        isinstance(o, list) and o and len(o) <= _MAX_CREDENTIALS and all(isinstance(i, str) and i in ids for i in o)
+        for o in options
+    ):
+        raise MalformedError("DCQL 'credential_sets[].options' lists non-empty arrays of ids defined in 'credentials'")
+    if not isinstance(required, bool):
+        raise MalformedError("DCQL 'credential_sets[].required' is a boolean")
+    return CredentialSet(tuple(tuple(o) for o in options), required)
 
 
 def claim_values(claims: Any, path: Sequence[PathElement]) -> list[Any]:
@@ -228,13 +280,18 @@ def select(query: DCQLQuery, credentials: Iterable[tuple[str, Sequence[str], Map
     """Match ``credentials`` (``(handle, types, all claims)``, e.g. the holder's SD-JWT VCs
     with every Disclosure applied) against ``query``.
 
-    Returns ``{credential query id: (handle, claim paths to disclose)}`` for each query some
-    credential satisfies: the first credential of a matching ``vct`` holding every requested
-    claim (or the first satisfiable ``claim_sets`` option). A query without ``claims`` asks for
-    no selectively disclosable claim at all.
+    Each credential query is answered by the first credential of a matching ``vct`` holding
+    every requested claim (or the first satisfiable ``claim_sets`` option); a query without
+    ``claims`` asks for no selectively disclosable claim at all. Then OpenID4VP's rules for
+    selecting credentials: without ``credential_sets`` every credential query must be answered;
+    with them, each required set by its first option whose queries are all answered, each
+    optional set likewise if it can be, and only the queries of the chosen options are
+    returned. Returns ``{credential query id: (handle, claim paths to disclose)}`` in the
+    query's order, or ``{}`` when a required credential cannot be delivered (the wallet then
+    returns nothing).
     """
     pool = list(credentials)
-    out: dict[str, tuple[Any, list[tuple[PathElement, ...]]]] = {}
+    answers: dict[str, tuple[Any, list[tuple[PathElement, ...]]]] = {}
     for cq in query.credentials:
         if cq.format != FORMAT:
             continue
@@ -249,6 +306,17 @@ def select(query: DCQLQuery, credentials: Iterable[tuple[str, Sequence[str], Map
                 options = [cq.claims]
             chosen = next((opt for opt in options if all(_satisfied(claims, c) for c in opt)), None)
             if chosen is not None:
-                out[cq.id] = (handle, [c.path for c in chosen])
+                answers[cq.id] = (handle, [c.path for c in chosen])
                 break
-    return out
+    if query.credential_sets is None:
+        wanted = {cq.id for cq in query.credentials}
+    else:
+        wanted = set()
+        for cs in query.credential_sets:
+            option = next((o for o in cs.options if all(i in answers for i in o)), None)
+            if option is None and cs.required:
+                return {}
+            wanted.update(option or ())
+    if not wanted.issubset(answers):
+        return {}
+    return {cq.id: answers[cq.id] for cq in query.credentials if cq.id in wanted}

@@ -620,7 +620,8 @@ class Gate:
         vp += f', algs="{algs}"'
         extras: dict[str, Any] = {"nonce": nonce, "token_endpoint": self.token_endpoint_url}
         spec = next((r for r in self._policy.rules if r.name == rule), None) if rule else None
-        query = dcql_for_rule(spec, limits=self._policy.document.limits) if spec is not None else None
+        doc = self._policy.document
+        query = dcql_for_rule(spec, limits=doc.limits, delegation=doc.delegation) if spec is not None else None
         if query is not None:
             vp += f', dcql="{challenge_param(query)}"'
             extras["dcql_query"] = query
