@@ -11,6 +11,8 @@ NODE_DIR := tests/integration/node
 # @digitalbazaar/vc and its Data Integrity suites, for the Data Integrity interop tests.
 NODE_DI_DIR := tests/integration/node-di
 CHAIN_TOOLS := tools/chain
+# @kubernetes-models/istio: Istio's CRD schemas for the deploy/kubernetes/istio checks.
+DEPLOY_CHECK := tools/deploy-check
 
 .PHONY: demo test install dev-install node-deps chain-tools system-deps chain-artifact bench conformance clean
 
@@ -32,6 +34,7 @@ dev-install: $(BIN)/python
 node-deps: chain-tools
 	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
 	npm ci --prefix $(NODE_DI_DIR) --no-audit --no-fund --loglevel=error
+	npm ci --prefix $(DEPLOY_CHECK) --no-audit --no-fund --loglevel=error
 
 # `make install` is Python only; `vcgate chain dev` needs anvil from npm: this target.
 chain-tools:
@@ -67,4 +70,4 @@ bench: system-deps dev-install node-deps
 	$(BIN)/python benchmarks/gateway.py
 
 clean:
-	rm -rf $(VENV) $(NODE_DIR)/node_modules $(NODE_DI_DIR)/node_modules $(CHAIN_TOOLS)/node_modules .pytest_cache demo-out .conformance
+	rm -rf $(VENV) $(NODE_DIR)/node_modules $(NODE_DI_DIR)/node_modules $(CHAIN_TOOLS)/node_modules $(DEPLOY_CHECK)/node_modules .pytest_cache demo-out .conformance

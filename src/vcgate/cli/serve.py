@@ -16,13 +16,13 @@ from .base import EXISTING_FILE, CLIError, alg_name_option, cli, did_web_ports_o
 @cli.command("serve")
 @click.option("--policy", "policy_file", default=None, type=EXISTING_FILE, envvar="VCGATE_POLICY",
               help="The policy file (reloaded when it changes); required unless --vc-api. [env: VCGATE_POLICY]")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Keep it reachable only by the gateway.")
-@click.option("--port", default=8181, show_default=True, type=click.IntRange(0, 65535),
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="VCGATE_HOST",
+              help="Address to listen on. Keep it reachable only by the gateway. [env: VCGATE_HOST]")
+@click.option("--port", default=8181, show_default=True, type=click.IntRange(0, 65535), envvar="VCGATE_PORT",
               help="HTTP port: NGINX auth_request, Traefik ForwardAuth, Envoy ext_authz HTTP, token endpoint, "
-                   "metrics, health.")
-@click.option("--grpc-port", default=None, type=click.IntRange(0, 65535),
-              help="Also serve Envoy ext_authz over gRPC on this port (off unless given).")
+                   "metrics, health. [env: VCGATE_PORT]")
+@click.option("--grpc-port", default=None, type=click.IntRange(0, 65535), envvar="VCGATE_GRPC_PORT",
+              help="Also serve Envoy ext_authz over gRPC on this port (off unless given). [env: VCGATE_GRPC_PORT]")
 @click.option("--key-file", type=EXISTING_FILE, default=None, envvar="VCGATE_KEY_FILE",
               help="Gateway key file that signs access tokens; without it tokens die with the process. "
                    "Passphrase from VCGATE_PASSPHRASE. [env: VCGATE_KEY_FILE]")
@@ -62,7 +62,8 @@ from .base import EXISTING_FILE, CLIError, alg_name_option, cli, did_web_ports_o
               help="Time a decision waits for the audit disk before it is refused (audit_unavailable). "
                    "[env: VCGATE_AUDIT_TIMEOUT]")
 @click.option("--mirror-checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              envvar="VCGATE_MIRROR_CHECKPOINT", help="Checkpoint file: a restart syncs from there.")
+              envvar="VCGATE_MIRROR_CHECKPOINT",
+              help="Checkpoint file: a restart syncs from there. [env: VCGATE_MIRROR_CHECKPOINT]")
 @click.option("--status-lists", is_flag=True, help="Fetch Bitstring Status List credentials (HTTPS, SSRF-safe).")
 @click.option("--did-web", is_flag=True, help="Resolve did:web issuers and issuers that are https URLs (controller documents; HTTPS, SSRF-safe).")
 @click.option("--allow-network", "allow_networks", multiple=True, metavar="CIDR",
