@@ -579,10 +579,45 @@ def test_registry_one_shot_parses_with_the_real_commands():
     from vcgate.cli import cli
 
     (script,) = compose()["services"]["registry"]["command"]
-    steps = [shlex.split(step) for step in script.split("&&")]
+    # Each step's last command of a pipe (printf ... | vcgate key import --hex -).
+    steps = [shlex.split(step.split("|")[-1]) for step in script.split("&&")]
     assert [s[:3] for s in steps] == [["vcgate", "key", "import"], ["vcgate", "registry", "deploy"]]
     for argv in steps:
         command = cli.commands[argv[1]].commands[argv[2]]
         # resilient parsing: option names and arity are checked, files are not opened.
         params = command.make_context(" ".join(argv[1:3]), argv[3:], resilient_parsing=True).params
         assert params, argv
+
+
+def test_policy_configmap_update_is_reloaded(tmp_path):
+    """The kubelet updates a ConfigMap volume by swapping the ``..data`` symlink to a new
+    folder (the file name is a symlink through it); vcgate serve's reload sees that."""
+    import warnings
+
+    from vcgate import Gate
+
+    text = resource("ConfigMap", "vcgate-policy")["data"]["policy.yaml"]
+    volume = tmp_path / "policy"
+    (volume / "..v1").mkdir(parents=True)
+    (volume / "..v1" / "policy.yaml").write_text(text)
+    (volume / "..data").symlink_to("..v1")
+    (volume / "policy.yaml").symlink_to("..data/policy.yaml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no gateway key: one is made in memory
+        gate = Gate.from_policy_file(volume / "policy.yaml")
+    before = gate.policy_state.sha256
+    (volume / "..v2").mkdir()
+    (volume / "..v2" / "policy.yaml").write_text(text.replace("name: example issuer", "name: renamed issuer"))
+    (volume / "..data_tmp").symlink_to("..v2")
+    os.replace(volume / "..data_tmp", volume / "..data")  # atomic, as the kubelet does it
+    assert gate.reload_if_changed(force=True) is True
+    assert gate.policy_state.sha256 != before
+
+
+def test_docs_deploy_links_resolve():
+    import re
+
+    doc = REPO / "docs" / "deploy.md"
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", doc.read_text()):
+        if "://" not in target:
+            assert (doc.parent / target).exists(), target
