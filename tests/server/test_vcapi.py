@@ -167,9 +167,11 @@ def test_serve_mounts_the_vc_api_beside_the_auth_service(tmp_path: Any) -> None:
         assert refused.status_code == 401
         body = {"credential": {"@context": [V2], "type": ["VerifiableCredential"], "issuer": issuer,
                                "credentialSubject": {"id": "did:example:agent"}}}
-        issued = requests.post(svc.url + "/credentials/issue", json=body, timeout=30)
-        assert issued.status_code == 201, issued.text
-        vc = issued.json()["verifiableCredential"]
+        # No issuing on the auth service (tests/redteam/test_vcapi.py): the issuer itself signs.
+        assert requests.post(svc.url + "/credentials/issue", json=body, timeout=30).status_code == 404
+        issued = VCAPIService(issuer_key=issuer_key).issue(body, profile=None, base_url="http://127.0.0.1:9")
+        assert issued.status == 201, issued.body
+        vc = issued.body["verifiableCredential"]
         assert vc["issuer"] == issuer and vc["proof"]["cryptosuite"] == "eddsa-rdfc-2022"
         verified = requests.post(svc.url + "/credentials/verify", json={"verifiableCredential": vc}, timeout=30)
         assert verified.status_code == 200 and verified.json()["verified"] is True

@@ -80,7 +80,8 @@ from .base import EXISTING_FILE, CLIError, alg_name_option, cli, did_web_ports_o
               help="The ext_authz HTTP path_prefix configured in Envoy.")
 @click.option("--vc-api", is_flag=True, envvar="VCGATE_VC_API",
               help="Also serve the W3C VC-API (issue, verify, DID resolution, status lists); see "
-                   "docs/conformance.md. [env: VCGATE_VC_API]")
+                   "docs/conformance.md. With --policy only verify and DID resolution (no issuing "
+                   "on the auth service). [env: VCGATE_VC_API]")
 @click.option("--issuer-key", type=EXISTING_FILE, default=None, envvar="VCGATE_ISSUER_KEY",
               help="With --vc-api: the key file credentials are issued with (its did:key is the issuer). "
                    "[env: VCGATE_ISSUER_KEY]")
@@ -145,8 +146,10 @@ def serve(
       /metrics  /healthz  /readyz          Prometheus metrics, liveness, readiness
     With --grpc-port: envoy.service.auth.v3.Authorization/Check.
     With --vc-api (W3C VC-API; --policy then optional):
-      POST [/<profile>]/credentials/issue, /credentials/verify, /presentations/verify
+      POST [/<profile>]/credentials/verify, /presentations/verify
       GET /1.0/identifiers/<did>           did:key resolution
+      without --policy also (issuing: keep this port private):
+      POST [/<profile>]/credentials/issue
       GET /status-lists/<n>                the issuer's BitstringStatusListCredentials
 
     \b
@@ -234,7 +237,9 @@ def serve(
             if vcapi is not None:
                 from ..server.vcapi import create_blueprint
 
-                app.register_blueprint(create_blueprint(vcapi))
+                # Verification and DID resolution only: /credentials/issue here would let whoever
+                # reaches the auth service mint credentials the gate trusts (red-team finding).
+                app.register_blueprint(create_blueprint(vcapi, issue=False))
             _run(app, service, host=host, port=port, grpc_port=grpc_port, threads=threads, sock=sock)
         finally:
             runtime.close()

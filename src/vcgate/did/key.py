@@ -17,7 +17,7 @@ import base58
 
 from ..errors import InvalidDIDError, MalformedError
 from ..keys import PublicKey
-from .document import _KEY_LEN, _MULTICODEC, DID, multikey_decode, multikey_encode
+from .document import _KEY_LEN, _MULTICODEC, DID, MAX_DID_LENGTH, multikey_decode, multikey_encode
 
 __all__ = ["KeyMethod", "did_key_from_public_key", "public_key_from_did_key", "resolve_did_key", "x25519_from_ed25519"]
 
@@ -118,6 +118,8 @@ def resolve_did_key(did_url: str, query: str = "") -> tuple[dict[str, Any], int]
         return _error("invalidDid", "the did:key version must be a positive integer (1)")
     if not mb.startswith("z"):
         return _error("invalidDid", "the multibase value must start with 'z' (base58btc)")
+    if len(mb) > MAX_DID_LENGTH:  # base58 decoding is quadratic: a 60 KB DID took 5 s
+        return _error("invalidDid", f"the DID is longer than {MAX_DID_LENGTH} characters")
     dereferencing = bool(rest)
     if rest and not _FRAGMENT_RE.fullmatch(rest):
         return _error("invalidDidUrl", "the DID URL has a path, a query or an invalid fragment", dereferencing=True)
