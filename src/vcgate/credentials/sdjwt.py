@@ -99,6 +99,8 @@ SD_ALG = "sha-256"
 NEVER_DISCLOSABLE = frozenset(
     {"iss", "vct", "vct#integrity", "nbf", "exp", "iat", "cnf", "status", "jti", "_sd", "_sd_alg", "..."}
 )
+#: SD-JWT VC draft 3.2.2.2: registered claims that MUST NOT be in Disclosures (``iat`` may be).
+_NEVER_IN_DISCLOSURES = frozenset({"iss", "nbf", "exp", "cnf", "vct", "vct#integrity", "status"})
 #: JWT claims that are not credential claims (the rest of the processed payload is).
 _REGISTERED = frozenset({"iss", "vct", "vct#integrity", "nbf", "exp", "iat", "cnf", "status", "jti"})
 #: The ``type`` vcgate gives a Token Status List reference (``status.status_list``) so that
@@ -511,7 +513,7 @@ def _process(payload: dict[str, Any], table: dict[str, _Disclosure], limits: SDJ
         seen.add(digest)
         return table.pop(digest, None)
 
-    def obj(node: dict[str, Any]) -> dict[str, Any]:
+    def obj(node: dict[str, Any], top: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {}
         sd = node.get("_sd", [])
         if not isinstance(sd, list):
@@ -530,6 +532,11 @@ def _process(payload: dict[str, Any], table: dict[str, _Disclosure], limits: SDJ
                 raise DisclosureInvalidError("an array-element Disclosure is referenced from an '_sd' array")
             if d.name in out:
                 raise DisclosureInvalidError(f"the disclosed claim {d.name[:60]!r} is already in the payload")
+            if top and d.name in _NEVER_IN_DISCLOSURES:
+                # Another issuer's SD-JWT that hides these lets its holder drop them (an expired
+                # credential with `exp` in a Disclosure, presented without it, is allowed: no
+                # verifier can tell). Refused when seen, as the draft says; docs/sd-jwt.md.
+                raise DisclosureInvalidError(f"the registered claim {d.name!r} must not be selectively disclosable")
             out[d.name] = value_of(d.value)
         return out
 
@@ -556,7 +563,7 @@ def _process(payload: dict[str, Any], table: dict[str, _Disclosure], limits: SDJ
             return arr(node)
         return node
 
-    return obj(payload)
+    return obj(payload, top=True)
 
 
 # A holder presents with the same key again and again; importing a JWK (and its thumbprint)
