@@ -345,7 +345,12 @@ class VCAPIService:
             else:
                 raise ProofInvalidError("the presentation is not secured")
             credentials = vp.get("verifiableCredential", [])
-            for credential in credentials if isinstance(credentials, list) else [credentials]:
+            credentials = credentials if isinstance(credentials, list) else [credentials]
+            if len(credentials) > self.verifier.max_credentials:
+                # Each costs a canonicalisation (red-team finding: 300 copies of one credential,
+                # 256 KB, took 16 s); the gate's Verifier has the same cap.
+                raise TokenTooLargeError(f"a presentation holds at most {self.verifier.max_credentials} credentials")
+            for credential in credentials:
                 pinned = self._credential(credential)[1] and pinned
             return Outcome(200, {"verified": True, "warnings": [], "errors": [], "contextsPinned": pinned})
         except VCGateError as exc:
