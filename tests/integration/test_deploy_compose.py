@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import time
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -53,6 +55,8 @@ class Topology:
     env: dict[str, str]  # vcgate serve's environment
     world: Any
     registry: str
+    rpc: str             # the chain service, as vcgate reaches it
+    dev_key_hex: str     # the registry one-shot's account (anvil's first development key)
     procs: dict[str, subprocess.Popen]
 
 
@@ -142,7 +146,8 @@ def topology(tmp_path_factory) -> Iterator[Topology]:
         wait_http(f"http://127.0.0.1:{ports['model']}/healthz", timeout=60, proc=procs["model"])
         site = render_nginx_site(listen_port=ports["nginx"], vcgate_port=ports["vcgate"], model_port=ports["model"])
         with Nginx(tmp / "nginx", site, ports=(ports["nginx"],)):
-            yield Topology(base, f"http://127.0.0.1:{ports['vcgate']}", env, world, address, procs)
+            dev_hex = shlex.split(registry["command"][0].split("|")[0])[-1]
+            yield Topology(base, f"http://127.0.0.1:{ports['vcgate']}", env, world, address, rpc, dev_hex, procs)
     except BaseException:
         for name in procs:
             print(f"--- {name}\n{_log(tmp, name)}")
@@ -187,6 +192,40 @@ def test_an_untrusted_issuer_is_refused(topology):
     session.auth = topology.world.holder(credentials=[topology.world.untrusted_vc]).requests_auth(mode="direct")
     r = session.get(topology.base + "/v1/models", timeout=10)
     assert r.status_code == 403 and r.json()["error"] == "issuer_not_trusted"
+
+
+def test_revocation_on_the_compose_chain_is_refused_through_nginx(topology):
+    """The chain and registry services are the ones vcgate's mirror follows: an issuer's
+    on-chain revocation turns the agent's next call through NGINX into a refusal."""
+    from vcgate.chain import RegistryClient, connect, eth_account_from_key, eth_address
+    from vcgate.credentials import issue_credential
+    from vcgate.keys import PrivateKey
+    from vcgate.status.registry import status_entry
+
+    chain = connect(topology.rpc, timeout=10)
+    owner_key = PrivateKey.from_secp256k1_hex(topology.dev_key_hex)
+    owner = eth_account_from_key(owner_key)
+    lst, key = os.urandom(32), os.urandom(32)
+    world, now = topology.world, time.time()
+    vc = issue_credential(
+        world.issuer.key, issuer=world.issuer.did, kid=world.issuer.kid, subject=world.agent.did,
+        types=["ModelAccessCredential"], claims={"models": ["llama-3-70b"]}, valid_from=now - 60,
+        valid_until=now + 3600,
+        status=status_entry(topology.registry, chain.chain_id(), eth_address(owner_key.public_key), lst, key),
+    )
+    session = requests.Session()
+    session.auth = world.holder(credentials=[vc]).requests_auth(mode="direct")
+    r = session.get(topology.base + "/v1/models", timeout=10)
+    assert r.status_code == 200, r.text
+    RegistryClient(chain, topology.registry).change_status(owner, revoked=True, revocation_list=lst,
+                                                           revocation_key=key)
+    deadline = time.monotonic() + 30  # a functional bound: the mirror polls every second
+    while True:
+        r = session.get(topology.base + "/v1/models", timeout=10)
+        if r.status_code != 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert r.status_code == 401 and r.json()["error"] == "revoked", r.text  # docs/errors.md
 
 
 def test_audit_log_lands_in_the_state_volume(topology):
