@@ -1,23 +1,44 @@
 """Docs are tests: every shell, console and Python block of README.md and docs/ runs here.
 
-Each Markdown file is a session: its blocks run in order, in one working folder of their own
-(with ``examples``, ``plugins``, ``deploy`` and ``docs`` linked in from the repository), so a
-later block sees the files an earlier one wrote. Shell blocks run under ``bash -e -o pipefail``;
-whatever a block starts in the background (``uvicorn ... &``) is stopped with its process group
-when the block ends. Python blocks run in a fresh interpreter. A ``console`` block is a
-transcript: each ``$ command`` runs and its output must match the lines shown, where ``...``
-on a line of its own stands for any number of lines and ``...`` inside a line for any text.
+Each Markdown page is one reader's session: its blocks run in order, in one working folder of
+their own (with ``examples``, ``plugins``, ``deploy`` and ``docs`` linked in from the repository),
+so a later block sees the files an earlier one wrote.
 
-A block that cannot run says why, in a marker on the line just above its fence, which this
-runner reads (a marker without a reason is an error)::
+* Shell blocks run under ``bash -e -o pipefail`` as one shell: the variables a block sets
+  (exported or not) hold in the page's later shell and console blocks, and its exported ones
+  in its later Python blocks. Whatever a block starts in the background (``uvicorn ... &``) is
+  stopped with its process group when the block ends.
+* Python blocks run in one interpreter per page (``tests/docs_worker.py``), in one namespace:
+  a later block uses the names an earlier one made. Top-level ``await`` works.
+* A ``console`` block is a transcript: each ``$ command`` runs and its output must match the
+  lines shown, where ``...`` on a line of its own stands for any number of lines and ``...``
+  inside a line for any text.
 
-    <!-- doctest: skip -- a fragment: needs the reader's own policy file -->
+Running one block alone (``-k 'cli.md:150'``) first runs the page's earlier blocks it builds on.
 
-``<!-- doctest: server PORT -- REASON -->`` runs a block that starts a server in the foreground
-in the background instead, passes once the server answers HTTP on 127.0.0.1:PORT, and stops it.
-``<!-- doctest: setup -- REASON -->`` runs ``vcgate init`` style material first: keys
-(issuer.key, agent.key, gateway.key; passphrase in VCGATE_PASSPHRASE), ``agent.vc.jwt`` and
-``policy.yaml`` for the audience http://127.0.0.1:8000, for blocks written against "your" files.
+Markers, in an HTML comment on the line just above a fence (directives joined by ``,``; the
+reason after ``--``; a ``skip`` without a reason, an unknown directive or a marker that is not
+above a runnable block is an error)::
+
+    <!-- doctest: skip -- the reader's TLS certificate and a server that runs until stopped -->
+    <!-- doctest: server 8181 -- vcgate serve in the foreground -->
+    <!-- doctest: needs redis -- a replica's shared stores -->
+    <!-- doctest: setup -- written against "your" keys and policy -->
+
+``server PORT`` runs a block that starts a server in the foreground in the background instead,
+passes once the server answers HTTP on 127.0.0.1:PORT, and stops it. ``needs redis`` /
+``needs anvil`` start the real part (once per run; a missing one skips, or fails under CI=true)
+and point the block's ``redis://HOST:PORT`` / ``http://127.0.0.1:8545`` at it. ``setup`` runs
+``vcgate init`` style material first, in the page's shell: keys (issuer.key, agent.key,
+gateway.key; passphrase in $VCGATE_PASSPHRASE), $ISSUER and $AGENT, ``agent.vc.jwt`` and
+``policy.yaml`` for the audience http://127.0.0.1:8000.
+
+Context a page's examples need but a reader would not want to read goes in a hidden block, an
+HTML comment (not rendered) that runs in the page's session like a visible block::
+
+    <!-- doctest: hidden python -- `token` and `nonce`: a presentation as an agent makes it
+    token, nonce = ...
+    -->
 """
 
 from __future__ import annotations
@@ -25,19 +46,32 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
+import shutil
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.support import require_real
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 RUN_LANGS = {"sh": "sh", "bash": "sh", "shell": "sh", "console": "console", "python": "python", "py": "python"}
-MARKER = re.compile(r"<!--\s*doctest:\s*(skip|setup|server \d+)\s*(?:--\s*(.*?))?\s*-->")
+#: Fence languages that are not code to run (data, configuration, HTTP messages, diagrams).
+DATA_LANGS = {"yaml", "yml", "json", "jsonc", "toml", "ini", "nginx", "http", "text", "solidity", "dockerfile",
+              "diff", "mermaid", "xml", "html", "lua", "protobuf", "hcl"}
 FENCE = re.compile(r"^(\s*)```([A-Za-z0-9_+-]*)\s*$")
+MARKER = re.compile(r"^\s*<!--\s*doctest:(?P<directives>.*?)(?:\s--(?!>)\s*(?P<reason>.*?))?\s*(?P<end>-->)?\s*$")
+DIRECTIVE = re.compile(r"skip|setup|server \d+|needs (?:redis|anvil)|hidden (?:sh|python)")
+#: A block that looks like commands or Python, whatever its fence says.
+LOOKS_RUNNABLE = re.compile(
+    r"^\s*(?:\$ )?(?:vcgate|python3?|pip|curl|uvicorn|export|make|npm|node|envoy|nginx|litellm|vllm) "
+    r"|^(?:from \w[\w.]* import |import \w)", re.M)
 BLOCK_TIMEOUT = int(os.environ.get("VCGATE_DOCS_BLOCK_TIMEOUT", "120"))
 PASSPHRASE = "docs are tests"
 
@@ -45,82 +79,232 @@ PASSPHRASE = "docs are tests"
 @dataclass(frozen=True)
 class Block:
     doc: Path
-    line: int  # 1-based line of the opening fence
+    page: str  # the page's path in the repository
+    line: int  # 1-based line of the opening fence (of the comment, for a hidden block)
     lang: str  # sh | console | python
     code: str
-    marker: str | None
-    reason: str | None
+    directives: tuple[str, ...] = ()
+    reason: str | None = None
 
     @property
     def id(self) -> str:
-        return f"{self.doc.relative_to(REPO)}:{self.line}"
+        return f"{self.page}:{self.line}"
+
+    @property
+    def skip(self) -> bool:
+        return "skip" in self.directives
+
+    @property
+    def server_port(self) -> int | None:
+        ports = [int(d.split()[1]) for d in self.directives if d.startswith("server ")]
+        return ports[0] if ports else None
+
+    @property
+    def needs(self) -> set[str]:
+        return {d.split()[1] for d in self.directives if d.startswith("needs ")}
 
 
-def blocks_of(doc: Path) -> list[Block]:
+@dataclass(frozen=True)
+class Problem:
+    where: str
+    what: str
+
+
+def _marker(line: str) -> tuple[tuple[str, ...], str | None, bool] | None:
+    """(directives, reason, closed on this line) of a ``<!-- doctest: ... -->`` line."""
+    m = MARKER.match(line)
+    if not m:
+        return None
+    directives = tuple(d.strip() for d in m.group("directives").split(",") if d.strip())
+    return directives, (m.group("reason") or "").strip() or None, m.group("end") is not None
+
+
+def parse(doc: Path, root: Path = REPO) -> tuple[list[Block], list[Problem]]:
+    """The runnable blocks of a page, and what is wrong with its markers and fences."""
     lines = doc.read_text().splitlines()
-    out: list[Block] = []
+    rel = str(doc.relative_to(root))
+    blocks: list[Block] = []
+    problems: list[Problem] = []
+    pending: tuple[int, tuple[str, ...], str | None] | None = None  # a marker waiting for its fence
     i = 0
     while i < len(lines):
+        where = f"{rel}:{i + 1}"
+        is_marker = lines[i].lstrip().startswith("<!--") and "doctest:" in lines[i]
+        marker = _marker(lines[i]) if is_marker else None
+        if is_marker and marker is None:
+            problems.append(Problem(where, f"unreadable doctest marker: {lines[i].strip()}"))
+        if marker is not None:
+            directives, reason, closed = marker
+            bad = [d for d in directives if not DIRECTIVE.fullmatch(d)]
+            if bad or not directives:
+                problems.append(Problem(where, f"unknown doctest directive(s) {bad or directives}"))
+            if "skip" in directives and not reason:
+                problems.append(Problem(where, "a skip marker must say why: <!-- doctest: skip -- REASON -->"))
+            if pending is not None:
+                problems.append(Problem(f"{rel}:{pending[0]}", "a doctest marker not followed by a runnable block"))
+            hidden = [d for d in directives if d.startswith("hidden ")]
+            if hidden:
+                if closed:
+                    problems.append(Problem(where, "a hidden block holds its code up to a line `-->`"))
+                j = i + 1
+                while j < len(lines) and lines[j].strip() != "-->":
+                    j += 1
+                code = "\n".join(lines[i + 1 : j]) + "\n"
+                blocks.append(Block(doc, rel, i + 1, hidden[0].split()[1], code,
+                                    tuple(d for d in directives if d not in hidden), reason))
+                i = j + 1
+                continue
+            pending = (i + 1, directives, reason)
+            i += 1
+            continue
         m = FENCE.match(lines[i])
         if not m:
+            if lines[i].strip() and pending is not None:
+                problems.append(Problem(f"{rel}:{pending[0]}", "a doctest marker not followed by a runnable block"))
+                pending = None
             i += 1
             continue
         indent, lang = m.group(1), m.group(2).lower()
         j = i + 1
         while j < len(lines) and not re.match(rf"^{indent}```\s*$", lines[j]):
             j += 1
-        body = "\n".join(line[len(indent):] if line.startswith(indent) else line for line in lines[i + 1 : j])
+        body = "\n".join(line[len(indent):] if line.startswith(indent) else line for line in lines[i + 1 : j]) + "\n"
         if lang in RUN_LANGS:
-            k = i - 1
-            while k >= 0 and not lines[k].strip():
-                k -= 1
-            marker = MARKER.search(lines[k]) if k >= 0 else None
-            out.append(Block(doc, i + 1, RUN_LANGS[lang], body + "\n", marker and marker.group(1),
-                             marker and (marker.group(2) or "").strip()))
+            directives, reason = pending[1:] if pending else ((), None)
+            blocks.append(Block(doc, rel, i + 1, RUN_LANGS[lang], body, directives, reason))
+        else:
+            if pending is not None:
+                problems.append(Problem(f"{rel}:{pending[0]}", f"a doctest marker above a `{lang}` block, which never runs"))
+            if lang not in DATA_LANGS and LOOKS_RUNNABLE.search(body):
+                problems.append(Problem(where, f"a `{lang or 'no language'}` block that looks like shell or Python: "
+                                               "fence it as sh, console or python (with a marker if it cannot run)"))
+        pending = None
         i = j + 1
-    return out
+    return blocks, problems
 
 
-ALL = [b for doc in DOCS for b in blocks_of(doc)]
+PARSED = {doc: parse(doc) for doc in DOCS}
+ALL = [b for doc in DOCS for b in PARSED[doc][0]]
 
 
-def test_every_marker_says_why():
-    missing = [b.id for b in ALL if b.marker and not b.reason]
-    assert not missing, f"doctest markers without a reason: {missing}"
+def test_markers_and_fences_are_readable():
+    """A skip says why; every marker is understood and sits above a runnable block; code is fenced as code."""
+    problems = [f"{p.where}: {p.what}" for doc in DOCS for p in PARSED[doc][1]]
+    assert not problems, "\n".join(problems)
 
 
-# --- running -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("<!-- doctest: skip -->\n```sh\nls\n```\n", "must say why", id="skip-without-reason"),
+        pytest.param("<!-- doctest: skipp -- typo -->\n```sh\nls\n```\n", "unknown doctest directive", id="unknown"),
+        pytest.param("<!-- doctest: skip -- why -->\n```yaml\na: 1\n```\n", "never runs", id="marker-above-data"),
+        pytest.param("<!-- doctest: skip -- why -->\n\nText.\n\n```sh\nls\n```\n", "not followed", id="marker-astray"),
+        pytest.param("```\nvcgate key new --out k.key\n```\n", "looks like shell or Python", id="bare-shell"),
+        pytest.param("```zsh\nexport A=1\n```\n", "looks like shell or Python", id="unknown-shell-lang"),
+        pytest.param("```pycon\nfrom vcgate import Gate\n```\n", "looks like shell or Python", id="unknown-python-lang"),
+        pytest.param("<!-- doctest: hidden sh -- why -->\n", "up to a line `-->`", id="hidden-closed-at-once"),
+    ],
+)
+def test_the_runner_refuses_a_bad_page(tmp_path, text, expected):
+    doc = tmp_path / "page.md"
+    doc.write_text(text)
+    _, problems = parse(doc, tmp_path)
+    assert any(expected in p.what for p in problems), problems
 
 
-def _env(work: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VCGATE_")}
-    bindir = str(Path(sys.executable).parent)
-    env.update(
-        PATH=os.pathsep.join([bindir, env.get("PATH", "")]),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), str(work)])),
-        HOME=str(work), NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1",
-    )
-    return env
+def test_a_good_page_parses_to_its_blocks(tmp_path):
+    doc = tmp_path / "page.md"
+    doc.write_text("<!-- doctest: hidden python, needs redis -- context\nx = 1\n-->\n\n"
+                   "<!-- doctest: server 8181, needs anvil -- why -->\n```sh\nserve\n```\n\n```yaml\na: 1\n```\n")
+    blocks, problems = parse(doc, tmp_path)
+    assert not problems
+    assert [(b.line, b.lang, b.code, b.server_port, b.needs) for b in blocks] == [
+        (1, "python", "x = 1\n", None, {"redis"}), (6, "sh", "serve\n", 8181, {"anvil"})]
 
 
-def _run(argv: list[str], work: Path, *, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.Popen(argv, cwd=work, env=_env(work), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(stdin, timeout=BLOCK_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        out = "(timed out)"
-    finally:
-        try:  # background servers a block started die with it
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-    return subprocess.CompletedProcess(argv, proc.returncode, out, "")
+# --- the real parts some blocks need -------------------------------------------------------------
 
 
-def _setup(work: Path) -> None:
-    script = f"""
+@dataclass
+class Parts:
+    """Redis and anvil, started on the first block that needs them and stopped after the module."""
+
+    tmp: Path
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    urls: dict[str, str] = field(default_factory=dict)
+    nodes: list[object] = field(default_factory=list)
+
+    def url(self, part: str) -> str:
+        if part not in self.urls:
+            self.urls[part] = self._redis() if part == "redis" else self._anvil()
+        return self.urls[part]
+
+    def _redis(self) -> str:
+        from tests.integration.test_redis_store import INSTALL_HINT, _start_redis
+
+        if shutil.which("redis-server") is None:
+            require_real("redis-server", INSTALL_HINT)
+        server = _start_redis(self.tmp)
+        self.procs.append(server.proc)
+        return f"redis://127.0.0.1:{server.port}"
+
+    def _anvil(self) -> str:
+        from vcgate.chain.anvil import ANVIL_INSTALL_HINT, AnvilNode, find_anvil
+
+        if find_anvil() is None:
+            require_real("anvil", ANVIL_INSTALL_HINT)
+        node = AnvilNode().start()
+        self.nodes.append(node)
+        return node.url
+
+    def substitute(self, block: Block) -> str:
+        code = block.code
+        if "redis" in block.needs:
+            code = re.sub(r"redis://[A-Za-z0-9_.-]+(?::\d+)?", self.url("redis"), code)
+        if "anvil" in block.needs:
+            code = re.sub(r"http://(?:127\.0\.0\.1|localhost):8545", self.url("anvil"), code)
+        return code
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        for proc in self.procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+# --- one page's session --------------------------------------------------------------------------
+
+# Bash's own variables, which a later block must not get back from an earlier one.
+_BASH_OWN = ("BASH BASHOPTS BASHPID BASH_ALIASES BASH_ARGC BASH_ARGV BASH_ARGV0 BASH_CMDS BASH_COMMAND "
+             "BASH_LINENO BASH_LOADABLES_PATH BASH_SOURCE BASH_SUBSHELL BASH_VERSINFO BASH_VERSION "
+             "COLUMNS COMP_WORDBREAKS DIRSTACK EPOCHREALTIME EPOCHSECONDS EUID FUNCNAME GROUPS HISTCMD "
+             "HISTFILE HISTFILESIZE HISTSIZE HOSTNAME HOSTTYPE IFS LINENO LINES MACHTYPE MAILCHECK OLDPWD "
+             "OPTERR OPTIND OSTYPE PIPESTATUS PPID PS4 PWD RANDOM SECONDS SHELL SHELLOPTS SHLVL SRANDOM UID _")
+
+
+def _prelude(state: Path, *, save: bool = True) -> str:
+    """Bash that restores the page's shell variables, and (on exit) saves them for the next block."""
+    restore = f'[ -f {state}/vars.sh ] && . {state}/vars.sh\n'
+    if not save:
+        return restore
+    return restore + f"""__doctest_save() {{
+    local __doctest_v __doctest_d
+    for __doctest_v in $(compgen -v); do
+        case " {_BASH_OWN} " in *" $__doctest_v "*) continue ;; esac
+        case "$__doctest_v" in __doctest_*) continue ;; esac
+        __doctest_d=$(declare -p "$__doctest_v" 2>/dev/null) || continue
+        [[ $__doctest_d =~ ^declare\\ -[a-zA-Z]*r ]] && continue
+        printf '%s\\n' "$__doctest_d"
+    done > {state}/vars.sh
+    env -0 > {state}/env
+}}
+trap __doctest_save EXIT
+"""
+
+
+_SETUP = f"""
 export VCGATE_PASSPHRASE='{PASSPHRASE}'
 vcgate key new --alg EdDSA --out issuer.key > /dev/null
 vcgate key new --alg ES256 --out agent.key > /dev/null
@@ -131,14 +315,170 @@ vcgate issue --key issuer.key --subject "$AGENT" --type ModelAccessCredential \\
     --claims '{{"models": ["llama-3-70b"], "tier": "silver"}}' --valid-for 1d > agent.vc.jwt
 printf 'version: 1\\naudience: http://127.0.0.1:8000\\ntrusted_issuers:\\n  - did: %s\\nrules:\\n  - name: chat\\n    match: {{paths: [/v1/**]}}\\n    require: {{types: [ModelAccessCredential]}}\\n' "$ISSUER" > policy.yaml
 """
-    done = _run(["bash", "-e", "-o", "pipefail", "-c", script], work)
-    assert done.returncode == 0, done.stdout
 
 
-def _console(block: Block) -> list[tuple[str, list[str]]]:
+class Session:
+    """One page: its working folder, its shell's variables, its Python interpreter."""
+
+    def __init__(self, doc: Path, work: Path, state: Path, parts: Parts) -> None:
+        self.doc, self.work, self.state, self.parts = doc, work, state, parts
+        self.done: dict[str, bool] = {}
+        self.worker: subprocess.Popen | None = None
+        self.results = None
+        self.log = state / "python.log"
+        self.set_up = False
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VCGATE_")}
+        bindir = str(Path(sys.executable).parent)
+        env.update(
+            PATH=os.pathsep.join([bindir, env.get("PATH", "")]),
+            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), str(self.work)])),
+            HOME=str(self.work), NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def exported(self) -> dict[str, str]:
+        """What the page's shell exported so far, beyond the base environment."""
+        saved = self.state / "env"
+        if not saved.exists():
+            return {}
+        base = self.env()
+        pairs = (item.split("=", 1) for item in saved.read_text().split("\0") if "=" in item)
+        return {k: v for k, v in pairs if base.get(k) != v and k not in ("PWD", "OLDPWD", "SHLVL", "_")}
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def run(self, block: Block) -> None:
+        """Run ``block`` after the page's earlier blocks that have not run yet; fail as the reader would."""
+        for earlier in ALL:
+            if earlier.doc != block.doc or earlier.line >= block.line:
+                continue
+            if earlier.skip or earlier.id in self.done:
+                continue
+            try:
+                self._run_one(earlier)
+            except pytest.skip.Exception:
+                raise
+            except BaseException as exc:  # noqa: BLE001 -- reported as this block's failure
+                pytest.fail(f"{block.id}: the earlier block {earlier.id} it builds on failed:\n{exc}")
+        self._run_one(block)
+
+    def _run_one(self, block: Block) -> None:
+        self.done[block.id] = False
+        if "setup" in block.directives and not self.set_up:
+            self._shell(Block(block.doc, block.page, block.line, "sh", _SETUP), _SETUP)
+            self.set_up = True
+        code = self.parts.substitute(block)
+        if block.server_port is not None:
+            self._serves(block, code, block.server_port)
+        elif block.lang == "sh":
+            self._shell(block, code)
+        elif block.lang == "python":
+            self._python(block, code)
+        else:
+            self._console(block, code)
+        self.done[block.id] = True
+
+    def _bash(self, script: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.Popen(["bash", "-c", script], cwd=self.work, env=self.env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=BLOCK_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            out = f"(timed out after {BLOCK_TIMEOUT} s)"
+        finally:
+            try:  # background servers a block started die with it
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        return subprocess.CompletedProcess(script, proc.returncode, out, "")
+
+    def _shell(self, block: Block, code: str) -> None:
+        # The block runs as a sourced file so that `set -e` applies to it and the EXIT trap saves its variables.
+        script = self.state / f"block-{block.line}.sh"
+        script.write_text(code)
+        done = self._bash(_prelude(self.state) + f"set -e -o pipefail\n. {script}\n")
+        if done.returncode != 0:
+            pytest.fail(f"{block.id} failed (exit {done.returncode}):\n{block.code}\n--- output ---\n{done.stdout[-4000:]}")
+
+    def _console(self, block: Block, code: str) -> None:
+        for cmd, expected in _console(code):
+            done = self._bash(_prelude(self.state) + "set -o pipefail\n" + cmd + "\n")
+            actual = done.stdout.rstrip("\n").splitlines()
+            if not _matches(expected, actual):
+                pytest.fail(f"{block.id}: `{cmd}` printed\n{done.stdout[-4000:]}\n--- the doc shows ---\n"
+                            + "\n".join(expected))
+
+    def _python(self, block: Block, code: str) -> None:
+        if self.worker is None or self.worker.poll() is not None:
+            read, write = os.pipe()
+            with open(self.log, "ab") as sink:
+                self.worker = subprocess.Popen(
+                    [sys.executable, str(REPO / "tests" / "docs_worker.py"), str(write)], cwd=self.work,
+                    env=self.env(), stdin=subprocess.PIPE, stdout=sink, stderr=subprocess.STDOUT,
+                    pass_fds=(write,), start_new_session=True, text=True)
+            os.close(write)
+            self.results = os.fdopen(read)
+        offset = self.log.stat().st_size
+        self.worker.stdin.write(json.dumps({"name": block.id, "code": code, "env": self.exported()}) + "\n")
+        self.worker.stdin.flush()
+        ready, _, _ = select.select([self.results], [], [], BLOCK_TIMEOUT)
+        line = self.results.readline() if ready else ""
+        with open(self.log, "rb") as f:
+            f.seek(offset)
+            output = f.read().decode(errors="replace")
+        if not line:
+            self.close()  # hung or died: the page's next Python block starts a fresh interpreter
+            pytest.fail(f"{block.id} {'timed out' if not ready else 'ended the interpreter'}:\n{block.code}\n"
+                        f"--- output ---\n{output[-4000:]}")
+        if not json.loads(line)["ok"]:
+            pytest.fail(f"{block.id} failed:\n{block.code}\n--- output ---\n{output[-4000:]}")
+
+    def _serves(self, block: Block, code: str, port: int) -> None:
+        import requests
+
+        log = self.state / f"server-{block.line}.log"
+        script = self.state / f"block-{block.line}.sh"
+        script.write_text(code)
+        with open(log, "wb") as sink:
+            proc = subprocess.Popen(["bash", "-c", _prelude(self.state, save=False) + f"set -e\n. {script}\n"],
+                                    cwd=self.work, env=self.env(), stdout=sink, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                    return
+                except requests.RequestException:
+                    time.sleep(0.3)
+            pytest.fail(f"{block.id}: no server answered on port {port}:\n{log.read_text()[-4000:]}")
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+    def close(self) -> None:
+        if self.worker is not None:
+            try:
+                os.killpg(self.worker.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.worker.wait()
+            self.worker = None
+        if self.results is not None:
+            self.results.close()
+            self.results = None
+
+
+def _console(code: str) -> list[tuple[str, list[str]]]:
     """``$ command`` (with ``\\`` continuations) and the output lines shown after it."""
     steps: list[tuple[str, list[str]]] = []
-    lines = block.code.splitlines()
+    lines = code.splitlines()
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -167,73 +507,28 @@ def _matches(expected: list[str], actual: list[str]) -> bool:
     return re.fullmatch(pattern, actual[0].rstrip()) is not None and _matches(rest, actual[1:])
 
 
-def _serves(block: Block, work: Path, port: int) -> None:
-    import time
-
-    import requests
-
-    log = work / f"server-{block.line}.log"
-    with open(log, "wb") as sink:
-        proc = subprocess.Popen(["bash", "-e", "-c", block.code], cwd=work, env=_env(work), stdout=sink,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                return
-            except requests.RequestException:
-                time.sleep(0.3)
-        pytest.fail(f"{block.id}: no server answered on port {port}:\n{log.read_text()[-4000:]}")
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
 def sessions(tmp_path_factory):
-    made: dict[Path, Path] = {}
+    made: dict[Path, Session] = {}
+    parts = Parts(tmp_path_factory.mktemp("parts"))
 
-    def work_for(doc: Path) -> Path:
+    def session_for(doc: Path) -> Session:
         if doc not in made:
             work = tmp_path_factory.mktemp(doc.stem)
             for name in ("examples", "plugins", "deploy", "docs"):
                 if (REPO / name).exists():
                     (work / name).symlink_to(REPO / name)
-            made[doc] = work
+            made[doc] = Session(doc, work, tmp_path_factory.mktemp(doc.stem + "-state"), parts)
         return made[doc]
 
-    return work_for
+    yield session_for
+    for session in made.values():
+        session.close()
+    parts.stop()
 
 
 @pytest.mark.parametrize("block", [pytest.param(b, id=b.id) for b in ALL])
 def test_block(block: Block, sessions):
-    if block.marker == "skip":
+    if block.skip:
         pytest.skip(f"not run: {block.reason}")
-    work = sessions(block.doc)
-    if block.marker == "setup" and not (work / "policy.yaml").exists():
-        _setup(work)
-    if block.marker and block.marker.startswith("server "):
-        _serves(block, work, int(block.marker.split()[1]))
-        return
-    if block.lang == "sh":
-        # A doc's shell blocks are one reader's shell: what earlier blocks exported still holds.
-        exports = "".join(
-            line + "\n" for b in ALL if b.doc == block.doc and b.lang == "sh" and b.line < block.line and not b.marker
-            for line in b.code.splitlines() if line.startswith("export ")
-        )
-        done = _run(["bash", "-e", "-o", "pipefail", "-c", exports + block.code], work)
-        assert done.returncode == 0, f"{block.id} failed (exit {done.returncode}):\n{block.code}\n--- output ---\n{done.stdout[-4000:]}"
-    elif block.lang == "python":
-        done = _run([sys.executable, "-c", block.code], work)
-        assert done.returncode == 0, f"{block.id} failed:\n{block.code}\n--- output ---\n{done.stdout[-4000:]}"
-    else:
-        for cmd, expected in _console(block):
-            done = _run(["bash", "-o", "pipefail", "-c", cmd], work)
-            actual = done.stdout.rstrip("\n").splitlines()
-            assert _matches(expected, actual), (
-                f"{block.id}: `{cmd}` printed\n{done.stdout[-4000:]}\n--- the doc shows ---\n" + "\n".join(expected)
-            )
+    sessions(block.doc).run(block)
