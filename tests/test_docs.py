@@ -49,6 +49,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -439,6 +440,8 @@ class Session:
     def _serves(self, block: Block, code: str, port: int) -> None:
         import requests
 
+        if re.search(rf"\b{port}\b", code):  # the documented port may be taken here: listen on a free one
+            code, port = re.sub(rf"\b{port}\b", str(free := _free_port()), code), free
         log = self.state / f"server-{block.line}.log"
         script = self.state / f"block-{block.line}.sh"
         script.write_text(code)
@@ -473,6 +476,12 @@ class Session:
         if self.results is not None:
             self.results.close()
             self.results = None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _console(code: str) -> list[tuple[str, list[str]]]:
