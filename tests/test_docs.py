@@ -31,7 +31,9 @@ passes once the server answers HTTP on 127.0.0.1:PORT, and stops it. ``needs red
 and point the block's ``redis://HOST:PORT`` / ``http://127.0.0.1:8545`` at it. ``setup`` runs
 ``vcgate init`` style material first, in the page's shell: keys (issuer.key, agent.key,
 gateway.key; passphrase in $VCGATE_PASSPHRASE), $ISSUER and $AGENT, ``agent.vc.jwt`` and
-``policy.yaml`` for the audience http://127.0.0.1:8000.
+``policy.yaml`` for the audience http://127.0.0.1:8000. The deployment folders examples name
+(``/etc/vcgate``, ``/var/log/vcgate``, ``/var/lib/vcgate``, ``/opt/vcgate``) are folders of the
+page's working folder: ``/etc/vcgate/policy.yaml`` runs as ``$WORK/etc/vcgate/policy.yaml``.
 
 Context a page's examples need but a reader would not want to read goes in a hidden block, an
 HTML comment (not rendered) that runs in the page's session like a visible block::
@@ -73,6 +75,8 @@ DIRECTIVE = re.compile(r"skip|setup|server \d+|needs (?:redis|anvil)|hidden (?:s
 LOOKS_RUNNABLE = re.compile(
     r"^\s*(?:\$ )?(?:vcgate|python3?|pip|curl|uvicorn|export|make|npm|node|envoy|nginx|litellm|vllm) "
     r"|^(?:from \w[\w.]* import |import \w)", re.M)
+#: Folders of a deployment the examples name; a block's own copies live in its page's folder.
+SYSTEM_DIRS = ("/etc/vcgate", "/var/log/vcgate", "/var/lib/vcgate", "/opt/vcgate")
 BLOCK_TIMEOUT = int(os.environ.get("VCGATE_DOCS_BLOCK_TIMEOUT", "120"))
 PASSPHRASE = "docs are tests"
 
@@ -371,6 +375,10 @@ class Session:
             self._shell(Block(block.doc, block.page, block.line, "sh", _SETUP), _SETUP)
             self.set_up = True
         code = self.parts.substitute(block)
+        for system_dir in SYSTEM_DIRS:  # the reader's deployment folders, inside the page's folder
+            if system_dir in code:
+                (self.work / system_dir.lstrip("/")).mkdir(parents=True, exist_ok=True)
+                code = code.replace(system_dir, str(self.work / system_dir.lstrip("/")))
         if block.server_port is not None:
             self._serves(block, code, block.server_port)
         elif block.lang == "sh":
