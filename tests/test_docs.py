@@ -28,7 +28,10 @@ above a runnable block is an error)::
 ``server PORT`` runs a block that starts a server in the foreground in the background instead,
 passes once the server answers HTTP on 127.0.0.1:PORT, and stops it. ``needs redis`` /
 ``needs anvil`` start the real part (once per run; a missing one skips, or fails under CI=true)
-and point the block's ``redis://HOST:PORT`` / ``http://127.0.0.1:8545`` at it. ``setup`` runs
+and point the block's ``redis://HOST:PORT`` / ``http://127.0.0.1:8545`` at it. ``needs models``
+starts the example model server (``examples/server_fastapi.py``, the middleware in front) for
+the page, trusting the page's ``issuer.key`` for ``ModelAccessCredential`` on ``/v1/**``, and
+points the block's ``https://models.example.com`` (or ``llm.example.com``) at it. ``setup`` runs
 ``vcgate init`` style material first, in the page's shell: keys (issuer.key, agent.key,
 gateway.key; passphrase in $VCGATE_PASSPHRASE), $ISSUER and $AGENT, ``agent.vc.jwt`` and
 ``policy.yaml`` for the audience http://127.0.0.1:8000. The deployment folders examples name
@@ -70,7 +73,9 @@ DATA_LANGS = {"yaml", "yml", "json", "jsonc", "toml", "ini", "nginx", "http", "t
               "diff", "mermaid", "xml", "html", "lua", "protobuf", "hcl"}
 FENCE = re.compile(r"^(\s*)```([A-Za-z0-9_+-]*)\s*$")
 MARKER = re.compile(r"^\s*<!--\s*doctest:(?P<directives>.*?)(?:\s--(?!>)\s*(?P<reason>.*?))?\s*(?P<end>-->)?\s*$")
-DIRECTIVE = re.compile(r"skip|setup|server \d+|needs (?:redis|anvil)|hidden (?:sh|python)")
+DIRECTIVE = re.compile(r"skip|setup|server \d+|needs (?:redis|anvil|models)|hidden (?:sh|python)")
+#: The model API the examples call, served by ``needs models``.
+MODELS_URL = re.compile(r"https://(?:models|llm)\.example\.com")
 #: A block that looks like commands or Python, whatever its fence says.
 LOOKS_RUNNABLE = re.compile(
     r"^\s*(?:\$ )?(?:vcgate|python3?|pip|curl|uvicorn|export|make|npm|node|envoy|nginx|litellm|vllm) "
@@ -332,6 +337,7 @@ class Session:
         self.results = None
         self.log = state / "python.log"
         self.set_up = False
+        self.models: tuple[subprocess.Popen, str] | None = None
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VCGATE_")}
@@ -375,6 +381,8 @@ class Session:
             self._shell(Block(block.doc, block.page, block.line, "sh", _SETUP), _SETUP)
             self.set_up = True
         code = self.parts.substitute(block)
+        if "models" in block.needs:
+            code = MODELS_URL.sub(self.models_url(), code)
         for system_dir in SYSTEM_DIRS:  # the reader's deployment folders, inside the page's folder
             if system_dir in code:
                 (self.work / system_dir.lstrip("/")).mkdir(parents=True, exist_ok=True)
@@ -473,7 +481,43 @@ class Session:
                 pass
             proc.wait()
 
+    def models_url(self) -> str:
+        """The example model server behind the middleware, trusting the page's issuer.key, on a free port."""
+        import requests
+
+        if self.models is not None and self.models[0].poll() is None:
+            return self.models[1]
+        issuer_key = self.work / "issuer.key"
+        if not issuer_key.exists():
+            pytest.fail("`needs models` trusts the page's issuer.key: make it first (a setup marker)")
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        policy = self.state / "models-policy.yaml"
+        policy.write_text(
+            f"version: 1\naudience: {url}\ntrusted_issuers:\n  - did: {json.loads(issuer_key.read_text())['did']}\n"
+            "rules:\n  - name: health\n    match: {paths: [/healthz]}\n    public: true\n"
+            "  - name: models\n    match: {paths: [/v1/**]}\n    require: {types: [ModelAccessCredential]}\n")
+        env = {**self.env(), "VCGATE_POLICY": str(policy)}
+        with open(self.state / "models.log", "wb") as sink:
+            proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "examples.server_fastapi:app", "--port", str(port)],
+                                    cwd=self.work, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        self.models = (proc, url)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                requests.get(f"{url}/healthz", timeout=2).raise_for_status()
+                return url
+            except requests.RequestException:
+                time.sleep(0.3)
+        pytest.fail(f"the example model server did not start:\n{(self.state / 'models.log').read_text()[-4000:]}")
+
     def close(self) -> None:
+        if self.models is not None:
+            try:
+                os.killpg(self.models[0].pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.models[0].wait()
         if self.worker is not None:
             try:
                 os.killpg(self.worker.pid, signal.SIGKILL)
