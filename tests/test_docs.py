@@ -458,6 +458,7 @@ class Session:
 
         if re.search(rf"\b{port}\b", code):  # the documented port may be taken here: listen on a free one
             code, port = re.sub(rf"\b{port}\b", str(free := _free_port()), code), free
+        code = re.sub(r"--grpc-port \d+", lambda _: f"--grpc-port {_free_port()}", code)
         log = self.state / f"server-{block.line}.log"
         script = self.state / f"block-{block.line}.sh"
         script.write_text(code)
