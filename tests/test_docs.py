@@ -14,7 +14,8 @@ so a later block sees the files an earlier one wrote.
   lines shown, where ``...`` on a line of its own stands for any number of lines and ``...``
   inside a line for any text.
 
-Running one block alone (``-k 'cli.md:150'``) first runs the page's earlier blocks it builds on.
+Pages run side by side (``VCGATE_DOCS_JOBS``, default 3), each in its own thread, its blocks in
+order; running one block alone (``-k 'cli.md:150'``) first runs the page's earlier blocks.
 
 Markers, in an HTML comment on the line just above a fence (directives joined by ``,``; the
 reason after ``--``; a ``skip`` without a reason, an unknown directive or a marker that is not
@@ -57,7 +58,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,11 +247,13 @@ class Parts:
     procs: list[subprocess.Popen] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
     nodes: list[object] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, part: str) -> str:
-        if part not in self.urls:
-            self.urls[part] = self._redis() if part == "redis" else self._anvil()
-        return self.urls[part]
+        with self.lock:  # pages run side by side: one Redis, one anvil
+            if part not in self.urls:
+                self.urls[part] = self._redis() if part == "redis" else self._anvil()
+            return self.urls[part]
 
     def _redis(self) -> str:
         from tests.integration.test_redis_store import INSTALL_HINT, _start_redis
@@ -332,7 +337,6 @@ class Session:
 
     def __init__(self, doc: Path, work: Path, state: Path, parts: Parts) -> None:
         self.doc, self.work, self.state, self.parts = doc, work, state, parts
-        self.done: dict[str, bool] = {}
         self.worker: subprocess.Popen | None = None
         self.results = None
         self.log = state / "python.log"
@@ -361,22 +365,7 @@ class Session:
     # -- running ---------------------------------------------------------------------------------
 
     def run(self, block: Block) -> None:
-        """Run ``block`` after the page's earlier blocks that have not run yet; fail as the reader would."""
-        for earlier in ALL:
-            if earlier.doc != block.doc or earlier.line >= block.line:
-                continue
-            if earlier.skip or earlier.id in self.done:
-                continue
-            try:
-                self._run_one(earlier)
-            except pytest.skip.Exception:
-                raise
-            except BaseException as exc:  # noqa: BLE001 -- reported as this block's failure
-                pytest.fail(f"{block.id}: the earlier block {earlier.id} it builds on failed:\n{exc}")
-        self._run_one(block)
-
-    def _run_one(self, block: Block) -> None:
-        self.done[block.id] = False
+        """Run one block in the page's session; fail (``pytest.fail``) as the reader's shell would."""
         if "setup" in block.directives and not self.set_up:
             self._shell(Block(block.doc, block.page, block.line, "sh", _SETUP), _SETUP)
             self.set_up = True
@@ -395,7 +384,6 @@ class Session:
             self._python(block, code)
         else:
             self._console(block, code)
-        self.done[block.id] = True
 
     def _bash(self, script: str) -> subprocess.CompletedProcess[str]:
         proc = subprocess.Popen(["bash", "-c", script], cwd=self.work, env=self.env(), stdin=subprocess.DEVNULL,
@@ -569,28 +557,66 @@ def _matches(expected: list[str], actual: list[str]) -> bool:
     return re.fullmatch(pattern, actual[0].rstrip()) is not None and _matches(rest, actual[1:])
 
 
+class Pages:
+    """Runs pages side by side (``VCGATE_DOCS_JOBS`` at a time), each page's blocks in order, up to
+    the last block the run selected; each test then takes its block's outcome."""
+
+    def __init__(self, sessions: dict[Path, Session], wanted: list[Block], jobs: int) -> None:
+        self.sessions = sessions
+        self.outcomes: dict[str, BaseException | None] = {}
+        self.ready = {b.id: threading.Event() for b in ALL}
+        last: dict[Path, int] = {}
+        for block in wanted:  # in collection order: the first tests wait for the first pages
+            last[block.doc] = max(last.get(block.doc, 0), block.line)
+        self.pool = ThreadPoolExecutor(jobs, thread_name_prefix="doctest")
+        for doc, until in last.items():
+            self.pool.submit(self._page, doc, until)
+
+    def _page(self, doc: Path, until: int) -> None:
+        for block in ALL:
+            if block.doc != doc or block.line > until:
+                continue
+            try:
+                if not block.skip:
+                    self.sessions[doc].run(block)
+                self.outcomes[block.id] = None
+            except BaseException as exc:  # noqa: BLE001 -- handed to the block's test, which raises it
+                self.outcomes[block.id] = exc
+            finally:
+                self.ready[block.id].set()
+        self.sessions[doc].close()  # the page is done: its interpreter and servers go
+
+    def outcome(self, block: Block) -> None:
+        self.ready[block.id].wait()
+        if (exc := self.outcomes[block.id]) is not None:
+            raise exc
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        for session in self.sessions.values():
+            session.close()
+
+
 @pytest.fixture(scope="module")
-def sessions(tmp_path_factory):
-    made: dict[Path, Session] = {}
+def pages(request, tmp_path_factory):
+    wanted = [item.callspec.params["block"] for item in request.session.items
+              if isinstance(getattr(item, "callspec", None) and item.callspec.params.get("block"), Block)]
     parts = Parts(tmp_path_factory.mktemp("parts"))
-
-    def session_for(doc: Path) -> Session:
-        if doc not in made:
-            work = tmp_path_factory.mktemp(doc.stem)
-            for name in ("examples", "plugins", "deploy", "docs"):
-                if (REPO / name).exists():
-                    (work / name).symlink_to(REPO / name)
-            made[doc] = Session(doc, work, tmp_path_factory.mktemp(doc.stem + "-state"), parts)
-        return made[doc]
-
-    yield session_for
-    for session in made.values():
-        session.close()
+    sessions: dict[Path, Session] = {}
+    for doc in dict.fromkeys(b.doc for b in wanted):
+        work = tmp_path_factory.mktemp(doc.stem)
+        for name in ("examples", "plugins", "deploy", "docs"):
+            if (REPO / name).exists():
+                (work / name).symlink_to(REPO / name)
+        sessions[doc] = Session(doc, work, tmp_path_factory.mktemp(doc.stem + "-state"), parts)
+    runner = Pages(sessions, wanted, int(os.environ.get("VCGATE_DOCS_JOBS", "3")))
+    yield runner
+    runner.close()
     parts.stop()
 
 
 @pytest.mark.parametrize("block", [pytest.param(b, id=b.id) for b in ALL])
-def test_block(block: Block, sessions):
+def test_block(block: Block, pages):
     if block.skip:
         pytest.skip(f"not run: {block.reason}")
-    sessions(block.doc).run(block)
+    pages.outcome(block)
