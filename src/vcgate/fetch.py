@@ -35,9 +35,8 @@ operator's network, so every step is defended:
 * **Timeouts.** Name lookup, connect and each read are bounded by ``timeout``, and the body
   is abandoned once ``timeout`` has elapsed since the start (checked between reads, one socket
   read at a time), so a server that trickles its body cannot hold a check for long.
-  Known limit: while the status line and headers are read, only the per-read timeout applies
-  (http.client caps them at 100 lines of 64 KiB), so a server trickling its *headers* can hold
-  one fetch longer; callers' caches keep that off the warm path.
+  The status line and headers must arrive within the time left too: past it the socket is
+  shut down (a server trickling its *headers* once held a fetch as long as it liked).
 * **Size cap.** A ``Content-Length`` above ``max_bytes`` is refused before reading; the body
   is read in bounded pieces and refused as soon as more than ``max_bytes`` arrive (chunked
   bodies included), so memory stays bounded whatever the server sends. Compressed bodies are
@@ -62,6 +61,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import requests
+import urllib3
+import urllib3.connection
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
@@ -387,6 +388,53 @@ def system_resolve_host(host: str, port: int, *, timeout: float) -> list[str]:
 # --- transport ------------------------------------------------------------------------------
 
 
+class _HeadersWithinTimeout(urllib3.connection.HTTPSConnection):
+    """The status line and headers within the read timeout *in total*, not per socket read
+    (the TLS handshake already is: CPython gives it one deadline).
+
+    Red-team finding: a did:web host (any holder's) or a delegation link's status list host
+    that trickled one header byte per read held an auth-service thread for as long as it liked
+    (http.client reads up to 100 lines of 64 KiB, each read under the per-read timeout); a few
+    such presentations took every thread. ``SafeFetcher`` passes the time left of its budget as
+    the read timeout; past it the socket is shut down, which ends the blocked read.
+    """
+
+    def getresponse(self) -> Any:  # type: ignore[override]
+        left = self.timeout
+        if not isinstance(left, (int, float)) or left <= 0:
+            return super().getresponse()
+        fired = threading.Event()
+
+        def cut() -> None:
+            fired.set()
+            sock = self.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        timer = threading.Timer(left, cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            response = super().getresponse()
+        except OSError as exc:
+            if fired.is_set():  # urllib3 turns a socket timeout into its timeout errors
+                raise TimeoutError("the response headers took longer than the time budget") from exc
+            raise
+        finally:
+            timer.cancel()
+        if fired.is_set():  # the cut may also end the headers early: never use what came
+            self.close()
+            raise TimeoutError("the response headers took longer than the time budget")
+        return response
+
+
+class _HeadersWithinTimeoutPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HeadersWithinTimeout
+
+
 class _PinnedHTTPSAdapter(HTTPAdapter):
     """Sends to the address in the URL, with TLS SNI and certificate checks for the Host name.
 
@@ -395,6 +443,12 @@ class _PinnedHTTPSAdapter(HTTPAdapter):
     certificate is verified against). Requests without a Host header, or not over https, are
     refused, so nothing unpinned goes through it.
     """
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            **self.poolmanager.pool_classes_by_scheme, "https": _HeadersWithinTimeoutPool
+        }
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
