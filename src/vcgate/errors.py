@@ -97,6 +97,10 @@ __all__ = [
     "AuditTamperedError",
     "AuditCorruptError",
     "NotFoundError",
+    "RecordError",
+    "CredentialUnknownError",
+    "CredentialExistsError",
+    "CredentialNotRevocableError",
     "DelegationError",
     "DelegationInvalidError",
     "DelegationNotAllowedError",
@@ -129,17 +133,22 @@ class VCGateError(Exception):
     default_message: str = "request refused"
     #: The OAuth ``error`` of a ``WWW-Authenticate`` challenge (RFC 6750 / RFC 9449), if any.
     oauth_error: str | None = None
+    #: What to do next, for people (the CLI prints it as ``hint: ...``); not part of a gateway's body.
+    hint: str | None = None
 
     def __init__(
-        self, message: str | None = None, *, code: str | None = None, status: int | None = None, **details: Any
+        self, message: str | None = None, *, code: str | None = None, status: int | None = None,
+        hint: str | None = None, **details: Any
     ) -> None:
         """``code`` / ``status``: this instance's own, when it is not one of the classes below
-        (a policy decision's code, for example); by default the class's."""
+        (a policy decision's code, for example); by default the class's. ``hint``: what to do next."""
         self.message = message or self.default_message
         if code is not None:
             self.code = code
         if status is not None:
             self.status = status
+        if hint is not None:
+            self.hint = hint
         self.details = details
         super().__init__(self.message)
 
@@ -893,6 +902,40 @@ class AuditCorruptError(AuditUnavailableError):
     code = "audit_corrupt"
     status = 503
     default_message = "the audit log file is corrupt; refusing to extend it"
+
+
+# --- the issuer's record (vcgate credentials) ----------------------------------------------------
+
+
+class RecordError(VCGateError):
+    """The issuer's record (a local SQLite file) cannot be opened, read or written."""
+
+    code = "record_unavailable"
+    status = 503
+    default_message = "the issuer's record cannot be read or written"
+    hint = "check the file named by --record / VCGATE_ISSUER_RECORD (permissions, disk, another program)"
+
+
+class CredentialUnknownError(RecordError):
+    code = "credential_unknown"
+    status = 404
+    default_message = "the issuer's record has no credential with this id"
+    hint = "'vcgate credentials list' shows the ids; check --record / VCGATE_ISSUER_RECORD names the right file"
+
+
+class CredentialExistsError(RecordError):
+    code = "credential_exists"
+    status = 409
+    default_message = "the issuer's record already has a credential with this id"
+    hint = "give another --id, or leave it out for a fresh urn:uuid"
+
+
+class CredentialNotRevocableError(RecordError):
+    code = "credential_not_revocable"
+    status = 409
+    default_message = "the credential has no status entry, so it cannot be revoked"
+    hint = ("issue a replacement with --status bitstring or --status onchain and let this one expire "
+            "(a policy's max_age can refuse it sooner)")
 
 
 def _all_codes() -> dict[str, type[VCGateError]]:

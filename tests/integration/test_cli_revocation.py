@@ -135,6 +135,24 @@ def test_revoke_unrevoke_round_trip(setup):
     assert status_json.exit_code == 0 and json.loads(status_json.stdout)["state"] == "active"
 
 
+def test_credentials_revoke_by_id_on_chain(setup, tmp_path):
+    """The issuer's record drives the same on-chain revocation: `credentials revoke ID`."""
+    runner, env = setup["runner"], setup["env"]
+    record = str(tmp_path / "issued.sqlite3")
+    cred = str(issue(setup, "--record", record))
+    from vcgate.credentials.jws import parse_jws
+
+    cid = parse_jws(Path(cred).read_text(), algorithms=["EdDSA"]).payload["id"]
+    out = run(runner, "credentials", "revoke", "--json", "--record", record, cid, env=env)
+    assert out.exit_code == 0, out.output
+    change = json.loads(out.stdout)["changes"][0]
+    assert change["registry"] == setup["registry"] and change["block"] > 0
+    refused = run(runner, "verify", "--json", cred, env=env)
+    assert refused.exit_code == 1 and json.loads(refused.stdout)["error"] == "revoked"
+    shown = run(runner, "credentials", "show", "--json", "--record", record, cid, env=env)
+    assert json.loads(shown.stdout)["state"] == "revoked"
+
+
 def test_verify_without_rpc_warns_that_status_was_not_checked(setup):
     cred = str(issue(setup))
     out = run(setup["runner"], "verify", cred, env={"VCGATE_RPC_URL": ""})

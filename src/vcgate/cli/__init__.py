@@ -40,7 +40,7 @@ import click
 
 from ..errors import VCGateError
 from . import audit, chain, conformance, credentials, delegation, did, init, key, policy, serve, status  # noqa: F401  (register the command groups)
-from .base import DEBUG_ENV, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, to_cli_error, cli
+from .base import DEBUG_ENV, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, CLIError, json_requested, to_cli_error, cli
 
 __all__ = ["cli", "main"]
 
@@ -49,6 +49,7 @@ __all__ = ["cli", "main"]
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Console-script entry point: run ``cli`` and map every outcome to an exit code."""
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
         rv = cli.main(args=list(argv) if argv is not None else None, prog_name="vcgate", standalone_mode=False)
         code = rv if isinstance(rv, int) else EXIT_OK
@@ -68,14 +69,16 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             _silence_stdout()
             code = EXIT_REFUSED
         else:
-            to_cli_error(exc).show()
+            error = to_cli_error(exc)
+            error.as_json = json_requested(args)
+            error.show()
             code = EXIT_REFUSED
     except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise
-        click.echo(
-            f"error: internal_error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)", err=True
-        )
+        error = CLIError("internal_error", f"{type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)")
+        error.as_json = json_requested(args)
+        error.show()
         code = EXIT_REFUSED
     sys.exit(code)
 

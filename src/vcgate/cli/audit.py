@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .base import EXISTING_FILE, EXIT_REFUSED, cli
+from .base import EXISTING_FILE, EXIT_REFUSED, CLIError, cli, echo_json
 
 
 def _safe(value: object) -> str:
@@ -78,26 +78,29 @@ def audit_verify(file: Path, key_env: str | None, anchors: dict[int, str], as_js
         span = f"seq 1..{report.last_seq}" if report.records else "no records"
         click.echo(f"ok: {file}: {report.records} records ({span}), alg {report.alg}, file_id {report.file_id}")
         click.echo(f"head: {report.last_seq}:{report.last_hash}")
-    else:
-        where = f"{file}:{report.line}" if report.line else str(file)
-        click.echo(f"error: audit_tampered: {where}: {report.reason}: {report.message}", err=True)
     if report.torn_tail and not as_json:
         click.echo("warning: the last line is incomplete (a write cut short by a crash; never acknowledged)", err=True)
     if not report.ok:
-        ctx.exit(EXIT_REFUSED)
+        if as_json:  # the report on stdout is the answer, like `verify --json`
+            ctx.exit(EXIT_REFUSED)
+        where = f"{file}:{report.line}" if report.line else str(file)
+        raise CLIError("audit_tampered", f"{where}: {report.reason}: {report.message}")
 
 
 @audit_group.command("head")
 @click.argument("file", type=EXISTING_FILE)
 @click.option("--key-env", metavar="VAR", default=None, help="Environment variable holding the HMAC key of a keyed log.")
-def audit_head(file: Path, key_env: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print {seq, hash, anchor} as JSON.")
+def audit_head(file: Path, key_env: str | None, as_json: bool) -> None:
     """Verify FILE and print its head as SEQ:HASH, an anchor to keep elsewhere."""
     from ..audit import verify_file
 
     report = verify_file(file, key=_key_from_env(key_env))
     if not report.ok:
-        click.echo(f"error: audit_tampered: {file}:{report.line}: {report.reason}: {report.message}", err=True)
-        click.get_current_context().exit(EXIT_REFUSED)
+        raise CLIError("audit_tampered", f"{file}:{report.line}: {report.reason}: {report.message}")
+    if as_json:
+        echo_json({"seq": report.last_seq, "hash": report.last_hash, "anchor": f"{report.last_seq}:{report.last_hash}"})
+        return
     click.echo(f"{report.last_seq}:{report.last_hash}")
 
 

@@ -73,17 +73,85 @@ _JWS_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+"
 # --- errors and output ----------------------------------------------------------------------
 
 
+#: What to do next, by error code, for errors raised without a hint of their own.
+HINTS: dict[str, str] = {
+    "passphrase_invalid": f"set {PASSPHRASE_ENV} to the key file's passphrase (or run on a terminal to be asked for it)",
+    "key_file_invalid": "check the key file option (--key, --out, ...); 'vcgate key show FILE' reads a key file",
+    "key_unsupported": "make a key of the right kind: vcgate key new --alg EdDSA|ES256|ES256K --out FILE",
+    "io_error": "check that the path exists and that you may read (or write) it",
+    "internal_error": f"set {DEBUG_ENV}=1 for a traceback, and report it",
+    "usage_error": "'vcgate COMMAND --help' lists the options, with examples",
+    "malformed": "check the input is what the command expects (a JWT, a JSON object); see 'vcgate COMMAND --help'",
+    "too_large": "inputs are capped at 1 MiB: check you gave the right file",
+    "signature_invalid": "the token was altered or signed with another key: get a fresh copy from its issuer",
+    "untrusted_key": "the DID does not authorise this key: check --issuer and --key ('vcgate key show FILE' prints the key's DID)",
+    "expired": "ask the issuer for a new credential (vcgate issue ... --valid-for 30d)",
+    "not_yet_valid": "wait until its validity starts, or check this machine's clock",
+    "audience_mismatch": "present again for this verifier (vcgate present --aud AUD), or check --aud",
+    "nonce_mismatch": "present again with the verifier's fresh nonce (vcgate present --nonce N)",
+    "holder_mismatch": "present with the key of the credential's subject, or verify with --no-holder-binding",
+    "type_mismatch": "--aud/--nonce are for presentations: leave them out to verify a credential",
+    "revoked": "the issuer revoked this credential: ask the issuer for a new one",
+    "suspended": "the issuer suspended this credential: ask the issuer to reinstate it (vcgate unrevoke)",
+    "status_unavailable": "check that the status list is served at its URL; a list host on a private or local network "
+                          "needs --allow-network CIDR and --ca-bundle FILE (docs/status-list.md)",
+    "status_list_invalid": "re-publish the list with the credential issuer's key (vcgate status-list publish); a list "
+                           "host on a private or local network needs --allow-network CIDR (docs/status-list.md)",
+    "status_unsupported": "vcgate checks BitstringStatusListEntry, StatusList2021Entry, token status lists and "
+                          "EthrRevocationRegistry2022; --no-status-lists skips status lists",
+    "did_resolution_failed": "--resolver local resolves did:key and did:jwk without network; a private did:web host "
+                             "needs --allow-network, --ca-bundle or --did-web-ports",
+    "did_not_found": "check the DID, and that its did.json is served over https",
+    "did_method_not_supported": "vcgate resolves did:key, did:jwk and did:web",
+    "chain_unavailable": "start a node (vcgate chain dev) or check --rpc / VCGATE_RPC_URL",
+    "registry_not_found": "deploy one (vcgate registry deploy) or check --registry / VCGATE_REGISTRY and --rpc",
+    "registry_not_authorized": "sign with the list owner's key or a delegate's: --eth-key / VCGATE_ETH_KEY",
+    "policy_invalid": "fix the policy at the line and field named; 'vcgate policy check FILE' checks it (docs/policy.md)",
+    "audit_tampered": "the log was changed after it was written: keep the file as evidence and start a new log",
+    "did_address_forbidden": "the DID's host is on a refused network: --allow-network CIDR admits a private one",
+    "did_invalid": "a DID looks like did:key:z6Mk..., did:jwk:... or did:web:example.com",
+    "status_list_full": "create another list (vcgate status-list create --url URL --out STATE) and issue from it",
+    "extra_missing": "install the extra the message names: pip install 'vcgate[EXTRA]'",
+    "chain_error": "check --rpc / VCGATE_RPC_URL and the chain extra (pip install 'vcgate[chain]')",
+}
+
+
+def hint_for(code: str) -> str | None:
+    """The default next step for an error code (a family's, e.g. every ``delegation_*``)."""
+    if code in HINTS:
+        return HINTS[code]
+    if code.startswith("delegation_"):
+        return "see docs/delegation.md: a delegation may only narrow its parent's capabilities, within its validity"
+    return None
+
+
 class CLIError(click.ClickException):
-    """A refusal: ``error: <code>: <message>`` on stderr, exit code 1."""
+    """A refusal: ``error: <code>: <message>`` and ``hint: <what to do next>`` on stderr, exit 1.
+
+    With ``--json`` (``as_json``) the same as one JSON object on stderr:
+    ``{"error": {"code": ..., "message": ..., "hint": ...}}``.
+    """
 
     exit_code = EXIT_REFUSED
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, hint: str | None = None, *, exit_code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.hint = hint if hint is not None else hint_for(code)
+        self.as_json = False
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "hint": self.hint}}
 
     def show(self, file: Any = None) -> None:
+        if self.as_json:
+            click.echo(json.dumps(self.to_json()), err=True)
+            return
         click.echo(f"error: {self.code}: {self.message}", err=True)
+        if self.hint:
+            click.echo(f"hint: {self.hint}", err=True)
 
 
 def _os_message(exc: OSError) -> str:
@@ -93,10 +161,33 @@ def _os_message(exc: OSError) -> str:
 
 def to_cli_error(exc: BaseException) -> CLIError:
     if isinstance(exc, VCGateError):
-        return CLIError(exc.code, exc.message)
+        return CLIError(exc.code, exc.message, exc.hint)
     if isinstance(exc, OSError):
         return CLIError("io_error", _os_message(exc))
     raise TypeError(exc)  # pragma: no cover - callers pass only the two kinds above
+
+
+def usage_error(exc: click.ClickException, ctx: click.Context | None = None) -> CLIError:
+    """A click usage error (exit 2) as a ``usage_error`` CLIError, for ``--json`` output."""
+    message = exc.format_message()
+    hint = HINTS["usage_error"]
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        # command_path starts with the program's name as invoked ("cli" in tests): say "vcgate".
+        command = " ".join(["vcgate", *exc.ctx.command_path.split()[1:]])
+        hint = f"'{command} --help' lists the options, with examples"
+        if isinstance(exc, click.BadParameter) and exc.param is not None and exc.param.opts:
+            hint = f"check {exc.param.opts[-1]}; " + hint
+    return CLIError("usage_error", message, hint, exit_code=exc.exit_code)
+
+
+def json_requested(args: Sequence[str]) -> bool:
+    """Whether the command line asks for ``--json`` (errors are then JSON on stderr too)."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
 
 
 def warn(message: str) -> None:
@@ -125,14 +216,28 @@ class VCGateGroup(click.Group):
     group_class = type  # subgroups (``key``, ``did``, later ``chain`` ...) use this class too
 
     def invoke(self, ctx: click.Context) -> Any:
+        as_json = json_requested([*ctx._protected_args, *ctx.args])
         try:
             return super().invoke(ctx)
         except VCGateError as exc:
-            raise to_cli_error(exc) from exc
+            error = to_cli_error(exc)
+            error.as_json = as_json
+            raise error from exc
+        except CLIError as exc:
+            exc.as_json = exc.as_json or as_json
+            raise
+        except click.ClickException as exc:  # usage errors: click's own text, or JSON with --json
+            if not as_json:
+                raise
+            error = usage_error(exc)
+            error.as_json = True
+            raise error from exc
         except OSError as exc:
             if exc.errno == errno.EPIPE:
                 raise  # click handles a closed pipe (`vcgate ... | head`) quietly
-            raise to_cli_error(exc) from exc
+            error = to_cli_error(exc)
+            error.as_json = as_json
+            raise error from exc
 
 
 # --- parameter types ------------------------------------------------------------------------
@@ -333,7 +438,8 @@ def read_passphrase(*, prompt: str, confirm: bool) -> str:
         return value
     if not stdin_is_interactive():
         raise PassphraseError(
-            f"a passphrase is needed and there is no terminal to ask on: set {PASSPHRASE_ENV}"
+            f"a passphrase is needed and there is no terminal to ask on: set {PASSPHRASE_ENV}",
+            hint=f"export {PASSPHRASE_ENV}='...' (the passphrase the key file was written with), or run on a terminal",
         )
     value = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
     if not value:
@@ -410,10 +516,56 @@ class NetworkOptions:
     allow_networks: tuple[str, ...] = ()
     ca_bundle: str | None = None
     did_web_ports: tuple[int, ...] = ()
+    #: ``--resolve HOST:ADDRESS`` pairs: these names go to these addresses, without DNS (like curl's
+    #: --resolve); the address policy (``--allow-network``), pinning and TLS checks still apply.
+    resolve: tuple[tuple[str, str], ...] = ()
 
     @property
     def verify(self) -> Any:
         return self.ca_bundle if self.ca_bundle is not None else True
+
+    def resolve_host(self) -> Any:
+        """A ``resolve_host`` for :class:`vcgate.fetch.SafeFetcher`, or None for the system's."""
+        if not self.resolve:
+            return None
+        from ..fetch import system_resolve_host
+
+        table = {host.lower(): address for host, address in self.resolve}
+
+        def resolve(host: str, port: int) -> list[str]:
+            if host.lower() in table:
+                return [table[host.lower()]]
+            return system_resolve_host(host, port, timeout=5.0)
+
+        return resolve
+
+
+def _resolve_pairs(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    import ipaddress
+
+    pairs = []
+    for value in values:
+        host, sep, address = value.rpartition(":") if value.count(":") == 1 else value.partition(":")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not HOST:ADDRESS (e.g. status.localhost:127.0.0.1)",
+                                     param_hint="--resolve") from None
+        if not sep or not host:
+            raise click.BadParameter(f"{value!r} is not HOST:ADDRESS", param_hint="--resolve")
+        pairs.append((host, address))
+    return tuple(pairs)
+
+
+resolve_option = click.option(
+    "--resolve",
+    "resolve",
+    multiple=True,
+    metavar="HOST:ADDRESS",
+    callback=_resolve_pairs,
+    help="Send did:web and status-list fetches for HOST to ADDRESS, without DNS (trying a list host on "
+    "127.0.0.1: add --allow-network 127.0.0.1/32 and --ca-bundle); repeatable.",
+)
 
 
 def make_resolver(name: str, network: NetworkOptions = NetworkOptions()) -> Resolver:
@@ -423,7 +575,8 @@ def make_resolver(name: str, network: NetworkOptions = NetworkOptions()) -> Reso
     from ..did import JWKMethod, KeyMethod, WebMethod
     from ..did.controller import ControllerDocumentMethod
 
-    fetch = {"allow_networks": network.allow_networks, "verify": network.verify, "allow_ports": network.did_web_ports}
+    fetch = {"allow_networks": network.allow_networks, "verify": network.verify, "allow_ports": network.did_web_ports,
+             "resolve_host": network.resolve_host()}
     return Resolver([KeyMethod(), JWKMethod(), WebMethod(**fetch), ControllerDocumentMethod(**fetch)])
 
 
@@ -526,6 +679,25 @@ alg_name_option = click.option(
     help="JOSE 'alg' written for Ed25519 signatures: EdDSA (default; deprecated by RFC 9864, what most "
     "verifiers take today) or Ed25519 (RFC 9864). vcgate verifies both. [env: VCGATE_JOSE_ALG_NAME]",
 )
+
+record_option = click.option(
+    "--record",
+    "record",
+    envvar="VCGATE_ISSUER_RECORD",
+    default=None,
+    metavar="PATH|off",
+    help="The issuer's record of issued credentials (SQLite), or 'off' "
+    "[default: $XDG_DATA_HOME/vcgate/issued.sqlite3, i.e. ~/.local/share/vcgate/issued.sqlite3; env VCGATE_ISSUER_RECORD].",
+)
+
+
+def open_record(value: str | None) -> Any:
+    """The :class:`~vcgate.issuer_record.IssuerRecord` that ``--record`` names, or None for ``off``."""
+    from ..issuer_record import IssuerRecord, record_path
+
+    path = record_path(value)
+    return None if path is None else IssuerRecord(path)
+
 
 resolver_option = click.option(
     "--resolver",

@@ -57,7 +57,8 @@ def chain_module() -> Any:
     try:
         import vcgate.chain as chain
     except ModuleNotFoundError as exc:
-        raise ChainError(f"on-chain features need the chain extra: {CHAIN_INSTALL_HINT} ({exc.name} missing)") from exc
+        raise ChainError(f"on-chain features need the chain extra: {CHAIN_INSTALL_HINT} ({exc.name} missing)",
+                         hint=CHAIN_INSTALL_HINT) from exc
     return chain
 
 
@@ -106,7 +107,9 @@ def chain_group() -> None:
 )
 @click.option("--chain-id", type=int, default=31337, show_default=True, help="Chain id.")
 @click.option("--block-time", type=float, default=None, help="Seconds per block [default: mine each transaction].")
-def chain_dev(port: int, state: Path, key_out: Path, chain_id: int, block_time: float | None) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {rpc, chainId, account, keyFile, state} as one JSON line once the chain is up.")
+def chain_dev(port: int, state: Path, key_out: Path, chain_id: int, block_time: float | None, as_json: bool) -> None:
     """Run a local development chain (anvil from npm @foundry-rs/anvil) until Ctrl-C.
 
     Listens on 127.0.0.1 only. Prints the RPC URL and writes the first funded development
@@ -127,10 +130,14 @@ def chain_dev(port: int, state: Path, key_out: Path, chain_id: int, block_time: 
         key_out.parent.mkdir(parents=True, exist_ok=True)
         write_key_file(key_out, dev_key, passphrase=None, extra={"note": "anvil development account"}, overwrite=True)
         address = chain.eth_address(dev_key.public_key)
-        click.echo(f"rpc: {node.url}")
-        click.echo(f"chain id: {chain_id}")
-        click.echo(f"dev account: {address}")
-        click.echo(f"dev key file: {key_out}")
+        if as_json:
+            echo_json({"rpc": node.url, "chainId": chain_id, "account": str(address), "keyFile": str(key_out),
+                       "state": str(state)}, compact=True)
+        else:
+            click.echo(f"rpc: {node.url}")
+            click.echo(f"chain id: {chain_id}")
+            click.echo(f"dev account: {address}")
+            click.echo(f"dev key file: {key_out}")
         info(f"export {RPC_ENV}={node.url} {ETH_KEY_ENV}={key_out}")
         info("the development key is publicly known: never use it on a real network. Ctrl-C stops the chain.")
         stop = False

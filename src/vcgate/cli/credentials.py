@@ -19,8 +19,10 @@ from ..credentials.jwt import DEFAULT_CONTEXTS, VC_JOSE_TYPS, VP_JOSE_TYPS, read
 from ..credentials.dcql import parse_dcql, select
 from ..credentials.models import VerifiedCredential, VerifiedPresentation
 from ..credentials.sdjwt import holder_view, is_sd_jwt, issue_sd_jwt_vc, present_sd_jwt
+from ..credentials.sdjwt import status_entries as sd_jwt_status_entries
 from ..did import DID, Resolver
-from ..errors import TypeMismatchError, VCGateError
+from ..errors import CredentialExistsError, CredentialNotRevocableError, TypeMismatchError, VCGateError
+from ..issuer_record import IssuedCredential, credential_hash
 from ..keys import ALGORITHMS
 from .base import (
     DID_PARAM,
@@ -35,18 +37,24 @@ from .base import (
     did_web_ports_option,
     cli,
     echo_json,
+    hint_for,
     load_key,
     make_resolver,
+    open_record,
     print_fields,
     read_claims,
     read_one_token,
     read_tokens,
+    record_option,
+    resolve_option,
     resolver_option,
+    info,
     signing_kid,
     stdin_is_interactive,
     warn,
 )
-from .status import StatusOptions, build_status_entry, check_status
+from .status import STATUS_LIST_ENV, StatusOptions, build_status_entry, change_entries, check_status, echo_changes
+from .chain import ETH_KEY_ENV, RPC_ENV
 
 SD_JWT = "sd-jwt"
 
@@ -214,6 +222,11 @@ def _check_uri(value: str | None) -> None:
     help="How many delegation links may follow this credential (docs/delegation.md) [default: the policy decides].",
 )
 @alg_name_option
+@record_option
+@click.option("--record-claims", is_flag=True,
+              help="Keep the subject's claims in the record too [default: only id, subject, types, validity, status].")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {credential, id, format, issuer, subject, types, valid_from, valid_until, status, record} as JSON.")
 def issue(
     key_file: Path,
     subject: DID,
@@ -234,8 +247,15 @@ def issue(
     revocation_list: str,
     max_delegation_depth: int | None,
     alg_name: str,
+    record: str | None,
+    record_claims: bool,
+    as_json: bool,
 ) -> None:
     """Issue a credential and print it as a JWT.
+
+    What was issued (id, subject, types, format, issuer, validity, status entry, issue time,
+    the credential's SHA-256; never the key, and the claims only with --record-claims) is added
+    to the issuer's record ('vcgate credentials list|show|revoke'); --record off keeps none.
 
     The issuer is the key's DID unless --issuer names another DID that authorises the key
     for assertionMethod; the JWS kid is that verification method.
@@ -276,6 +296,9 @@ def issue(
             "at issue; give a later --valid-from or a longer --valid-for",
             param_hint="--valid-for",
         )
+    issued = open_record(record)
+    if issued is not None and credential_id is not None and issued.find(credential_id) is not None:
+        raise CredentialExistsError(f"{issued.path} already has a credential {credential_id[:100]}")
     loaded = load_key(key_file)
     issuer_did = issuer if issuer is not None else loaded.did
     if status_method == "bitstring" and issuer_did != loaded.did:
@@ -293,34 +316,54 @@ def issue(
         holder_methods = make_resolver(resolver).resolve(subject).methods_for("authentication")
         if not holder_methods:
             raise click.BadParameter(f"{subject[:60]} has no authentication key to bind", param_hint="--subject")
+        status = build_status_entry(status_options, issuer_key=loaded.key, sd_jwt=True)
         try:
             token = issue_sd_jwt_vc(
                 loaded.key, issuer=issuer_did, kid=kid, vct=types[0], claims=subject_claims, valid_from=start,
-                valid_until=until, holder_kid=holder_methods[0].id, credential_id=cid,
-                status=build_status_entry(status_options, issuer_key=loaded.key, sd_jwt=True),
+                valid_until=until, holder_kid=holder_methods[0].id, credential_id=cid, status=status,
                 disclosable=None if disclosable is None else [c.strip() for c in disclosable.split(",") if c.strip()],
                 alg_name=alg_name,
             )
         except VCGateError as exc:
             raise click.BadParameter(exc.message, param_hint="--claims/--disclosable") from None
-        click.echo(token)
-        return
-    token = issue_credential(
-        loaded.key,
-        issuer=issuer_did,
-        kid=kid,
-        subject=subject,
-        types=types,
-        claims=subject_claims,
-        valid_from=start,
-        valid_until=until,
-        status=build_status_entry(status_options, issuer_key=loaded.key),
-        credential_id=cid,
-        format=fmt,
-        extra={"delegation": {"maxDepth": max_delegation_depth}} if max_delegation_depth is not None else None,
-        alg_name=alg_name,
+        all_types: tuple[str, ...] = (types[0],)
+        recorded_status = tuple(dict(e) for e in sd_jwt_status_entries(status))
+    else:
+        status = build_status_entry(status_options, issuer_key=loaded.key)
+        token = issue_credential(
+            loaded.key,
+            issuer=issuer_did,
+            kid=kid,
+            subject=subject,
+            types=types,
+            claims=subject_claims,
+            valid_from=start,
+            valid_until=until,
+            status=status,
+            credential_id=cid,
+            format=fmt,
+            extra={"delegation": {"maxDepth": max_delegation_depth}} if max_delegation_depth is not None else None,
+            alg_name=alg_name,
+        )
+        all_types = ("VerifiableCredential", *types)
+        recorded_status = () if status is None else (status,)
+    entry = IssuedCredential(
+        id=cid, subject=str(subject), types=all_types, format=fmt, issuer=str(issuer_did), valid_from=start,
+        valid_until=until, status=recorded_status, issued_at=time.time(), sha256=credential_hash(token),
+        claims=subject_claims if record_claims else None, key_file=str(key_file.resolve()),
+        status_list=str(status_list.resolve()) if status_method == "bitstring" and status_list is not None else None,
     )
+    if issued is not None:  # recorded before it is printed: nothing leaves vcgate unrecorded
+        issued.add(entry)
+    if as_json:
+        summary = entry.to_dict(time.time())
+        echo_json({"credential": token, **{k: summary[k] for k in _ISSUE_JSON_KEYS},
+                   "record": None if issued is None else str(issued.path)})
+        return
     click.echo(token)
+
+
+_ISSUE_JSON_KEYS = ("id", "format", "issuer", "subject", "types", "valid_from", "valid_until", "status", "sha256")
 
 
 # --- present -------------------------------------------------------------------------------------
@@ -342,9 +385,11 @@ def issue(
               help="SD-JWT VC: disclose exactly these claims (paths: org, address.country, roles[]) [default: all].")
 @click.option("--dcql", metavar="JSON|@FILE", default=None,
               help="SD-JWT VC: disclose exactly what this DCQL query (OpenID4VP) asks for; @- reads stdin.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {presentation, format, holder, audience, nonce, credentials} as JSON.")
 @click.argument("credentials", nargs=-1, required=True, metavar="CREDENTIAL...")
 def present(key_file: Path, aud: str, nonce: str, fmt: str, lifetime: int, disclose: str | None, dcql: str | None,
-            credentials: tuple[str, ...]) -> None:
+            as_json: bool, credentials: tuple[str, ...]) -> None:
     """Sign a presentation of credentials as the holder; print it as a JWT.
 
     Each CREDENTIAL is a file, '-' for stdin (one or more JWTs), or a JWT itself. The holder
@@ -369,7 +414,8 @@ def present(key_file: Path, aud: str, nonce: str, fmt: str, lifetime: int, discl
     if not tokens:
         raise click.UsageError("no credential to present")
     if any(is_sd_jwt(t) for t in tokens):
-        _present_sd_jwt(key_file, aud, nonce, tokens, disclose, dcql)
+        holder, token = _present_sd_jwt(key_file, aud, nonce, tokens, disclose, dcql)
+        _echo_presentation(token, SD_JWT, holder, aud, nonce, 1, as_json)
         return
     if disclose is not None or dcql is not None:
         raise click.BadParameter("--disclose and --dcql are for SD-JWT VCs", param_hint="--disclose/--dcql")
@@ -395,11 +441,19 @@ def present(key_file: Path, aud: str, nonce: str, fmt: str, lifetime: int, discl
         lifetime=lifetime,
         format=fmt,
     )
-    click.echo(token)
+    _echo_presentation(token, fmt, loaded.did, aud, nonce, len(tokens), as_json)
+
+
+def _echo_presentation(token: str, fmt: str, holder: str, aud: str, nonce: str, count: int, as_json: bool) -> None:
+    if as_json:
+        echo_json({"presentation": token, "format": fmt, "holder": str(holder), "audience": aud, "nonce": nonce,
+                   "credentials": count})
+    else:
+        click.echo(token)
 
 
 def _present_sd_jwt(key_file: Path, aud: str, nonce: str, tokens: list[str], disclose: str | None,
-                    dcql: str | None) -> None:
+                    dcql: str | None) -> tuple[str, str]:
     if len(tokens) != 1:
         raise click.BadParameter("an SD-JWT VC is presented alone: give one CREDENTIAL", param_hint="CREDENTIAL")
     if disclose is not None and dcql is not None:
@@ -417,8 +471,8 @@ def _present_sd_jwt(key_file: Path, aud: str, nonce: str, tokens: list[str], dis
             raise click.UsageError("the credential does not have what the DCQL query asks for")
         paths = next(iter(matches.values()))[1]
     loaded = load_key(key_file)
-    click.echo(present_sd_jwt(tokens[0], disclose=paths, holder_key=loaded.key, audience=aud, nonce=nonce,
-                              issued_at=time.time()))
+    return loaded.did, present_sd_jwt(tokens[0], disclose=paths, holder_key=loaded.key, audience=aud, nonce=nonce,
+                                      issued_at=time.time())
 
 
 # --- verify -------------------------------------------------------------------------------------
@@ -450,6 +504,7 @@ def _present_sd_jwt(key_file: Path, aud: str, nonce: str, tokens: list[str], dis
 )
 @click.option("--ca-bundle", type=EXISTING_FILE, default=None, help="CA bundle for did:web and status-list HTTPS.")
 @did_web_ports_option
+@resolve_option
 @click.pass_context
 def verify(
     ctx: click.Context,
@@ -464,6 +519,7 @@ def verify(
     allow_networks: tuple[str, ...],
     ca_bundle: Path | None,
     did_web_ports: tuple[int, ...],
+    resolve: tuple[tuple[str, str], ...],
 ) -> None:
     """Verify a credential or presentation JWT from a file or stdin.
 
@@ -496,7 +552,7 @@ def verify(
             ipaddress.ip_network(cidr, strict=True)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--allow-network") from None
-    network = NetworkOptions(allow_networks, str(ca_bundle) if ca_bundle is not None else None, did_web_ports)
+    network = NetworkOptions(allow_networks, str(ca_bundle) if ca_bundle is not None else None, did_web_ports, resolve)
     try:
         result = _verify_token(
             token,
@@ -511,7 +567,7 @@ def verify(
     except VCGateError as exc:
         if not as_json:
             raise
-        echo_json({"valid": False, "error": exc.code, "message": exc.message})
+        echo_json({"valid": False, "error": exc.code, "message": exc.message, "hint": exc.hint or hint_for(exc.code)})
         ctx.exit(EXIT_REFUSED)
     # Without a policy there is no list of trusted issuers: say so instead of implying trust.
     result["issuer_trust"] = "not checked"
@@ -575,3 +631,144 @@ def _verify_token(
     }
 
 
+
+
+# --- the issuer's record: credentials list|show|revoke ---------------------------------------------
+
+
+@cli.group("credentials")
+def credentials_group() -> None:
+    """The issuer's record of what 'vcgate issue' issued: list it, show one, revoke by id.
+
+    The record is a SQLite file (mode 0600): --record PATH or $VCGATE_ISSUER_RECORD, default
+    $XDG_DATA_HOME/vcgate/issued.sqlite3 (~/.local/share/vcgate/issued.sqlite3); 'off' keeps
+    none. It holds each credential's id, subject, types, format, issuer, validity, status entry,
+    issue time and SHA-256 -- never a key, and claims only with 'issue --record-claims'.
+
+    \b
+    Examples:
+      vcgate credentials list --status active
+      vcgate credentials show urn:uuid:3f0c...
+      vcgate credentials revoke urn:uuid:3f0c... --publish www/status/1
+    """
+
+
+def _need_record(record: str | None) -> Any:
+    issued = open_record(record)
+    if issued is None:
+        raise click.BadParameter("the record is off: give --record PATH (or VCGATE_ISSUER_RECORD)", param_hint="--record")
+    return issued
+
+
+def _complete_ids(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of ID from the record the command line (or the environment) names."""
+    try:
+        issued = open_record(ctx.params.get("record"))
+        return [] if issued is None else [c.id for c in issued.list() if c.id.startswith(incomplete)][:200]
+    except VCGateError:
+        return []
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+@credentials_group.command("list")
+@click.option("--subject", default=None, metavar="DID", help="Only credentials about this subject.")
+@click.option("--status", "state", type=click.Choice(["active", "revoked", "expired"]), default=None,
+              help="Only credentials in this state [default: all].")
+@click.option("--json", "as_json", is_flag=True, help="Print {record, credentials: [...]} as JSON (shapes: docs/cli.md).")
+@record_option
+def credentials_list(subject: str | None, state: str | None, as_json: bool, record: str | None) -> None:
+    """List the issued credentials, oldest first: id, state, subject, types, expiry.
+
+    \b
+    Examples:
+      vcgate credentials list
+      vcgate credentials list --subject did:key:z6Mk... --status active --json
+    """
+    issued = _need_record(record)
+    rows = issued.list(subject=subject, state=state)
+    now = issued.now()
+    if as_json:
+        echo_json({"record": str(issued.path), "credentials": [c.to_dict(now) for c in rows]})
+        return
+    if not rows:
+        info(f"no credentials in {issued.path}" + (" that match" if subject or state else ""))
+        return
+    for c in rows:
+        d = c.to_dict(now)
+        click.echo(f"{d['id']}  {d['state']:<7}  {_short(d['subject'], 40):<40}  {','.join(d['types'][-1:])}  "
+                   f"until {d['valid_until'] or 'no expiry'}")
+
+
+@credentials_group.command("show")
+@click.argument("credential_id", metavar="ID", shell_complete=_complete_ids)
+@click.option("--json", "as_json", is_flag=True, help="Print the record entry as JSON (shape: docs/cli.md).")
+@record_option
+def credentials_show(credential_id: str, as_json: bool, record: str | None) -> None:
+    """Show what the record keeps about one credential.
+
+    \b
+    Examples:
+      vcgate credentials show urn:uuid:3f0c...
+      vcgate credentials show --json urn:uuid:3f0c... | jq .status
+    """
+    issued = _need_record(record)
+    d = issued.get(credential_id).to_dict(issued.now())
+    if as_json:
+        echo_json(d)
+        return
+    print_fields([
+        ("id", d["id"]), ("state", d["state"]), ("subject", d["subject"]), ("types", ", ".join(d["types"])),
+        ("format", d["format"]), ("issuer", d["issuer"]), ("valid from", d["valid_from"]),
+        ("valid until", d["valid_until"] or "no expiry"), ("issued at", d["issued_at"]),
+        ("status", json.dumps(d["status"], separators=(",", ":")) if d["status"] else "none (cannot be revoked)"),
+        ("sha256", d["sha256"]), ("key file", d["key_file"]), ("status list", d["status_list"]),
+        ("revoked at", d["revoked_at"]),
+        *([("claims", json.dumps(d["claims"], separators=(",", ":")))] if "claims" in d else []),
+    ])
+
+
+@credentials_group.command("revoke")
+@click.argument("credential_id", metavar="ID", shell_complete=_complete_ids)
+@click.option("--publish", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Status list: where to write the re-signed list (the file served at the list URL).")
+@click.option("--key", "key_file", default=None, type=EXISTING_FILE, metavar="FILE",
+              help="Status list: the issuer key that re-signs it [default: the key file it was issued with].")
+@click.option("--status-list", envvar=STATUS_LIST_ENV, default=None, type=EXISTING_FILE, metavar="STATE",
+              help=f"Status list: its state file [default: the one it was issued from; env {STATUS_LIST_ENV}].")
+@click.option("--valid-for", type=DURATION, default=None,
+              help="Status list: validity of the re-signed list [default: no expiry].")
+@click.option("--rpc", envvar=RPC_ENV, default=None, metavar="URL", help=f"On chain: JSON-RPC URL [env {RPC_ENV}].")
+@click.option("--eth-key", envvar=ETH_KEY_ENV, default=None, type=EXISTING_FILE, metavar="FILE",
+              help=f"On chain: ES256K key file of the list's owner or a delegate [env {ETH_KEY_ENV}].")
+@click.option("--json", "as_json", is_flag=True, help="Print {status, changes, record} as JSON (as 'vcgate revoke --json').")
+@record_option
+def credentials_revoke(credential_id: str, publish: Path | None, key_file: Path | None, status_list: Path | None,
+                       valid_for: int | None, rpc: str | None, eth_key: Path | None, as_json: bool,
+                       record: str | None) -> None:
+    """Revoke a recorded credential by its id -- on chain and/or in its status list, as its
+    status entry says (the same change as 'vcgate revoke CREDENTIAL') -- and record it.
+
+    \b
+    Examples:
+      vcgate credentials revoke urn:uuid:3f0c... --publish www/status/1
+      vcgate credentials revoke urn:uuid:77aa... --rpc http://127.0.0.1:8545 --eth-key issuer-eth.key
+    """
+    issued = _need_record(record)
+    cred = issued.get(credential_id)
+    if not cred.status:
+        raise CredentialNotRevocableError(
+            f"{credential_id[:100]} was issued without a status entry (no 'vcgate issue --status'), "
+            "so no list or registry can say it is revoked")
+
+    def recorded(path: str | None) -> Path | None:
+        return Path(path) if path is not None and Path(path).is_file() else None
+
+    opts = {"rpc": rpc, "eth_key": eth_key, "publish": publish, "valid_for": valid_for,
+            "status_list": status_list or recorded(cred.status_list), "key_file": key_file or recorded(cred.key_file)}
+    results = change_entries(True, [dict(e) for e in cred.status], opts)
+    issued.mark(cred.id, revoked=True, changes=results)
+    echo_changes(True, results, as_json=as_json, publish=publish,
+                 extra={"record": {"id": cred.id, "path": str(issued.path)}})

@@ -14,6 +14,7 @@ from .base import (
     DURATION,
     EXISTING_FILE,
     cli,
+    echo_json,
     load_key,
     make_resolver,
     read_claims,
@@ -50,6 +51,8 @@ from .status import StatusOptions, build_status_entry
     help="Embed an entry of your Bitstring Status List (its state file), so you can revoke this delegation [env VCGATE_STATUS_LIST].",
 )
 @click.option("--chain", "print_chain", is_flag=True, help="Print the delegate's whole chain (root first), not just the new credential.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {credential, chain, subject} as JSON (chain: the whole chain, root first).")
 @resolver_option
 def delegate(
     key_file: Path,
@@ -60,6 +63,7 @@ def delegate(
     max_depth: int | None,
     status_list: Path | None,
     print_chain: bool,
+    as_json: bool,
     resolver: str,
 ) -> None:
     """Sign a delegation credential: the subject of --credential hands the capabilities in
@@ -97,5 +101,8 @@ def delegate(
         max_depth=max_depth,
         status=status,
     )
+    if as_json:
+        echo_json({"credential": token, "chain": [*chain, token], "subject": str(subject)})
+        return
     for line in ([*chain, token] if print_chain else [token]):
         click.echo(line)

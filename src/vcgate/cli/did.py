@@ -19,9 +19,11 @@ def did() -> None:
 @did.command("resolve")
 @click.argument("did_value", metavar="DID")
 @click.option("--compact", is_flag=True, help="One line of JSON instead of indented JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Accepted for uniformity: the output is always the DID document as JSON (errors then JSON too).")
 @resolver_option
 @did_web_ports_option
-def did_resolve(did_value: str, compact: bool, resolver: str, did_web_ports: tuple[int, ...]) -> None:
+def did_resolve(did_value: str, compact: bool, as_json: bool, resolver: str, did_web_ports: tuple[int, ...]) -> None:
     """Resolve a DID and print its DID document as JSON.
 
     \b

@@ -54,6 +54,14 @@ _unencrypted_option = click.option(
     "--unencrypted", is_flag=True, help="Write the private key in the clear (tests only; no passphrase asked)."
 )
 _force_option = click.option("--force", is_flag=True, help="Overwrite an existing key file.")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print {did, file, alg, encrypted} as JSON.")
+
+
+def _echo_new_key(did: str, out: Path, alg: str, unencrypted: bool, as_json: bool) -> None:
+    if as_json:
+        echo_json({"did": str(did), "file": str(out), "alg": alg, "encrypted": not unencrypted})
+    else:
+        click.echo(did)
 
 
 @key.command("new")
@@ -64,7 +72,8 @@ _force_option = click.option("--force", is_flag=True, help="Overwrite an existin
 @_did_method_option
 @_unencrypted_option
 @_force_option
-def key_new(alg: str, out: Path, did_method: str, unencrypted: bool, force: bool) -> None:
+@_json_option
+def key_new(alg: str, out: Path, did_method: str, unencrypted: bool, force: bool, as_json: bool) -> None:
     """Generate a key, write it to an encrypted key file, print its DID.
 
     EdDSA is Ed25519, ES256 is P-256, ES256K is secp256k1. Only the DID goes to stdout;
@@ -78,7 +87,7 @@ def key_new(alg: str, out: Path, did_method: str, unencrypted: bool, force: bool
     """
     check_out_path(out, force)
     did = save_key(PrivateKey.generate(alg), out, did_method=did_method, unencrypted=unencrypted, force=force)
-    click.echo(did)
+    _echo_new_key(did, out, alg, unencrypted, as_json)
 
 
 def _key_from_hex(text: str, alg: str) -> PrivateKey:
@@ -131,6 +140,7 @@ def _pem_password(env_name: str | None) -> bytes | None:
 @_did_method_option
 @_unencrypted_option
 @_force_option
+@_json_option
 def key_import(
     hex_: str | None,
     jwk_file: str | None,
@@ -141,6 +151,7 @@ def key_import(
     did_method: str,
     unencrypted: bool,
     force: bool,
+    as_json: bool,
 ) -> None:
     """Import a private key (hex, JWK or PEM) into a key file; print its DID.
 
@@ -178,7 +189,7 @@ def key_import(
     if alg is not None and key_obj.alg != alg:
         raise UnsupportedKeyError(f"the key is {key_obj.alg}, not {alg}")
     did = save_key(key_obj, out, did_method=did_method, unencrypted=unencrypted, force=force)
-    click.echo(did)
+    _echo_new_key(did, out, key_obj.alg, unencrypted, as_json)
 
 
 @key.command("show")

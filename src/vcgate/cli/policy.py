@@ -6,11 +6,15 @@ from pathlib import Path
 
 import click
 
-from .base import DID_PARAM, EXISTING_FILE, cli, read_one_token
+from .base import DID_PARAM, EXISTING_FILE, CLIError, cli, echo_json, read_one_token
 
 
 def _emit(code: int, text: str) -> None:
-    click.echo(text, err=text.startswith("error:"))
+    if text.startswith("error:") and text.count(":") >= 2:
+        # A refusal: 'error: <code>: <message>' and its hint (or, with --json, the JSON error).
+        _, error_code, message = text.split(":", 2)
+        raise CLIError(error_code.strip(), message.strip())
+    click.echo(text)
     click.get_current_context().exit(code)
 
 
@@ -135,7 +139,8 @@ def nginx_grant_lines(names: tuple[str, ...]) -> list[str]:
 
 @policy_group.command("nginx-snippet")
 @click.argument("file", type=EXISTING_FILE)
-def policy_nginx_snippet(file: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print {policy, headers, lines} as JSON.")
+def policy_nginx_snippet(file: Path, as_json: bool) -> None:
     """Print the NGINX lines for every grant header of a policy (for `location /`).
 
     NGINX cannot drop request headers by prefix, so each x-vcgate-* header the policy can
@@ -153,6 +158,9 @@ def policy_nginx_snippet(file: Path) -> None:
 
     policy = Policy.from_file(file)
     names = policy.grant_header_names
+    if as_json:
+        echo_json({"policy": str(file), "headers": list(names), "lines": nginx_grant_lines(names)})
+        return
     click.echo(f"# vcgate grant headers of {file} ({len(names)}): paste into `location /`")
     for line in nginx_grant_lines(names):
         click.echo(line)

@@ -20,6 +20,7 @@ from ..did.resolver import Resolver
 from ..errors import DelegationError, PolicyError, VCGateError
 from ..policy.engine import Policy, PolicyDecision, RequestFacts, StatusOutcome
 from ..policy.model import RuleSpec
+from .base import hint_for
 
 __all__ = ["check", "explain"]
 
@@ -115,7 +116,8 @@ def check(path: str | os.PathLike[str], *, as_json: bool = False) -> tuple[int, 
                 {"source": p.source, "line": p.line, "column": p.column, "field": p.field, "message": p.message}
                 for p in exc.problems
             ] or [{"message": exc.message}]
-            return EXIT_REFUSED, json.dumps({"valid": False, "error": exc.code, "problems": problems}, indent=2)
+            return EXIT_REFUSED, json.dumps({"valid": False, "error": exc.code, "problems": problems,
+                                             "hint": hint_for(exc.code)}, indent=2)
         return EXIT_REFUSED, _policy_errors(exc)
     if as_json:
         return EXIT_OK, json.dumps(_check_summary(policy), indent=2)

@@ -167,7 +167,8 @@ def serve(
         from ..server import AuthService, create_app
     except ImportError as exc:
         raise CLIError(
-            "extra_missing", f"vcgate serve needs the server extra: pip install 'vcgate[server]' ({exc})"
+            "extra_missing", f"vcgate serve needs the server extra: pip install 'vcgate[server]' ({exc})",
+            "pip install 'vcgate[server]'",
         ) from exc
     from ..assembly import GateConfig
 
@@ -252,7 +253,8 @@ def serve(
     try:
         sock = bind(host, port)
     except OSError as exc:
-        raise CLIError("io_error", f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        raise CLIError("io_error", f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                       "choose a free port with --port (and --grpc-port), or stop what is listening there") from exc
     bound = sock.getsockname()[1]
     where = f"http://{host}:{bound}" + (f", grpc {host}:{grpc_port}" if grpc_port is not None else "")
     info(f"vcgate serve: listening on {where} ({workers} workers, policy {policy_file}, audience {_audience(policy_file)})")
@@ -278,7 +280,8 @@ def _vcapi_service(
         from ..server.vcapi import VCAPIService
     except ImportError as exc:
         raise CLIError(
-            "extra_missing", f"--vc-api needs the conformance extra: pip install 'vcgate[conformance]' ({exc})"
+            "extra_missing", f"--vc-api needs the conformance extra: pip install 'vcgate[conformance]' ({exc})",
+            "pip install 'vcgate[conformance]'",
         ) from exc
     from .base import load_key
 

@@ -30,7 +30,9 @@ from .base import (
     info,
     load_key,
     make_resolver,
+    open_record,
     read_one_token,
+    record_option,
     signing_kid,
     warn,
 )
@@ -273,23 +275,55 @@ def _change_onchain(
     return results
 
 
+def change_entries(value: bool, entries: list[dict[str, Any]], opts: dict[str, Any]) -> list[dict[str, Any]]:
+    """Revoke (``value``) or reinstate one credential, given its status entries: on chain and/or
+    in its status list, as the entries say. ``opts``: ``rpc``, ``eth_key``, ``status_list``,
+    ``key_file``, ``publish``, ``valid_for``. Returns what changed, one dict per entry."""
+    onchain = [e for e in entries if e.get("type") == ONCHAIN_TYPE]
+    bitstring = [e for e in entries if e.get("type") in (*BITSTRING_TYPES, TOKEN_STATUS_ENTRY_TYPE)]
+    if not onchain and not bitstring:
+        raise click.UsageError("the credential has no status entry vcgate can change")
+    results = []
+    if onchain:
+        results += _change_onchain(value, onchain, opts.get("rpc"), opts.get("eth_key"))
+    if bitstring:
+        results += _change_bitstring(value, bitstring, opts.get("status_list"), opts.get("key_file"),
+                                     opts.get("publish"), opts.get("valid_for"))
+    return results
+
+
+def echo_changes(value: bool, results: list[dict[str, Any]], *, as_json: bool, publish: Path | None,
+                 extra: dict[str, Any] | None = None) -> None:
+    word = "revoked" if value else "reinstated"
+    if as_json:
+        echo_json({"status": word, "changes": results, **(extra or {})})
+        return
+    for r in results:
+        if "index" in r:
+            click.echo(f"{word} index {r['index']} of {r['list']} ({r['purpose']}); published {publish}")
+        elif "revocationKey" in r:
+            click.echo(f"{word} key {r['revocationKey'][:18]}... in block {r['block']} (tx {r['tx']})")
+        else:
+            click.echo(f"{word} list {r['revocationList'][:18]}... in block {r['block']} (tx {r['tx']})")
+
+
 def _change(value: bool, opts: dict[str, Any]) -> None:
     credential, list_name = opts["credential"], opts["list_name"]
     if (credential is None) == (list_name is None):
         raise click.UsageError("give a CREDENTIAL, or --list for a whole on-chain revocation list")
+    extra: dict[str, Any] = {}
     if credential is not None:
-        entries = _status_entries(read_one_token(credential, "credential", "CREDENTIAL"))
-        onchain = [e for e in entries if e.get("type") == ONCHAIN_TYPE]
-        bitstring = [e for e in entries if e.get("type") in (*BITSTRING_TYPES, TOKEN_STATUS_ENTRY_TYPE)]
-        if not onchain and not bitstring:
-            raise click.UsageError("the credential has no status entry vcgate can change")
-        results = []
-        if onchain:
-            results += _change_onchain(value, onchain, opts["rpc"], opts["eth_key"])
-        if bitstring:
-            results += _change_bitstring(
-                value, bitstring, opts["status_list"], opts["key_file"], opts["publish"], opts["valid_for"]
-            )
+        token = read_one_token(credential, "credential", "CREDENTIAL")
+        results = change_entries(value, _status_entries(token), opts)
+        # Keep the issuer's record in step, when it has this very credential.
+        record = open_record(opts.get("record"))
+        if record is not None:
+            from ..issuer_record import credential_hash
+
+            found = record.find_by_hash(credential_hash(token))
+            if found is not None:
+                record.mark(found.id, revoked=value, changes=results)
+                extra["record"] = {"id": found.id, "path": str(record.path)}
     else:
         registry = opts["registry"]
         if opts["rpc"] is None or opts["eth_key"] is None or registry is None:
@@ -305,17 +339,7 @@ def _change(value: bool, opts: dict[str, Any]) -> None:
         )
         results = [{"registry": registry, "namespace": opts["namespace"] or account.address,
                     "revocationList": "0x" + lst.hex(), "tx": tx.tx_hash, "block": tx.block_number}]
-    word = "revoked" if value else "reinstated"
-    if opts["as_json"]:
-        echo_json({"status": word, "changes": results})
-        return
-    for r in results:
-        if "index" in r:
-            click.echo(f"{word} index {r['index']} of {r['list']} ({r['purpose']}); published {opts['publish']}")
-        elif "revocationKey" in r:
-            click.echo(f"{word} key {r['revocationKey'][:18]}... in block {r['block']} (tx {r['tx']})")
-        else:
-            click.echo(f"{word} list {r['revocationList'][:18]}... in block {r['block']} (tx {r['tx']})")
+    echo_changes(value, results, as_json=opts["as_json"], publish=opts["publish"], extra=extra)
 
 
 def _change_options(fn: Any) -> Any:
@@ -339,6 +363,7 @@ def _change_options(fn: Any) -> Any:
         click.option("--valid-for", type=DURATION, default=None,
                      help="Bitstring: validity of the re-signed list credential [default: no expiry]."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+        record_option,
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -463,7 +488,8 @@ def status_list_group() -> None:
 @click.option("--format", "fmt", type=click.Choice(["bitstring", "token"]), default="bitstring", show_default=True,
               help="'bitstring': W3C Bitstring Status List (for JWT credentials); 'token': IETF Token Status "
               "List, a statuslist+jwt (for SD-JWT VCs).")
-def status_list_create(url: str, out: Path, purpose: str, length: int, force: bool, fmt: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print {state, url, format, purpose, length} as JSON.")
+def status_list_create(url: str, out: Path, purpose: str, length: int, force: bool, fmt: str, as_json: bool) -> None:
     """Create an empty status list state file.
 
     --url is where 'vcgate status-list publish' output must be served: every credential issued
@@ -489,6 +515,8 @@ def status_list_create(url: str, out: Path, purpose: str, length: int, force: bo
         raise click.BadParameter(str(exc)) from None
     lst.save(out)
     info(f"wrote {out}: {fmt} list, {lst.length} entries, {purpose}, published at {url}")
+    if as_json:
+        echo_json({"state": str(out), "url": url, "format": fmt, "purpose": purpose, "length": lst.length})
 
 
 @status_list_group.command("publish")
@@ -498,7 +526,9 @@ def status_list_create(url: str, out: Path, purpose: str, length: int, force: bo
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
               help="Write the list credential here [default: stdout].")
 @click.option("--valid-for", type=DURATION, default=None, help="Validity of the list credential [default: no expiry].")
-def status_list_publish(status_list: Path, key_file: Path, out: Path | None, valid_for: int | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print {url, out, list} as JSON (list: the signed list token).")
+def status_list_publish(status_list: Path, key_file: Path, out: Path | None, valid_for: int | None,
+                        as_json: bool) -> None:
     """Sign the current list as a BitstringStatusListCredential (vc+jwt) -- or, for a
     '--format token' list, a Status List Token (statuslist+jwt) -- to serve at its URL.
 
@@ -513,13 +543,16 @@ def status_list_publish(status_list: Path, key_file: Path, out: Path | None, val
     """
     lst = list_class(status_list).load(status_list)
     if out is not None:
-        _publish(lst, key_file, out, valid_for)
+        token = _publish(lst, key_file, out, valid_for)
         info(f"wrote {out}; serve it at {lst.url}")
-        return
-    loaded = load_key(key_file)
-    kid = signing_kid(loaded.did, loaded.key.public_key, "assertionMethod", make_resolver("local"))
-    now = float(int(time.time()))
-    click.echo(_signed_list(lst, loaded, kid, now, valid_for))
+    else:
+        loaded = load_key(key_file)
+        kid = signing_kid(loaded.did, loaded.key.public_key, "assertionMethod", make_resolver("local"))
+        token = _signed_list(lst, loaded, kid, float(int(time.time())), valid_for)
+    if as_json:
+        echo_json({"url": lst.url, "out": None if out is None else str(out), "list": token})
+    elif out is None:
+        click.echo(token)
 
 
 @status_list_group.command("show")
@@ -623,7 +656,8 @@ def check_status(
         from ..status.tokenlist import TokenStatusListMethod
 
         fetcher = SafeFetcher(
-            allow_networks=network.allow_networks, verify=network.verify, label="status list host", document="status list"
+            allow_networks=network.allow_networks, verify=network.verify, label="status list host", document="status list",
+            resolve_host=network.resolve_host(),
         )
         methods.append(BitstringStatusMethod(verifier=verifier, fetch=fetcher.fetch))
         methods.append(TokenStatusListMethod(
