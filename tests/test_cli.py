@@ -476,6 +476,7 @@ def test_tampered_credential(credentials: dict[str, str]) -> None:
         "valid": False,
         "error": "signature_invalid",
         "message": "the signature does not verify",
+        "hint": "the token was altered or signed with another key: get a fresh copy from its issuer",
     }
 
 
