@@ -132,11 +132,15 @@ class Caller:
         delegation chain (``decision.chain``) brings its principal and its links (each party's
         effective claims); ``principal`` / ``chain`` given here take precedence."""
         cred = decision.credential
-        ident = None
-        if cred is not None:
-            ident = cred.id or "sha256:" + _sha256(cred.token)
-        claims: Mapping[str, Any] = cred.claims if cred is not None else {}
         delegation = getattr(decision, "chain", None)
+        # $credential counts the credential issued, for a chain its root: the chain's view
+        # carries the leaf's token, and a root without an id (optional in VCDM, jti in SD-JWT
+        # VC) gave every new delegation link a fresh budget (red-team finding).
+        counted = delegation.root if delegation is not None else cred
+        ident = None
+        if counted is not None:
+            ident = counted.id or "sha256:" + _sha256(counted.token)
+        claims: Mapping[str, Any] = cred.claims if cred is not None else {}
         if delegation is not None:
             principal = principal or delegation.principal
             chain = chain or delegation.links
