@@ -509,6 +509,35 @@ def _check_client(client: Any) -> None:
         )
 
 
+class _RedisStore:
+    """What the Redis stores share: a client that cannot hang, and a count of the operations
+    Redis failed, by operation (``vcgate_store_errors_total``, read when metrics are scraped)."""
+
+    #: The store's name in errors and metrics: nonce, replay, counter, session.
+    kind = ""
+    #: Its operations (metrics start each at 0, so the first failure is a visible increase).
+    operations: tuple[str, ...] = ()
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        _check_client(client)
+        self._client = client
+        self._prefix = prefix
+        self._errors = _redis_errors()
+        self._failures = dict.fromkeys(self.operations, 0)
+        self._failures_lock = threading.Lock()
+
+    def _unavailable(self, operation: str, exc: BaseException) -> StoreUnavailableError:
+        """The one place a Redis failure becomes a refusal: counted, then raised by the caller."""
+        with self._failures_lock:
+            self._failures[operation] = self._failures.get(operation, 0) + 1
+        return StoreUnavailableError(f"Redis {self.kind} store: {type(exc).__name__}")
+
+    def failures(self) -> dict[str, int]:
+        """Operations that failed since start, by operation (``issue``, ``get``, ...)."""
+        with self._failures_lock:
+            return dict(self._failures)
+
+
 # The generation marker: a key without TTL holding the time this Redis's replay data began.
 # If Redis loses its data (restart without persistence, failover to an empty replica, FLUSHALL)
 # the marker goes with it; the first proof seen afterwards writes a new one, and every proof
@@ -525,7 +554,7 @@ return 0
 """
 
 
-class RedisReplayStore:
+class RedisReplayStore(_RedisStore):
     """A replay cache shared by every gateway replica, that notices when Redis lost its data.
 
     ``add_if_absent(key, ttl)`` alone is one ``SET key 1 NX PX ttl``. Given the proof's
@@ -543,12 +572,12 @@ class RedisReplayStore:
     #: add_if_absent accepts ``issued_at`` and ``now`` (see DPoPVerifier).
     tracks_generation = True
 
+    kind = "replay"
+    operations = ("add",)
+
     def __init__(self, client: Any, *, prefix: str = "vcgate:replay:") -> None:
-        _check_client(client)
-        self._client = client
-        self._prefix = prefix
+        super().__init__(client, prefix)
         self._generation_key = prefix + "generation"
-        self._errors = _redis_errors()
         self._script = _script(client, _REPLAY_LUA)
 
     def add_if_absent(self, key: str, ttl: float, *, issued_at: float | None = None, now: float | None = None) -> bool:
@@ -561,11 +590,11 @@ class RedisReplayStore:
             # integers keep the marker readable and comparisons free of rounding.
             answer = self._script(keys=[name, self._generation_key], args=[ms, int(now * 1000), int(issued_at * 1000)])
         except self._errors as exc:
-            raise StoreUnavailableError(f"Redis replay store: {type(exc).__name__}") from exc
+            raise self._unavailable("add", exc) from exc
         return int(answer) == 1
 
 
-class RedisNonceStore:
+class RedisNonceStore(_RedisStore):
     """Single-use nonces shared by every replica: ``SET nonce 1 NX PX ttl``, consumed by ``DEL``.
 
     ``DEL`` is atomic and answers 1 only to the one caller that removed a live key (Redis
@@ -573,11 +602,11 @@ class RedisNonceStore:
     all replicas; no Lua or ``GETDEL`` (Redis >= 6.2) needed.
     """
 
+    kind = "nonce"
+    operations = ("issue", "consume")
+
     def __init__(self, client: Any, *, prefix: str = "vcgate:nonce:") -> None:
-        _check_client(client)
-        self._client = client
-        self._prefix = prefix
-        self._errors = _redis_errors()
+        super().__init__(client, prefix)
 
     def issue(self, ttl: float) -> str:
         ms = max(1, int(_check_ttl(ttl) * 1000))
@@ -585,7 +614,7 @@ class RedisNonceStore:
         try:
             self._client.set(self._prefix + nonce, b"1", nx=True, px=ms)
         except self._errors as exc:
-            raise StoreUnavailableError(f"Redis nonce store: {type(exc).__name__}") from exc
+            raise self._unavailable("issue", exc) from exc
         return nonce
 
     def consume(self, nonce: str) -> bool:
@@ -595,7 +624,7 @@ class RedisNonceStore:
         try:
             return self._client.delete(self._prefix + nonce) == 1
         except self._errors as exc:
-            raise StoreUnavailableError(f"Redis nonce store: {type(exc).__name__}") from exc
+            raise self._unavailable("consume", exc) from exc
 
 
 # One Lua script per operation: Redis runs a script atomically, so a reservation over several
@@ -659,7 +688,7 @@ def _script(client: Any, source: str) -> Any:
     return Script(client, source.encode())
 
 
-class RedisCounterStore:
+class RedisCounterStore(_RedisStore):
     """Limit counters shared by every replica (``docs/limits.md``): one Lua script per call.
 
     Counter keys are hashed (``prefix`` + 22 characters), so subjects' DIDs never appear in
@@ -670,11 +699,11 @@ class RedisCounterStore:
     meter logs it and counts it in ``vcgate_limit_store_resets_total``).
     """
 
+    kind = "counter"
+    operations = ("reserve", "commit", "peek")
+
     def __init__(self, client: Any, *, prefix: str = "vcgate:limit:") -> None:
-        _check_client(client)
-        self._client = client
-        self._prefix = prefix
-        self._errors = _redis_errors()
+        super().__init__(client, prefix)
         self._reserve = _script(client, _RESERVE_LUA)
         self._commit = _script(client, _COMMIT_LUA)
         self._peek = _script(client, _PEEK_LUA)
@@ -682,11 +711,11 @@ class RedisCounterStore:
     def _keys(self, counters: Sequence[Counter]) -> list[str]:
         return [self._prefix + b64url_encode(_digest(c.key)) for c in counters]
 
-    def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def _run(self, operation: str, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
             return script(keys=keys, args=args)
         except self._errors as exc:
-            raise StoreUnavailableError(f"Redis counter store: {type(exc).__name__}") from exc
+            raise self._unavailable(operation, exc) from exc
 
     @staticmethod
     def _reset(pttl: int, counter: Counter) -> float:
@@ -698,7 +727,7 @@ class RedisCounterStore:
         for c in items:
             args.extend((c.limit, c.amount, c.window * 1000))
         args.append(int(time.time()))  # the generation marker's value: when this data began
-        out = self._run(self._reserve, [*self._keys(items), self._prefix + "generation"], args)
+        out = self._run("reserve", self._reserve, [*self._keys(items), self._prefix + "generation"], args)
         blocked = int(out[0])
         reset = int(out[-1]) == 1
         states, windows = [], []
@@ -717,14 +746,14 @@ class RedisCounterStore:
         args: list[Any] = []
         for c, window, value in zip(reservation.counters, reservation.windows, values):
             args.extend((window, value - c.amount))
-        self._run(self._commit, self._keys(reservation.counters), args)
+        self._run("commit", self._commit, self._keys(reservation.counters), args)
 
     def release(self, reservation: Reservation) -> None:
         self.commit(reservation, [0] * len(reservation.counters))
 
     def peek(self, counters: Sequence[Counter]) -> tuple[CounterState, ...]:
         items = _check_counters(counters)
-        out = self._run(self._peek, self._keys(items), [])
+        out = self._run("peek", self._peek, self._keys(items), [])
         return tuple(
             CounterState(int(out[2 * i]), self._reset(int(out[2 * i + 1]), c)) for i, c in enumerate(items)
         )
@@ -746,7 +775,7 @@ return 1
 """
 
 
-class RedisSessionStore:
+class RedisSessionStore(_RedisStore):
     """Session records every replica can read: ``GET`` per lookup, one script per ``put``.
 
     Each holder has a list of its newest sessions; a ``put`` beyond ``max_per_holder`` deletes
@@ -754,6 +783,9 @@ class RedisSessionStore:
     Values are capped at ``max_value_bytes``; Redis's ``maxmemory`` bounds the total (run it
     with ``maxmemory-policy noeviction``: see ``docs/limits.md``).
     """
+
+    kind = "session"
+    operations = ("put", "get")
 
     def __init__(
         self,
@@ -763,14 +795,11 @@ class RedisSessionStore:
         max_per_holder: int = 16,
         max_value_bytes: int = 256 * 1024,
     ) -> None:
-        _check_client(client)
         if max_per_holder < 1 or max_value_bytes < 1:
             raise ValueError("max_per_holder and max_value_bytes must be positive")
-        self._client = client
-        self._prefix = prefix
+        super().__init__(client, prefix)
         self.max_per_holder = max_per_holder
         self.max_value_bytes = max_value_bytes
-        self._errors = _redis_errors()
         self._put = _script(client, _SESSION_PUT_LUA)
 
     def put(self, key: str, holder: str, value: bytes, ttl: float) -> None:
@@ -781,11 +810,11 @@ class RedisSessionStore:
         try:
             self._put(keys=keys, args=[value, ms, self.max_per_holder])
         except self._errors as exc:
-            raise StoreUnavailableError(f"Redis session store: {type(exc).__name__}") from exc
+            raise self._unavailable("put", exc) from exc
 
     def get(self, key: str) -> bytes | None:
         try:
             value = self._client.get(self._prefix + b64url_encode(_digest(key)))
         except self._errors as exc:
-            raise StoreUnavailableError(f"Redis session store: {type(exc).__name__}") from exc
+            raise self._unavailable("get", exc) from exc
         return bytes(value) if value is not None else None

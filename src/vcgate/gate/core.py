@@ -163,6 +163,8 @@ class PolicyState:
     reload_failures: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
+    #: Policy file edits that loaded and replaced the policy in force.
+    reloads: int = 0
 
     @property
     def stale(self) -> bool:
@@ -372,7 +374,7 @@ class Gate:
             self._needs_body_memo = {}
             self._policy_state = PolicyState(
                 source=self.policy_path, sha256=new.sha256, loaded_at=time.time(),
-                reload_failures=self._policy_state.reload_failures,
+                reload_failures=self._policy_state.reload_failures, reloads=self._policy_state.reloads + 1,
             )
             log.info("vcgate: policy %s reloaded (sha256 %s)", self.policy_path, (new.sha256 or "")[:16])
             return True

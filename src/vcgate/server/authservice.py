@@ -125,7 +125,7 @@ class AuthService:
         result = self.gate.run(plan, view, body if plan.read_body else None)
         d = result.decision
         if d is not None:
-            self.metrics.observe(adapter, d.allow, d.code, self._timer() - start)
+            self.metrics.observe(adapter, d.allow, d.code, self._timer() - start, status=d.status)
         return result
 
     def needs_body(self, view: RequestView) -> bool:
@@ -267,13 +267,15 @@ _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 def create_app(service: AuthService, *, envoy_prefix: str = "/envoy") -> Any:
     """The Flask app of ``vcgate serve`` around ``service``."""
-    from flask import Flask, Response, request
+    from flask import Flask, Response, got_request_exception, request
     from werkzeug.exceptions import HTTPException
 
     from ..errors import MethodNotAllowedError, NotFoundError
 
     gate = service.gate
     app = Flask("vcgate.server")
+    # An exception no handler caught (Flask answers 500): counted for the alert rules.
+    got_request_exception.connect(lambda _sender, **_kw: service.metrics.internal_errors.inc(), app, weak=False)
     # Paths are the gateway's business and the policy refuses the ambiguous ones itself; the
     # router must not merge '//' or redirect to a trailing slash behind the gateway's back.
     app.url_map.merge_slashes = False

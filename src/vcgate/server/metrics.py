@@ -1,4 +1,6 @@
-"""Prometheus metrics of the auth service: decisions, check latency, revocation-mirror lag.
+"""Prometheus metrics of the auth service: decisions, check latency, revocation-mirror lag,
+policy reloads, store errors. docs/observability.md lists them, with the shipped alert rules
+and dashboard (deploy/observability/) built on them.
 
 One :class:`prometheus_client.CollectorRegistry` per service instance (no module-level
 registry: two services in one process, as in the tests, must not share counters). The mirror
@@ -81,6 +83,13 @@ class _PolicyCollector(Collector):
         )
         failures.add_metric([], state.reload_failures)
         yield failures
+        reloads = CounterMetricFamily(
+            "vcgate_policy_reloads", "Policy file edits by result: ok (now in force) or failed (the previous policy stayed)",
+            labels=["result"],
+        )
+        reloads.add_metric(["ok"], state.reloads)
+        reloads.add_metric(["failed"], state.reload_failures)
+        yield reloads
         loaded = GaugeMetricFamily("vcgate_policy_loaded_timestamp_seconds", "When the policy in force was loaded")
         loaded.add_metric([], state.loaded_at)
         yield loaded
@@ -92,6 +101,40 @@ class _PolicyCollector(Collector):
         info = InfoMetricFamily("vcgate_policy", "The policy in force")
         info.add_metric([], {"sha256": state.sha256 or "", "source": str(state.source or "")})
         yield info
+
+
+def _stores(gate: Any) -> list[Any]:
+    """The gate's stores that count their failures (the Redis ones), each once."""
+    candidates = (
+        gate.nonce_store,
+        getattr(gate.dpop_verifier, "replay_store", None),
+        gate.meter.store,
+        gate.session_records.store,
+    )
+    found: list[Any] = []
+    for store in candidates:
+        if callable(getattr(store, "failures", None)) and all(store is not f for f in found):
+            found.append(store)
+    return found
+
+
+class _StoreCollector(Collector):
+    """``vcgate_store_errors_total`` read from the gate's stores when scraped (the stores count
+    where a Redis failure becomes ``store_unavailable``: :mod:`vcgate.stores`)."""
+
+    def __init__(self, gate: Any) -> None:
+        self.gate = gate
+
+    def collect(self) -> Iterator[Any]:
+        errors = CounterMetricFamily(
+            "vcgate_store_errors",
+            "Shared-store operations that failed (Redis down, timed out, refused); each refuses its request 503",
+            labels=["store", "operation"],
+        )
+        for store in _stores(self.gate):
+            for operation, count in sorted(store.failures().items()):
+                errors.add_metric([store.kind, operation], count)
+        yield errors
 
 
 class _InfoCollector(Collector):
@@ -115,6 +158,17 @@ class Metrics:
             ["adapter", "outcome", "code"],
             registry=self.registry,
         )
+        self.statuses = Counter(
+            "vcgate_decision_status",
+            "Decisions by adapter and the HTTP status the gate answered (200 allowed; 5xx: it could not decide)",
+            ["adapter", "status"],
+            registry=self.registry,
+        )
+        self.internal_errors = Counter(
+            "vcgate_internal_errors",
+            "Requests the auth service answered 500 because of an unexpected exception (a bug: the gate never raises)",
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "vcgate_check_duration_seconds",
             "Time to decide one request inside the auth service (excludes the HTTP server)",
@@ -127,9 +181,12 @@ class Metrics:
             self.registry.register(_MirrorCollector(mirror))
         if gate is not None:
             self.registry.register(_PolicyCollector(gate))
+            self.registry.register(_StoreCollector(gate))
 
-    def observe(self, adapter: str, allow: bool, code: str | None, seconds: float) -> None:
+    def observe(self, adapter: str, allow: bool, code: str | None, seconds: float, status: int | None = None) -> None:
         self.decisions.labels(adapter, "allow" if allow else "deny", code or "ok").inc()
+        if status is not None:
+            self.statuses.labels(adapter, str(status)).inc()
         self.latency.labels(adapter).observe(seconds)
 
     def render(self) -> bytes:
