@@ -8,6 +8,10 @@ NEEDED=(
   "redis-server:redis-server"
   "wrk:wrk"
   "nginx:nginx-light"
+  # promtool checks and unit-tests deploy/observability's alert rules. The package also holds
+  # the Prometheus server: where policy-rc.d forbids it (containers, CI) it is not started;
+  # elsewhere systemd starts it on :9090 (`systemctl disable --now prometheus` if unwanted).
+  "promtool:prometheus"
 )
 missing=()
 for entry in "${NEEDED[@]}"; do
