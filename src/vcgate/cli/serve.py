@@ -159,7 +159,9 @@ def serve(
       vcgate serve --policy policy.yaml --rpc http://127.0.0.1:8545 --registry 0x5FbD... --audit-log audit.jsonl
       vcgate serve --vc-api --issuer-key issuer.key --port 40443 --tls-cert cert.pem --tls-key key.pem
 
-    Configuration snippets for each gateway: docs/plugins/.
+    Configuration snippets for each gateway: docs/plugins/. Tracing: VCGATE_OTEL=1 with the
+    standard OTEL_* exporter variables (the otel extra); metrics, alert rules and the
+    dashboard: docs/observability.md.
     """
     try:
         import waitress  # noqa: F401
@@ -209,6 +211,14 @@ def serve(
         did_web_ports=did_web_ports,
     )
     workers = _workers(workers, redis_url, grpc_port)
+    from ..tracing import configure_sdk
+
+    try:  # VCGATE_OTEL=1 (docs/observability.md): checked once, set up in each worker below
+        configure_sdk(check_only=True)
+    except ImportError as exc:
+        raise CLIError("extra_missing", str(exc)) from exc
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     if vcapi is not None and workers > 1:
         # The VC-API's status lists live in the process: forked workers would each have a copy.
         raise click.UsageError("--vc-api serves from one process: use --workers 1")
@@ -229,6 +239,7 @@ def serve(
 
             cfg = replace(config, audit_log=per_worker_path(config.audit_log, worker),
                           mirror_checkpoint=per_worker_path(config.mirror_checkpoint, worker))
+        configure_sdk()  # the span exporter's thread: per process, after the fork
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # the no-key warning, said once above
             runtime = cfg.build(**gate_options)

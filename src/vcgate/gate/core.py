@@ -77,6 +77,7 @@ from ..policy import (
     StatusOutcome,
 )
 from ..session import DPoPVerifier, SessionVerifier, TokenIssuer, TokenVerifier
+from ..tracing import Tracer, tracer_from_env
 from ..stores import (
     CounterStore,
     MemoryCounterStore,
@@ -178,6 +179,21 @@ def _model_pending(pd: PolicyDecision) -> bool:
     return any(r.code == "body_required" for r in pd.reasons)
 
 
+def _traced(span: Any, d: Decision | None) -> None:
+    """The decision's outcome on its ``vcgate.check`` span (docs/observability.md): codes and
+    names only, never a token, a DID or a claim value."""
+    if d is None or not span.is_recording():
+        return
+    span.set_attribute("vcgate.decision", "allow" if d.allow else "deny")
+    span.set_attribute("vcgate.status_code", d.status)
+    if d.code is not None:
+        span.set_attribute("vcgate.code", d.code)
+    if d.mode is not None:
+        span.set_attribute("vcgate.mode", d.mode)
+    if d.rule is not None:
+        span.set_attribute("vcgate.rule", d.rule)
+
+
 class Gate:
     """The core check. Thread-safe; build one per gateway process and share it.
 
@@ -206,6 +222,8 @@ class Gate:
         the replica that issued its token.
     :param limit_metrics: :class:`~vcgate.usage.LimitMetrics` to count limits in Prometheus.
     :param session_cache_bytes, sessions_per_holder: bounds of the in-process session cache.
+    :param tracer: OpenTelemetry spans of each decision (:mod:`vcgate.tracing`); default from
+        ``VCGATE_OTEL`` (off: a no-op tracer, and OpenTelemetry is not imported).
     """
 
     def __init__(
@@ -236,7 +254,9 @@ class Gate:
         limit_metrics: LimitMetrics | None = None,
         session_cache_bytes: int = 64 * 1024 * 1024,
         sessions_per_holder: int = 16,
+        tracer: Tracer | None = None,
     ) -> None:
+        self.tracer = tracer if tracer is not None else tracer_from_env()
         if audit_durability not in ("sync", "async"):
             raise ValueError("audit_durability must be 'sync' or 'async'")
         self.audit = audit
@@ -446,6 +466,13 @@ class Gate:
         ``ticket``: answer only after :meth:`settle_result` (event-loop adapters run that in a
         worker thread).
         """
+        with self.tracer.span("vcgate.check") as span:
+            span.set_attribute("vcgate.step", plan.step)
+            result = self._run(plan, view, body, wait)
+            _traced(span, result.decision)
+            return result
+
+    def _run(self, plan: Plan, view: RequestView, body: bytes | None, wait: bool) -> Result:
         if plan.step == METADATA:
             return answer(200, (("Cache-Control", "max-age=300"), _JSON), self.metadata())
         if type(body) is bytes and len(body) > plan.max_body:  # whoever read it, the cap holds
@@ -456,9 +483,10 @@ class Gate:
             d = self._check_request(view, body if plan.read_body else None)
         ticket = None
         if self.audit is not None:
-            d, ticket = self._record(view, d)
-            if ticket is not None and (wait or ticket.done()):
-                d, ticket = self.settle(d, ticket), None
+            with self.tracer.span("vcgate.audit"):
+                d, ticket = self._record(view, d)
+                if ticket is not None and (wait or ticket.done()):
+                    d, ticket = self.settle(d, ticket), None
         return self._result(view, d, ticket, plan.step == TOKEN)
 
     def settle_result(self, result: Result) -> Result:
@@ -566,7 +594,8 @@ class Gate:
             exc = too_large(limit=self.max_body)
             return self._refuse(exc.status, exc.code, exc.message)
         try:
-            model = model_of(body)
+            with self.tracer.span("vcgate.parse"):
+                model = model_of(body)
         except VCGateError as unreadable:
             # Only refuse when the model could matter: decide as if the body was not seen, and
             # if the policy needs the model for that, the body's flaw is the answer.
@@ -583,7 +612,8 @@ class Gate:
             exc = too_large("the token request", limit=self.max_body)
             return self._refuse(exc.status, exc.code, exc.message)
         try:
-            form = token_form(body or b"", view.get("content-type"))
+            with self.tracer.span("vcgate.parse"):
+                form = token_form(body or b"", view.get("content-type"))
         except VCGateError as exc:
             return self._refuse(exc.status, exc.code, exc.message)
         return self._token(view, form)
@@ -712,16 +742,17 @@ class Gate:
         results: dict[str, StatusOutcome] = {}
         if self.status is None:
             return results  # credentials with status entries count as unavailable
-        for cred in credentials:
-            # Delegation links are issued by delegates, not trusted issuers: checked too (their
-            # chain must lead to a trusted root, which the policy decides).
-            if not cred.status or not (policy.trusts(cred.issuer) or is_link(cred)):
-                continue
-            try:
-                self.status.check(cred)
-                results[cred.token] = StatusOutcome.OK
-            except Exception as exc:  # noqa: BLE001 -- every failure maps to an outcome, fail closed
-                results[cred.token] = StatusOutcome.from_error(exc)
+        with self.tracer.span("vcgate.status"):
+            for cred in credentials:
+                # Delegation links are issued by delegates, not trusted issuers: checked too (their
+                # chain must lead to a trusted root, which the policy decides).
+                if not cred.status or not (policy.trusts(cred.issuer) or is_link(cred)):
+                    continue
+                try:
+                    self.status.check(cred)
+                    results[cred.token] = StatusOutcome.OK
+                except Exception as exc:  # noqa: BLE001 -- every failure maps to an outcome, fail closed
+                    results[cred.token] = StatusOutcome.from_error(exc)
         return results
 
     # --- the check -----------------------------------------------------------------------------
@@ -732,11 +763,16 @@ class Gate:
         With an audit log the decision is recorded first (and, with ``"sync"`` durability, is
         on disk when this returns); a log that cannot take it yields a 503 refusal.
         """
-        decision = self._decide(view)
-        if self.audit is None:
+        with self.tracer.span("vcgate.check") as span:
+            span.set_attribute("vcgate.step", CHECK)
+            decision = self._decide(view)
+            if self.audit is not None:
+                with self.tracer.span("vcgate.audit"):
+                    decision, ticket = self._record(view, decision)
+                    if ticket is not None:
+                        decision = self.settle(decision, ticket)
+            _traced(span, decision)
             return decision
-        decision, ticket = self._record(view, decision)
-        return decision if ticket is None else self.settle(decision, ticket)
 
     def settle(self, decision: Decision, ticket: Ticket) -> Decision:
         """Wait until ``ticket``'s record is durable; the decision, or a 503 if it is not."""
@@ -792,7 +828,8 @@ class Gate:
         facts = RequestFacts(view.method, view.path, host=view.host, model=view.model, body_available=view.body_available)
 
         # Without a credential first: public routes, explicit and default denies cost no crypto.
-        anonymous = self._anonymous(policy, facts, now)
+        with self.tracer.span("vcgate.policy"):
+            anonymous = self._anonymous(policy, facts, now)
         if anonymous.allow:
             return self._from_policy(anonymous, holder=None, mode="public")
         if anonymous.code != "credential_required" and not _model_pending(anonymous):
@@ -879,35 +916,37 @@ class Gate:
 
     def _check_direct(self, view: RequestView, facts: RequestFacts, vp: str, policy: Policy, now: float) -> Decision:
         try:
-            pres = self._verify_presentation(vp, policy)
+            with self.tracer.span("vcgate.verify"):
+                pres = self._verify_presentation(vp, policy)
         except VCGateError as exc:
             return self._from_error(exc)
-        pd = policy.decide(
-            facts, pres.credentials, now=now, holder=pres.holder, status_results=self._status_results(policy, pres.credentials)
-        )
+        status = self._status_results(policy, pres.credentials)
+        with self.tracer.span("vcgate.policy"):
+            pd = policy.decide(facts, pres.credentials, now=now, holder=pres.holder, status_results=status)
         return self._from_policy(pd, holder=pres.holder, mode="direct")
 
     def _check_session(
         self, view: RequestView, facts: RequestFacts, authorization: str, dpops: list[str], policy: Policy, now: float
     ) -> Decision:
-        try:
-            session = self.sessions.verify(authorization=authorization, dpop=dpops or None, htm=view.method, htu=view.url)
-        except VCGateError as exc:
-            return self._from_error(exc, dpop_error=True)
-        except ValueError:  # our own URL could not be rebuilt (bad Host)
-            return self._refuse(400, "request_invalid", "the request URI is not valid")
-        try:
-            entry = self.session_records.find(session.token)
-        except VCGateError as exc:  # the shared store cannot answer: 503, never a guess
-            return self._from_error(exc)
+        with self.tracer.span("vcgate.verify"):
+            try:
+                session = self.sessions.verify(authorization=authorization, dpop=dpops or None, htm=view.method, htu=view.url)
+            except VCGateError as exc:
+                return self._from_error(exc, dpop_error=True)
+            except ValueError:  # our own URL could not be rebuilt (bad Host)
+                return self._refuse(400, "request_invalid", "the request URI is not valid")
+            try:
+                entry = self.session_records.find(session.token)
+            except VCGateError as exc:  # the shared store cannot answer: 503, never a guess
+                return self._from_error(exc)
         if entry is None:
             return self._from_error(
                 TokenInvalidError("this gateway does not know the token's session; present again", reason="session_unknown"),
                 dpop_error=True,
             )
-        pd = policy.decide(
-            facts, entry.credentials, now=now, holder=entry.holder, status_results=self._status_results(policy, entry.credentials)
-        )
+        status = self._status_results(policy, entry.credentials)
+        with self.tracer.span("vcgate.policy"):
+            pd = policy.decide(facts, entry.credentials, now=now, holder=entry.holder, status_results=status)
         return self._from_policy(pd, holder=entry.holder, mode="session")
 
     # --- the token endpoint ---------------------------------------------------------------------
@@ -920,11 +959,15 @@ class Gate:
         none may be revoked or suspended. Audited like :meth:`check` (a token is returned only
         once its record is durable with ``"sync"`` durability).
         """
-        d = self._token(view, form)
-        if self.audit is not None:
-            d, ticket = self._record(view, d)
-            if ticket is not None:
-                d = self.settle(d, ticket)
+        with self.tracer.span("vcgate.check") as span:
+            span.set_attribute("vcgate.step", TOKEN)
+            d = self._token(view, form)
+            if self.audit is not None:
+                with self.tracer.span("vcgate.audit"):
+                    d, ticket = self._record(view, d)
+                    if ticket is not None:
+                        d = self.settle(d, ticket)
+            _traced(span, d)
         return d.status, list(d.headers), dict(d.body or {})
 
     def _token(self, view: RequestView, form: Mapping[str, Any]) -> Decision:
@@ -938,29 +981,30 @@ class Gate:
             vp = vp[0]
         if not isinstance(vp, str) or not vp:
             return self._refuse(400, "malformed", "the token request needs one 'vp_token'")
-        try:
-            # The proof's jti is recorded only once the presentation holds: proofs sent with no
-            # valid presentation cannot fill the replay store.
-            proof = self.dpop_verifier.verify(view.get_all("dpop") or None, htm="POST", htu=view.url, record=False)
-        except VCGateError as exc:
-            return self._from_error(exc, dpop_error=True)
-        except ValueError:
-            return self._refuse(400, "request_invalid", "the request URI is not valid")
-        try:
-            pres = self._verify_presentation(vp, policy, expected_jkt=proof.jkt)
-        except VCGateError as exc:
-            return self._from_error(exc)
-        try:
-            self.dpop_verifier.record(proof)
-        except VCGateError as exc:
-            return self._from_error(exc, dpop_error=True)
+        with self.tracer.span("vcgate.verify"):
+            try:
+                # The proof's jti is recorded only once the presentation holds: proofs sent with no
+                # valid presentation cannot fill the replay store.
+                proof = self.dpop_verifier.verify(view.get_all("dpop") or None, htm="POST", htu=view.url, record=False)
+            except VCGateError as exc:
+                return self._from_error(exc, dpop_error=True)
+            except ValueError:
+                return self._refuse(400, "request_invalid", "the request URI is not valid")
+            try:
+                pres = self._verify_presentation(vp, policy, expected_jkt=proof.jkt)
+            except VCGateError as exc:
+                return self._from_error(exc)
+            try:
+                self.dpop_verifier.record(proof)
+            except VCGateError as exc:
+                return self._from_error(exc, dpop_error=True)
 
         # The policy engine decides admission: the same rules as every call (trusted issuer
         # and types, validity, holder binding, age, claims, status), without the request.
         now = self._clock()
-        admission = policy.admit(
-            pres.credentials, now=now, holder=pres.holder, status_results=self._status_results(policy, pres.credentials)
-        )
+        status = self._status_results(policy, pres.credentials)
+        with self.tracer.span("vcgate.policy"):
+            admission = policy.admit(pres.credentials, now=now, holder=pres.holder, status_results=status)
         pd = admission.decision
         if not pd.allow:
             d = self._from_policy(pd, holder=pres.holder, mode=None)._replace(subject=pres.holder)
