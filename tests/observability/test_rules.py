@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.test_cli_revocation import dev_chain  # noqa: F401 - the fixture: vcgate chain dev (anvil)
 from tests.support import require_real
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,26 +180,39 @@ def test_metric_name_extraction_sees_names_not_recording_rules():
     assert exported_names("# TYPE vcgate_store_errors_total counter\n") >= {"vcgate_store_errors_total"}
 
 
+@pytest.fixture
+def registry_on_anvil():
+    """A real node (anvil, from npm) with the ERC-5539 registry deployed: (RPC URL, address)."""
+    try:
+        from vcgate.chain import AnvilNode, connect, deploy_registry, eth_account_from_key, find_anvil
+    except ModuleNotFoundError:
+        require_real("the chain extra", "pip install -e '.[chain]' (make test installs it)")
+    if find_anvil() is None:
+        require_real("anvil", "npm ci --prefix tools/chain (make test installs it)")
+    from vcgate.keys import PrivateKey
+
+    with AnvilNode() as node:
+        chain = connect(node.url, timeout=10)
+        owner = eth_account_from_key(PrivateKey.generate("ES256K"))
+        chain.fund(owner.address, 10**18)
+        yield node.url, deploy_registry(chain, owner)
+
+
 @pytest.mark.integration
-def test_every_metric_in_rules_and_dashboard_is_exported_by_vcgate_serve(tmp_path, dev_chain):
+def test_every_metric_in_rules_and_dashboard_is_exported_by_vcgate_serve(tmp_path, registry_on_anvil):
     import requests
-    from click.testing import CliRunner
 
     from tests.integration.gateway_support import AuthService, gateway_world
-    from tests.integration.test_cli_revocation import run
     from tests.integration.test_redis_store import _start_redis
 
-    deployed = run(CliRunner(), "registry", "deploy",
-                   env={"VCGATE_RPC_URL": dev_chain["rpc"], "VCGATE_ETH_KEY": str(dev_chain["dev_key"])})
-    assert deployed.exit_code == 0, deployed.output
-    registry = deployed.stdout.strip().splitlines()[-1]
+    rpc, registry = registry_on_anvil
     used_rules, used_dashboard = metric_names(rule_exprs()), metric_names(dashboard_exprs())
     assert len(used_rules) >= 10 and len(used_dashboard) >= 10  # the extraction is not vacuous
 
     world = gateway_world(tmp_path, "https://gw.example")
     redis = _start_redis(tmp_path)
     try:
-        with AuthService(world.policy, args=("--workers", "1", "--redis", redis.url, "--rpc", dev_chain["rpc"], "--registry", registry)) as service:
+        with AuthService(world.policy, args=("--workers", "1", "--redis", redis.url, "--rpc", rpc, "--registry", registry)) as service:
             headers = {"X-Original-Method": "GET", "X-Original-URI": "/v1/models", "Host": "gw.example"}
             assert requests.get(service.url + "/nginx/auth", headers=headers, timeout=10).status_code == 401
             text = service.metrics()
