@@ -62,3 +62,42 @@ def test_a_credential_budget_is_shared_by_every_delegate(tmp_path, root_id):
                 else:
                     assert answer.json()["error"] == "quota_exceeded", answer.text
     assert allowed == 2
+
+
+@pytest.mark.parametrize("disclose, allowed, refusal", [
+    pytest.param([["limits"]], 1, "quota_exceeded", id="limit-disclosed"),
+    pytest.param([["org"]], 0, "claim_not_disclosed", id="limit-withheld"),
+])
+def test_an_sd_jwt_holder_cannot_trade_its_limit_for_the_policy_default(tmp_path, disclose, allowed, refusal):
+    """The credential says 1 request; the policy's default (for credentials without the claim)
+    is 5. Withholding the claim got the 5: now it is refused, as a rule's missing claim is."""
+    from vcgate.credentials.sdjwt import issue_sd_jwt_vc, present_sd_jwt
+
+    org, holder = make_party(), make_party()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(textwrap.dedent(f"""\
+        version: 1
+        audience: {AUD}
+        trusted_issuers: [{{did: "{org.did}"}}]
+        defaults: {{status: off}}
+        limits:
+          - {{name: rpm, key: $subject, requests: $claims.limits.rpm, default: 5, per: 1h}}
+        rules:
+          - name: models
+            match: {{paths: [/v1/**]}}
+            require: {{types: [ModelAccessCredential], holder_binding: true}}
+        """))
+    now = time.time()
+    sd_jwt = issue_sd_jwt_vc(org.key, issuer=str(org.did), kid=org.kid, vct="ModelAccessCredential",
+                             claims={"org": "acme", "limits": {"rpm": 1}}, valid_from=now - 60,
+                             valid_until=now + 3600, holder_kid=holder.kid)
+    outcomes = []
+    with AuthService(policy) as svc:
+        for _ in range(3):
+            challenge = requests.get(svc.url + "/nginx/auth", headers=CALL, timeout=10)
+            nonce = re.search(r'nonce="([^"]+)"', challenge.headers["WWW-Authenticate"]).group(1)
+            vp = present_sd_jwt(sd_jwt, disclose=disclose, holder_key=holder.key, audience=AUD, nonce=nonce,
+                                issued_at=time.time())
+            answer = requests.get(svc.url + "/nginx/auth", headers={**CALL, "Authorization": f"VP {vp}"}, timeout=10)
+            outcomes.append("allowed" if answer.status_code == 200 else answer.json()["error"])
+    assert outcomes == ["allowed"] * allowed + [refusal] * (3 - allowed)

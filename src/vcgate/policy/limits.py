@@ -27,7 +27,8 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from ..errors import LimitUnresolvedError
+from ..credentials.models import FORMAT_SD_JWT_VC
+from ..errors import ClaimNotDisclosedError, LimitUnresolvedError
 from ..stores import MAX_WINDOW, Counter
 from .model import MISSING, Template, compile_text_glob, is_number, lookup_claim
 
@@ -122,6 +123,9 @@ class Caller:
     claims: Mapping[str, Any] = field(default_factory=dict)
     principal: str | None = None
     chain: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+    #: The claims may have been withheld (an SD-JWT VC discloses what its holder chooses): a
+    #: missing number is then refused ``claim_not_disclosed``, never replaced by ``default``.
+    withheld: bool = False
 
     @classmethod
     def from_decision(
@@ -149,6 +153,7 @@ class Caller:
         return cls(
             subject=decision.subject, issuer=decision.issuer, credential=ident, holder=holder,
             claims=claims, principal=principal, chain=tuple(chain),
+            withheld=getattr(counted, "format", None) == FORMAT_SD_JWT_VC,
         )
 
 
@@ -389,7 +394,8 @@ def _units(spec: LimitSpec, value: float) -> int:
     return int(round(value * USD_UNIT)) if spec.kind == "usd" else int(value)
 
 
-def _number_from(spec: LimitSpec, claims: Mapping[str, Any], inherited: int | None = None) -> int | None:
+def _number_from(spec: LimitSpec, claims: Mapping[str, Any], inherited: int | None = None, *,
+                 withheld: bool = False) -> int | None:
     """The limit in store units from ``claims`` (``None``: the claim is missing)."""
     if spec.claim is None:
         return _units(spec, spec.number or 0.0)
@@ -399,6 +405,15 @@ def _number_from(spec: LimitSpec, claims: Mapping[str, Any], inherited: int | No
             return inherited
         if spec.default is None:
             return None
+        if withheld:
+            # Red-team finding: an SD-JWT holder withheld its own `limits.rpm: 1` and got the
+            # policy's default of 5 (vcgate issue makes every claim disclosable by default).
+            name = ".".join(spec.claim)
+            raise ClaimNotDisclosedError(
+                f"limit '{spec.name}' reads claim {name}, which the presentation does not disclose (the "
+                "policy's default applies only to credentials that cannot withhold claims)",
+                limit=spec.name, claim=name,
+            )
         return _units(spec, spec.default)
     if not _good_number(value, spec.kind):
         raise LimitUnresolvedError(
@@ -480,7 +495,7 @@ def plan_limits(
             inherited: int | None = None
             for did, claims in hops:
                 path.append(did)
-                own = _number_from(spec, claims, inherited)
+                own = _number_from(spec, claims, inherited, withheld=caller.withheld)
                 if own is None:
                     raise _missing(spec, did)
                 # A delegate's limit only narrows its delegator's.
@@ -494,7 +509,7 @@ def plan_limits(
                                        limit=spec.name)
         # A principal's budget is the principal's number; every other key reads the caller's.
         claims = caller.chain[0][1] if spec.key == "$principal" and caller.chain else caller.claims
-        limit = _number_from(spec, claims)
+        limit = _number_from(spec, claims, withheld=caller.withheld)
         if limit is None:
             raise _missing(spec)
         out.append(ResolvedLimit(spec, key, limit, Counter(f"{counter_name}|{key}", limit, spec.per, amount), price))
