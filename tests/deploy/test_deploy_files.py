@@ -231,6 +231,23 @@ def test_pdb_and_hpa_target_the_auth_service():
     assert service["selector"].items() <= labels.items()
 
 
+def test_only_the_gateways_reach_the_auth_service():
+    policy = resource("NetworkPolicy", "vcgate")["spec"]
+    labels = resource("Deployment", "vcgate")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    (rule,) = policy["ingress"]
+    envoy = resource("Deployment", "envoy-vcgate")["spec"]["template"]["metadata"]["labels"]
+    sources = rule["from"]
+    assert any("namespaceSelector" not in s and s["podSelector"]["matchLabels"].items() <= envoy.items()
+               for s in sources)
+    gateway = resource("AuthorizationPolicy", "vcgate")
+    assert any(s.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+               == gateway["metadata"]["namespace"]
+               and s["podSelector"]["matchLabels"] == gateway["spec"]["selector"]["matchLabels"] for s in sources)
+    ports = {p["port"] for p in rule["ports"]}
+    assert ports == {p["containerPort"] for p in vcgate_container()["ports"]}
+
+
 def test_policy_in_the_configmap_loads():
     from vcgate.policy import Policy
 
