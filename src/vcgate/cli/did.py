@@ -26,10 +26,13 @@ def did() -> None:
 def did_resolve(did_value: str, compact: bool, as_json: bool, resolver: str, did_web_ports: tuple[int, ...]) -> None:
     """Resolve a DID and print its DID document as JSON.
 
+    An issuer that is an https URL prints its controller document (docs/dids.md).
+
     \b
     Examples:
       vcgate did resolve did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK
       vcgate did resolve --compact did:web:example.com | jq .verificationMethod
+      vcgate did resolve https://issuer.example/issuers/1
     """
     doc = make_resolver(resolver, NetworkOptions(did_web_ports=did_web_ports)).resolve(did_value)
     echo_json(doc.raw, compact=compact)
