@@ -392,3 +392,19 @@ def test_forged_token_with_an_embedded_key_is_not_helped_by_the_document(resolve
     token = forge({"alg": "EdDSA", "typ": "vc+jwt", "kid": f"{url}#key-1", "jwk": attacker.public_key.jwk()}, payload,
                   attacker)
     assert code_of(lambda: Verifier(resolver=resolver, clock=lambda: NOW).verify_credential(token)) == "header_not_allowed"
+
+
+def test_network_resolvers_of_the_cli_and_serve_take_issuer_urls(tmp_path) -> None:
+    """`vcgate verify` (default resolver), `serve --did-web` / VCGATE_DID_WEB=1 and the plugins
+    resolve issuer URLs with the did:web fetch settings; without network they do not."""
+    from vcgate.assembly import GateConfig
+    from vcgate.cli.base import NetworkOptions, make_resolver
+
+    assert "https" in make_resolver("default", NetworkOptions(did_web_ports=(8443,))).methods
+    assert "https" not in make_resolver("local").methods
+    assert "https" in Resolver.default().methods
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy_text(AUD, make_party().did))
+    for did_web, expected in ((True, True), (False, False)):
+        with GateConfig(policy=str(policy), did_web=did_web).build(gateway_key=PrivateKey.generate("EdDSA")) as built:
+            assert ("https" in built.gate.verifier.resolver.methods) is expected
