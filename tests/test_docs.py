@@ -27,9 +27,11 @@ above a runnable block is an error)::
     <!-- doctest: setup -- written against "your" keys and policy -->
 
 ``server PORT`` runs a block that starts a server in the foreground in the background instead,
-passes once the server answers HTTP on 127.0.0.1:PORT, and stops it. ``needs redis`` /
+passes once the server answers HTTP, and stops it; it listens on a free port (PORT in the block
+is replaced, and ``VCGATE_PORT`` / ``FLASK_RUN_PORT`` name it for a server on its default port). ``needs redis`` /
 ``needs anvil`` start the real part (once per run; a missing one skips, or fails under CI=true)
-and point the block's ``redis://HOST:PORT`` / ``http://127.0.0.1:8545`` at it. ``needs models``
+and point the block's ``redis://HOST:PORT`` / ``http://127.0.0.1:8545`` at it (a shell block
+gets anvil's funded development key, hex, in ``$ANVIL_DEV_KEY``). ``needs models``
 starts the example model server (``examples/server_fastapi.py``, the middleware in front) for
 the page, trusting the page's ``issuer.key`` for ``ModelAccessCredential`` on ``/v1/**``, and
 points the block's ``https://models.example.com`` (or ``llm.example.com``) at it. ``setup`` runs
@@ -248,6 +250,7 @@ class Parts:
     urls: dict[str, str] = field(default_factory=dict)
     nodes: list[object] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    anvil_key: str = ""
 
     def url(self, part: str) -> str:
         with self.lock:  # pages run side by side: one Redis, one anvil
@@ -271,6 +274,7 @@ class Parts:
             require_real("anvil", ANVIL_INSTALL_HINT)
         node = AnvilNode().start()
         self.nodes.append(node)
+        self.anvil_key = node.dev_private_keys[0]
         return node.url
 
     def substitute(self, block: Block) -> str:
@@ -279,6 +283,8 @@ class Parts:
             code = re.sub(r"redis://[A-Za-z0-9_.-]+(?::\d+)?", self.url("redis"), code)
         if "anvil" in block.needs:
             code = re.sub(r"http://(?:127\.0\.0\.1|localhost):8545", self.url("anvil"), code)
+            if block.lang == "sh":  # a funded account, as `vcgate chain dev` writes it to .vcgate-chain/dev.key
+                code = f"ANVIL_DEV_KEY={self.anvil_key}\n" + code
         return code
 
     def stop(self) -> None:
@@ -444,9 +450,13 @@ class Session:
     def _serves(self, block: Block, code: str, port: int) -> None:
         import requests
 
-        if re.search(rf"\b{port}\b", code):  # the documented port may be taken here: listen on a free one
-            code, port = re.sub(rf"\b{port}\b", str(free := _free_port()), code), free
+        # The documented port may be taken on this machine: the server listens on a free one, named
+        # in the block or (a default port) in the variables vcgate serve and flask run read.
+        free = _free_port()
+        code = re.sub(rf"\b{port}\b", str(free), code)
+        code = f"export VCGATE_PORT={free} FLASK_RUN_PORT={free}\n" + code
         code = re.sub(r"--grpc-port \d+", lambda _: f"--grpc-port {_free_port()}", code)
+        port = free
         log = self.state / f"server-{block.line}.log"
         script = self.state / f"block-{block.line}.sh"
         script.write_text(code)
