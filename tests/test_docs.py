@@ -34,8 +34,8 @@ and point the block's ``redis://HOST:PORT`` / ``http://127.0.0.1:8545`` at it (a
 gets anvil's funded development key, hex, in ``$ANVIL_DEV_KEY``). ``needs models``
 starts the example model server (``examples/server_fastapi.py``, the middleware in front) for
 the page, trusting the page's ``issuer.key`` for ``ModelAccessCredential`` on ``/v1/**``, and
-points the block's ``https://models.example.com`` (or ``llm.example.com``) at it. ``setup`` runs
-``vcgate init`` style material first, in the page's shell: keys (issuer.key, agent.key,
+points the block's ``https://models.example.com`` (or ``llm.example.com``) at it. ``setup`` copies
+``vcgate init`` style material (made once a run) first, in the page's shell: keys (issuer.key, agent.key,
 gateway.key; passphrase in $VCGATE_PASSPHRASE), $ISSUER and $AGENT, ``agent.vc.jwt`` and
 ``policy.yaml`` for the audience http://127.0.0.1:8000. The deployment folders examples name
 (``/etc/vcgate``, ``/var/log/vcgate``, ``/var/lib/vcgate``, ``/opt/vcgate``) are folders of the
@@ -277,6 +277,22 @@ class Parts:
         self.anvil_key = node.dev_private_keys[0]
         return node.url
 
+    def setup(self) -> tuple[Path, str]:
+        """The ``setup`` material, made once a run (with the CLI, as a reader would) and copied
+        into each page that asks: its folder, and the shell lines that set its variables."""
+        with self.lock:
+            made = self.tmp / "setup"
+            if not made.exists():
+                made.mkdir()
+                script = _SETUP + 'printf "ISSUER=%s\\nAGENT=%s\\n" "$ISSUER" "$AGENT" > variables.sh\n'
+                done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=made, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      env=_env(made), timeout=BLOCK_TIMEOUT)
+                if done.returncode != 0:
+                    shutil.rmtree(made)
+                    pytest.fail(f"the setup material failed:\n{done.stdout[-4000:]}")
+            return made, f"export VCGATE_PASSPHRASE='{PASSPHRASE}'\n" + (made / "variables.sh").read_text()
+
     def substitute(self, block: Block) -> str:
         code = block.code
         if "redis" in block.needs:
@@ -325,6 +341,7 @@ trap __doctest_save EXIT
 """
 
 
+_SETUP_FILES = ("issuer.key", "agent.key", "gateway.key", "agent.vc.jwt", "policy.yaml")
 _SETUP = f"""
 export VCGATE_PASSPHRASE='{PASSPHRASE}'
 vcgate key new --alg EdDSA --out issuer.key > /dev/null
@@ -336,6 +353,17 @@ vcgate issue --key issuer.key --subject "$AGENT" --type ModelAccessCredential \\
     --claims '{{"models": ["llama-3-70b"], "tier": "silver"}}' --valid-for 1d > agent.vc.jwt
 printf 'version: 1\\naudience: http://127.0.0.1:8000\\ntrusted_issuers:\\n  - did: %s\\nrules:\\n  - name: chat\\n    match: {{paths: [/v1/**]}}\\n    require: {{types: [ModelAccessCredential]}}\\n' "$ISSUER" > policy.yaml
 """
+
+
+def _env(work: Path) -> dict[str, str]:
+    """A reader's environment in ``work``: this venv's commands, vcgate from src, no VCGATE_* of ours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VCGATE_")}
+    env.update(
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), str(work)])),
+        HOME=str(work), NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1",
+    )
+    return env
 
 
 class Session:
@@ -350,14 +378,7 @@ class Session:
         self.models: tuple[subprocess.Popen, str] | None = None
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VCGATE_")}
-        bindir = str(Path(sys.executable).parent)
-        env.update(
-            PATH=os.pathsep.join([bindir, env.get("PATH", "")]),
-            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), str(self.work)])),
-            HOME=str(self.work), NO_PROXY="127.0.0.1,localhost", PYTHONUNBUFFERED="1",
-        )
-        return env
+        return _env(self.work)
 
     def exported(self) -> dict[str, str]:
         """What the page's shell exported so far, beyond the base environment."""
@@ -373,7 +394,10 @@ class Session:
     def run(self, block: Block) -> None:
         """Run one block in the page's session; fail (``pytest.fail``) as the reader's shell would."""
         if "setup" in block.directives and not self.set_up:
-            self._shell(Block(block.doc, block.page, block.line, "sh", _SETUP), _SETUP)
+            made, variables = self.parts.setup()
+            for name in _SETUP_FILES:
+                shutil.copy2(made / name, self.work / name)
+            self._shell(Block(block.doc, block.page, block.line, "sh", variables), variables)
             self.set_up = True
         code = self.parts.substitute(block)
         if "models" in block.needs:
