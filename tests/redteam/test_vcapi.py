@@ -200,3 +200,16 @@ def test_a_presentation_carries_a_bounded_number_of_credentials(servers, copies,
     assert answer.status_code == status, answer.text[:300]
     if status == 400:
         assert answer.json()["errors"][0]["code"] == "too_large"
+
+
+def test_expansion_is_bounded_before_it_starts(servers):
+    """pyld applies a scoped context to every object it covers: 300 status entries (a bundled
+    type-scoped context) took 3.5 s to expand, 1900 objects under an inline one 38 s, before the
+    node count after expansion could refuse them. Objects are now counted first."""
+    _, alone, world = servers
+    credential = _di_credential(str(world.issuer.did), {})
+    # 600 objects of one node each: under the node limit after expansion, over the object limit.
+    credential["credentialStatus"] = [
+        {"id": f"https://status.example/1#{i}", "type": "BitstringStatusListEntry"} for i in range(600)]
+    answer = requests.post(alone.url + "/credentials/verify", json={"verifiableCredential": credential}, timeout=TIMEOUT)
+    assert answer.status_code == 400 and answer.json()["errors"][0]["code"] == "too_large", answer.text[:300]
