@@ -102,3 +102,26 @@ def test_default_gate_verifier_refuses_inline_contexts_itself() -> None:
     token = credential(world, FORMAT_VC_JOSE, [INLINE])
     d = direct(world, world.presentation(nonce(world), creds=[token]))
     assert (d.allow, d.code) == (False, "context_not_allowed")
+
+
+def test_a_shared_session_record_with_an_unpinned_credential_is_not_restored() -> None:
+    """A replica reading a session record from the shared store holds it to the same rule: a
+    record carrying an unpinned credential (written by a replica without the check) is not
+    restored, and the client presents again."""
+    from vcgate.gate.sessions import SessionRecords
+    from vcgate.stores import MemorySessionStore
+
+    world = make_world(AUD, session_store=MemorySessionStore())
+    gate = world.gate
+    gate.verifier = Verifier(clock=world.clock, allow_unpinned_contexts=True)
+    gate.session_records.verifier = gate.verifier
+    unpinned = gate.verifier.verify_credential(credential(world, FORMAT_VC_JOSE, [INLINE]))
+    record = SessionRecords.record(world.holder.did, [unpinned])
+    token = gate.token_issuer.issue(subject=world.holder.did, holder_jkt=world.holder.key.public_key.thumbprint(),
+                                    scopes=["chat"], audience=AUD, extra=SessionRecords.claims(record))
+    jti = gate.sessions.tokens.verify(token).jti
+    gate.session_records.store.put(jti, world.holder.did, record, 300)
+    proof = create_proof(world.holder.key, htm="POST", htu=AUD + "/v1/chat/completions", access_token=token,
+                         clock=world.clock)
+    d = gate.check(view(headers=[("Authorization", f"DPoP {token}"), ("DPoP", proof)]))
+    assert (d.allow, d.status, d.body["details"]["reason"]) == (False, 401, "session_unknown")

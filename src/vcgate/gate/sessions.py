@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from ..credentials.models import VerifiedCredential
+from ..credentials.models import VerifiedCredential, require_pinned_contexts
 from ..errors import VCGateError
 from ..keys import b64url_encode
 from ..session import AccessToken
@@ -87,6 +87,7 @@ class SessionRecords:
             data = loads_strict(raw, max_depth=4, what="a session record")
             holder, tokens = data["h"], data["c"]
             credentials = tuple(self.verifier.verify_credential(t) for t in tokens)
+            require_pinned_contexts(credentials)  # as the token endpoint: whatever the verifier
         except (VCGateError, KeyError, TypeError) as exc:
             # A credential that no longer verifies (expired since): the client presents again.
             log.info("vcgate: session %s not restored: %s", token.jti[:12], exc)
