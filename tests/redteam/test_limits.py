@@ -5,21 +5,19 @@ delegate signed (as many as it likes) opened a fresh budget. Through a real ``vc
 
 from __future__ import annotations
 
-import re
 import textwrap
 import time
 
 import pytest
-import requests
 
 from tests.integration.gateway_support import AuthService
+from tests.redteam.nginx import ask, challenge_nonce
 from tests.support import make_party
 from vcgate.client import Holder
 from vcgate.credentials import create_presentation, issue_credential
 from vcgate.credentials.jws import parse_jws, sign_jws
 
 AUD = "http://127.0.0.1:9"
-CALL = {"X-Original-Method": "GET", "X-Original-URI": "/v1/models", "Host": "127.0.0.1:9"}
 
 
 @pytest.mark.parametrize("root_id", [pytest.param(False, id="root-without-id"), pytest.param(True, id="root-with-id")])
@@ -52,11 +50,9 @@ def test_a_credential_budget_is_shared_by_every_delegate(tmp_path, root_id):
             sub = make_party()
             chain = Holder(user.key, credentials=[root]).delegate(subject=str(sub.did))
             for _ in range(2):
-                challenge = requests.get(svc.url + "/nginx/auth", headers=CALL, timeout=10)
-                nonce = re.search(r'nonce="([^"]+)"', challenge.headers["WWW-Authenticate"]).group(1)
                 vp = create_presentation(sub.key, holder=sub.did, kid=sub.kid, credentials=list(chain),
-                                         audience=AUD, nonce=nonce, issued_at=time.time())
-                answer = requests.get(svc.url + "/nginx/auth", headers={**CALL, "Authorization": f"VP {vp}"}, timeout=10)
+                                         audience=AUD, nonce=challenge_nonce(svc.url), issued_at=time.time())
+                answer = ask(svc.url, vp)
                 if answer.status_code == 200:
                     allowed += 1
                 else:
@@ -94,10 +90,8 @@ def test_an_sd_jwt_holder_cannot_trade_its_limit_for_the_policy_default(tmp_path
     outcomes = []
     with AuthService(policy) as svc:
         for _ in range(3):
-            challenge = requests.get(svc.url + "/nginx/auth", headers=CALL, timeout=10)
-            nonce = re.search(r'nonce="([^"]+)"', challenge.headers["WWW-Authenticate"]).group(1)
-            vp = present_sd_jwt(sd_jwt, disclose=disclose, holder_key=holder.key, audience=AUD, nonce=nonce,
-                                issued_at=time.time())
-            answer = requests.get(svc.url + "/nginx/auth", headers={**CALL, "Authorization": f"VP {vp}"}, timeout=10)
+            vp = present_sd_jwt(sd_jwt, disclose=disclose, holder_key=holder.key, audience=AUD,
+                                nonce=challenge_nonce(svc.url), issued_at=time.time())
+            answer = ask(svc.url, vp)
             outcomes.append("allowed" if answer.status_code == 200 else answer.json()["error"])
     assert outcomes == ["allowed"] * allowed + [refusal] * (3 - allowed)

@@ -9,7 +9,6 @@ now the Disclosure itself is refused, as the draft says.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator
 
@@ -17,11 +16,10 @@ import pytest
 import requests
 
 from tests.integration.gateway_support import AuthService, gateway_world
+from tests.redteam.nginx import ask, challenge_nonce
 from vcgate.credentials.jws import sign_jws
 from vcgate.credentials.sdjwt import SD_ALG, TYP_SD_JWT_VC, disclosure_digest, present_sd_jwt
 from vcgate.keys import b64url_encode
-
-CALL = {"X-Original-Method": "GET", "X-Original-URI": "/v1/models", "Host": "127.0.0.1:9"}
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +43,9 @@ def _present(svc: AuthService, world, top: list[str], *, more: tuple[str, ...] =
               "nbf": int(now - 60), "cnf": {"kid": world.agent.kid}, "_sd_alg": SD_ALG,
               "_sd": sorted(disclosure_digest(d) for d in top), **(payload or {})}
     jwt = sign_jws(world.issuer.key, claims, typ=TYP_SD_JWT_VC, kid=world.issuer.kid)
-    challenge = requests.get(svc.url + "/nginx/auth", headers=CALL, timeout=10)
-    nonce = re.search(r'nonce="([^"]+)"', challenge.headers["WWW-Authenticate"]).group(1)
     vp = present_sd_jwt("".join(f"{p}~" for p in (jwt, *top, *more)), disclose=None, holder_key=world.agent.key,
-                        audience=world.audience, nonce=nonce, issued_at=now)
-    return requests.get(svc.url + "/nginx/auth", headers={**CALL, "Authorization": f"VP {vp}"}, timeout=10)
+                        audience=world.audience, nonce=challenge_nonce(svc.url), issued_at=now)
+    return ask(svc.url, vp)
 
 
 @pytest.mark.parametrize("name, value", [

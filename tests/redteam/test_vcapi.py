@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ import pytest
 import requests
 
 from tests.integration.gateway_support import AuthService, free_port, gateway_world, stop_process, wait_http
+from tests.redteam.nginx import ask, challenge_nonce
 from tests.support import make_party
 from vcgate.credentials import create_presentation
 from vcgate.keys import write_key_file
@@ -99,12 +98,9 @@ def test_minted_credential_would_have_opened_the_gate(servers):
     issued = requests.post(alone.url + "/vc-jose/credentials/issue", json=_request(world, str(attacker.did)),
                            timeout=TIMEOUT).json()["verifiableCredential"]
     token = issued["id"].split(",", 1)[1]
-    call = {"X-Original-Method": "GET", "X-Original-URI": "/v1/models", "Host": "127.0.0.1:9"}
-    challenge = requests.get(gate.url + "/nginx/auth", headers=call, timeout=10)
-    nonce = re.search(r'nonce="([^"]+)"', challenge.headers["WWW-Authenticate"]).group(1)
     vp = create_presentation(attacker.key, holder=attacker.did, kid=attacker.kid, credentials=[token],
-                             audience=world.audience, nonce=nonce, issued_at=time.time())
-    allowed = requests.get(gate.url + "/nginx/auth", headers={**call, "Authorization": f"VP {vp}"}, timeout=10)
+                             audience=world.audience, nonce=challenge_nonce(gate.url), issued_at=time.time())
+    allowed = ask(gate.url, vp)
     assert allowed.status_code == 200, allowed.text
 
 
