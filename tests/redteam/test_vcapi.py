@@ -209,3 +209,27 @@ def test_expansion_is_bounded_before_it_starts(servers):
         {"id": f"https://status.example/1#{i}", "type": "BitstringStatusListEntry"} for i in range(600)]
     answer = requests.post(alone.url + "/credentials/verify", json={"verifiableCredential": credential}, timeout=TIMEOUT)
     assert answer.status_code == 400 and answer.json()["errors"][0]["code"] == "too_large", answer.text[:300]
+
+
+@pytest.mark.parametrize("number, index", [
+    pytest.param("9" * 5000, "1", id="list-number-5000-digits"),
+    pytest.param("0", "9" * 5000, id="index-5000-digits"),
+    pytest.param("0", "\u00b2", id="index-superscript-two"),
+])
+def test_status_check_of_odd_numbers_is_a_coded_refusal(servers, number, index):
+    """``int()`` refuses more than 4300 digits and ``str.isdigit()`` takes '²': both were a 500
+    with a traceback on a self-signed credential (verification trusts no issuer)."""
+    from vcgate.credentials.dataintegrity import DataIntegrity
+
+    _, alone, _ = servers
+    signer = make_party()
+    credential = {"@context": [V2], "type": ["VerifiableCredential"], "issuer": str(signer.did),
+                  "credentialSubject": {"id": "did:example:1"},
+                  "credentialStatus": {"id": f"{alone.url}/status-lists/0#1", "type": "BitstringStatusListEntry",
+                                       "statusPurpose": "revocation", "statusListIndex": index,
+                                       "statusListCredential": f"{alone.url}/status-lists/{number}"}}
+    signed = DataIntegrity().add_proof(credential, signer.key, verification_method=signer.kid,
+                                       cryptosuite="eddsa-jcs-2022")
+    answer = requests.post(alone.url + "/credentials/verify", timeout=TIMEOUT,
+                           json={"verifiableCredential": signed, "options": {"checks": ["proof", "credentialStatus"]}})
+    assert answer.status_code == 422 and answer.json()["errors"][0]["code"] == "status_unavailable", answer.text[:300]
