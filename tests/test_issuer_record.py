@@ -117,3 +117,5 @@ def test_paths() -> None:
     assert default_record_path({"HOME": "/home/ada"}) == Path("/home/ada/.local/share/vcgate/issued.sqlite3")
     assert record_path("off") is None and record_path("OFF") is None
     assert record_path("/x/r.db") == Path("/x/r.db")
+    assert record_path("", {"XDG_DATA_HOME": "/data"}) == record_path(None, {"XDG_DATA_HOME": "/data"}) \
+        == Path("/data/vcgate/issued.sqlite3")

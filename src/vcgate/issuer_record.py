@@ -64,11 +64,12 @@ def default_record_path(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def record_path(value: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> Path | None:
-    """The record's path from ``--record`` / ``VCGATE_ISSUER_RECORD``; None for ``off``."""
-    if value is None:
+    """The record's path from ``--record`` / ``VCGATE_ISSUER_RECORD``: None for ``off`` (or ``none``),
+    the default for an unset or empty value."""
+    text = "" if value is None else os.fspath(value)
+    if not text.strip():  # unset or empty: the default place
         return default_record_path(environ)
-    text = os.fspath(value)
-    if text.strip().lower() in ("off", "none", ""):
+    if text.strip().lower() in ("off", "none"):
         return None
     return Path(text).expanduser()
 

@@ -153,6 +153,28 @@ def test_credentials_revoke_by_id_on_chain(setup, tmp_path):
     assert json.loads(shown.stdout)["state"] == "revoked"
 
 
+def test_chain_dev_json_line(tmp_path):
+    """`chain dev --json` prints one JSON line once the chain answers, then runs until stopped."""
+    from vcgate.chain import find_anvil
+
+    if find_anvil() is None:
+        require_real("anvil", "npm ci --prefix tools/chain (make test installs it)")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vcgate", "chain", "dev", "--json", "--port", str(port), "--state",
+         str(tmp_path / "state.json"), "--key-out", str(tmp_path / "dev.key")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert json.loads(line) == {"rpc": f"http://127.0.0.1:{port}", "chainId": 31337,
+                                    "account": "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+                                    "keyFile": str(tmp_path / "dev.key"), "state": str(tmp_path / "state.json")}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 def test_verify_without_rpc_warns_that_status_was_not_checked(setup):
     cred = str(issue(setup))
     out = run(setup["runner"], "verify", cred, env={"VCGATE_RPC_URL": ""})
