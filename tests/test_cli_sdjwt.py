@@ -132,3 +132,22 @@ def test_help_names_the_new_options():
     assert "--disclosable" in run(["issue", "--help"]).stdout
     assert "--dcql" in run(["present", "--help"]).stdout
     assert "token" in run(["status-list", "create", "--help"]).stdout
+
+
+def test_delegate_from_an_sd_jwt_root(keys, tmp_path):
+    """``vcgate delegate`` signs a link under an SD-JWT VC (bound to its issuer-signed JWT)."""
+    from vcgate.credentials.delegation import digest_sri
+
+    root = issue(keys)
+    (tmp_path / "root.sd-jwt").write_text(root + "\n")
+    sub = run(["key", "new", "--out", str(tmp_path / "sub.key")])
+    out = run(["delegate", "--key", str(keys["holder"][0]), "--credential", str(tmp_path / "root.sd-jwt"),
+               "--subject", did_of(sub), "--claims", '{"models": ["gpt-4o"]}', "--chain"])
+    assert out.exit_code == 0, out.stderr
+    chain = out.stdout.split()
+    assert chain[0] == root and len(chain) == 2
+    link = json.loads(b64url_decode(chain[1].split(".")[1]))
+    assert link["delegation"]["parent"]["digestSRI"] == digest_sri(root.split("~", 1)[0])
+    widened = run(["delegate", "--key", str(keys["holder"][0]), "--credential", str(tmp_path / "root.sd-jwt"),
+                   "--subject", did_of(sub), "--claims", '{"models": ["o1"]}'])
+    assert_refused(widened, "claim_not_disclosed")  # o1 may be a withheld element, as the gate would see it

@@ -208,3 +208,16 @@ def test_budgets_count_sd_jwt_subjects(w: World) -> None:
                             issued_at=NOW)
         r = c.post("/v1/chat/completions", json={"model": "llama-3"}, headers={"Authorization": f"VP {vp}"})
     assert r.json()["error"] == "limit_unresolved", r.text
+
+
+def test_an_sd_jwt_vc_is_not_accepted_as_a_link(w: World) -> None:
+    # A link must restate what it passes on in the clear: an SD-JWT VC typed as a delegation
+    # (vct DelegationCredential, bound under the root) is refused.
+    root = sd_root(w)
+    from vcgate.credentials.delegation import digest_sri
+
+    link = issue_sd_jwt_vc(w.user.key, issuer=w.user.did, kid=w.user.kid, vct="DelegationCredential",
+                           claims={"models": ["llama-3"], "delegation": {"parent": {"digestSRI": digest_sri(root.split("~")[0])}}},
+                           valid_from=NOW - 60, valid_until=NOW + 3600, holder_kid=w.agent.kid, disclosable=["models"])
+    out = _direct(gate_for(w), w, root, link, None)
+    assert out["error"] == "delegation_invalid" and "vc+jwt" in out["message"], out
