@@ -153,7 +153,8 @@ class Holder:
         With SD-JWT VCs: the one that answers the ``dcql`` query (OpenID4VP DCQL, a parsed JSON
         object), disclosing exactly the claims it asks for, with a KB-JWT; without a query, the
         first SD-JWT VC disclosing :attr:`disclose`. Otherwise a VP JWT of the JWT credentials; a delegation chain among them is presented
-        whole, root first (docs/delegation.md).
+        whole, root first (docs/delegation.md); an SD-JWT VC root travels in it without a KB-JWT,
+        disclosing what the query (else :attr:`disclose`) asks plus every claim its links restate.
         """
         # An SD-JWT VC that roots a delegation chain held here is the delegator's: it travels
         # inside the VP JWT with its links (no KB-JWT: its cnf key is not this holder's).
