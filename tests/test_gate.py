@@ -444,3 +444,10 @@ def test_token_endpoint_records_the_proof_only_when_the_presentation_holds(w):
     assert status == 200, body  # the same proof: it was never recorded
     status, _, body = w.gate.token_endpoint(tv, {"vp_token": w.presentation(nonce(w))})
     assert (status, body["error"]) == (401, "dpop_replayed")
+
+
+def test_needs_body_for_a_path_in_other_capitals(w):
+    # /v1/chat/Completions is also decided as /v1/chat/completions (docs/policy.md), whose
+    # rules read the model: the body is needed; /v1/Models has no model rule either way.
+    assert w.gate.needs_body("POST", "/v1/chat/Completions")
+    assert not w.gate.needs_body("GET", "/v1/Models")

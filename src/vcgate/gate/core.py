@@ -429,8 +429,8 @@ class Gate:
                 hit = True
             else:
                 try:
-                    _p, _why, rules = route(key[0], key[1])
-                    hit = any(r.spec.needs_body for r in rules)
+                    found = route(key[0], key[1])  # policy.engine._Route
+                    hit = any(r.spec.needs_body for r in (*found.rules, *(found.caseless or ())))
                 except Exception:  # noqa: BLE001 -- unknown engine shape: read the body to be safe
                     hit = True
             if len(memo) >= 4096:
