@@ -542,6 +542,9 @@ class DPoPVerifier:
             raise ValueError("leeway must be between 0 and 300 seconds")
         self._replay: ReplayStore = replay_store if replay_store is not None else MemoryReplayStore()
         self._clock = clock
+        begin = getattr(self._replay, "begin_generation", None)
+        if begin is not None:  # a shared store that can tell proofs from before a data loss
+            begin(clock())
         self._max_age = max_age
         self._leeway = leeway
         self._max_bytes = max_bytes

@@ -538,8 +538,8 @@ class _RedisStore:
             return dict(self._failures)
 
 
-# The generation marker: a key without TTL holding the time this Redis's replay data began.
-# If Redis loses its data (restart without persistence, failover to an empty replica, FLUSHALL)
+# The generation marker: a key without TTL holding the time this Redis's replay data began
+# (written when a verifier starts, if absent: begin_generation). If Redis loses its data (restart without persistence, failover to an empty replica, FLUSHALL)
 # the marker goes with it; the first proof seen afterwards writes a new one, and every proof
 # issued before it is refused: its jti may have been recorded in the data that was lost.
 _REPLAY_LUA = """
@@ -579,6 +579,17 @@ class RedisReplayStore(_RedisStore):
         super().__init__(client, prefix)
         self._generation_key = prefix + "generation"
         self._script = _script(client, _REPLAY_LUA)
+
+    def begin_generation(self, now: float) -> None:
+        """Start the generation at ``now`` (the verifier's clock) unless one is running: a
+        verifier calls this when it starts, so proofs made after that are taken even when
+        their whole-second ``iat`` is a second earlier than their check (the first token
+        request a fresh Redis saw straddled a second boundary often under load). Best effort:
+        with Redis down, the first proof it takes starts the generation, as after a loss."""
+        try:
+            self._client.set(self._generation_key, str(int(now * 1000)), nx=True)
+        except self._errors:
+            pass
 
     def add_if_absent(self, key: str, ttl: float, *, issued_at: float | None = None, now: float | None = None) -> bool:
         ms = max(1, int(_check_ttl(ttl) * 1000))

@@ -237,3 +237,20 @@ def test_a_fresh_redis_takes_the_first_proof_of_the_current_second(redis_server)
     assert store.add_if_absent("first", 60, issued_at=1_700_000_000, now=now)  # same second
     assert not store.add_if_absent("first", 60, issued_at=1_700_000_000, now=now + 1)  # a replay still is one
     assert not store.add_if_absent("older", 60, issued_at=1_699_999_999, now=now + 1)  # an earlier second
+
+
+
+def test_a_verifier_starting_on_a_fresh_redis_takes_proofs_made_after_it_started(redis_server):
+    """The generation begins when a verifier starts, not with the first proof: a proof made
+    after start-up but checked in a later second than its whole-second iat is taken (the first
+    token request of `vcgate serve --workers` was refused dpop_replayed whenever it straddled a
+    second boundary); a proof from before the start still is refused."""
+    client = redis_client(redis_server.url, timeout=0.5)
+    started = 1_700_000_000.75
+    store = RedisReplayStore(client, prefix="vcgate:start:")
+    DPoPVerifier(algorithms=["EdDSA"], replay_store=store, clock=lambda: started)
+    assert store.add_if_absent("made-after-start", 60, issued_at=1_700_000_001, now=started + 1.5)
+    assert not store.add_if_absent("before-start", 60, issued_at=1_699_999_999, now=started + 1.5)
+    # A replica starting later keeps the running generation.
+    DPoPVerifier(algorithms=["EdDSA"], replay_store=RedisReplayStore(client, prefix="vcgate:start:"), clock=lambda: started + 50)
+    assert store.add_if_absent("made-after-first-start", 60, issued_at=1_700_000_010, now=started + 11)
