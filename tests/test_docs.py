@@ -439,8 +439,10 @@ class Session:
             pytest.fail(f"{block.id} failed (exit {done.returncode}):\n{block.code}\n--- output ---\n{done.stdout[-4000:]}")
 
     def _console(self, block: Block, code: str) -> None:
+        status = 0  # `$?` in a command is the exit status of the one before, as at a prompt
         for cmd, expected in _console(code):
-            done = self._bash(_prelude(self.state) + "set -o pipefail\n" + cmd + "\n")
+            done = self._bash(_prelude(self.state) + f"set -o pipefail\n( exit {status} )\n" + cmd + "\n")
+            status = done.returncode
             actual = done.stdout.rstrip("\n").splitlines()
             if not _matches(expected, actual):
                 pytest.fail(f"{block.id}: `{cmd}` printed\n{done.stdout[-4000:]}\n--- the doc shows ---\n"
