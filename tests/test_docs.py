@@ -494,7 +494,8 @@ class Session:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and proc.poll() is None:
                 try:
-                    requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                    scheme = "https" if "--tls-cert" in code else "http"  # a self-signed certificate: any answer will do
+                    requests.get(f"{scheme}://127.0.0.1:{port}/healthz", timeout=2, verify=False)
                     return
                 except requests.RequestException:
                     time.sleep(0.3)
@@ -651,6 +652,7 @@ def pages(request, tmp_path_factory):
     parts.stop()
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # a server block's self-signed certificate
 @pytest.mark.parametrize("block", [pytest.param(b, id=b.id) for b in ALL])
 def test_block(block: Block, pages):
     if block.skip:
