@@ -783,17 +783,20 @@ class Gate:
             root.set_attribute("vcgate.step", CHECK)
             decision = self._decide(view)
             if self.audit is not None:
-                step = self.tracer.start("vcgate.audit")
-                try:
-                    decision, ticket = self._record(view, decision)
-                    if ticket is not None:
-                        decision = self.settle(decision, ticket)
-                finally:
-                    step.end()
+                decision = self._audited(view, decision)
             _traced(root, decision)
             return decision
         finally:
             root.end()
+
+    def _audited(self, view: RequestView, d: Decision) -> Decision:
+        """``d`` once its record is in the audit log (durable with ``"sync"``), or a 503 refusal."""
+        step = self.tracer.start("vcgate.audit")
+        try:
+            d, ticket = self._record(view, d)
+            return d if ticket is None else self.settle(d, ticket)
+        finally:
+            step.end()
 
     def settle(self, decision: Decision, ticket: Ticket) -> Decision:
         """Wait until ``ticket``'s record is durable; the decision, or a 503 if it is not."""
@@ -947,13 +950,18 @@ class Gate:
                 step.end()
         except VCGateError as exc:
             return self._from_error(exc)
-        status = self._status_results(policy, pres.credentials)
+        return self._decide_with(policy, facts, pres.credentials, holder=pres.holder, now=now, mode="direct")
+
+    def _decide_with(self, policy: Policy, facts: RequestFacts, credentials: Sequence[VerifiedCredential], *,
+                     holder: str, now: float, mode: str) -> Decision:
+        """The status of the verified credentials, then the policy's decision with them."""
+        status = self._status_results(policy, credentials)
         step = self.tracer.start("vcgate.policy")
         try:
-            pd = policy.decide(facts, pres.credentials, now=now, holder=pres.holder, status_results=status)
+            pd = policy.decide(facts, credentials, now=now, holder=holder, status_results=status)
         finally:
             step.end()
-        return self._from_policy(pd, holder=pres.holder, mode="direct")
+        return self._from_policy(pd, holder=holder, mode=mode)
 
     def _check_session(
         self, view: RequestView, facts: RequestFacts, authorization: str, dpops: list[str], policy: Policy, now: float
@@ -977,13 +985,7 @@ class Gate:
                 TokenInvalidError("this gateway does not know the token's session; present again", reason="session_unknown"),
                 dpop_error=True,
             )
-        status = self._status_results(policy, entry.credentials)
-        step = self.tracer.start("vcgate.policy")
-        try:
-            pd = policy.decide(facts, entry.credentials, now=now, holder=entry.holder, status_results=status)
-        finally:
-            step.end()
-        return self._from_policy(pd, holder=entry.holder, mode="session")
+        return self._decide_with(policy, facts, entry.credentials, holder=entry.holder, now=now, mode="session")
 
     # --- the token endpoint ---------------------------------------------------------------------
 
@@ -1000,13 +1002,7 @@ class Gate:
             root.set_attribute("vcgate.step", TOKEN)
             d = self._token(view, form)
             if self.audit is not None:
-                step = self.tracer.start("vcgate.audit")
-                try:
-                    d, ticket = self._record(view, d)
-                    if ticket is not None:
-                        d = self.settle(d, ticket)
-                finally:
-                    step.end()
+                d = self._audited(view, d)
             _traced(root, d)
         finally:
             root.end()
