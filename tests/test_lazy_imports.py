@@ -28,6 +28,12 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
             id="import-vcgate.gate",
         ),
         pytest.param(
+            # `vcgate key new`, `issue`, `--help` import the package, not the gate (PEP 562).
+            "import vcgate, sys; assert 'vcgate.gate' not in sys.modules; "
+            "from vcgate import Gate; assert Gate is sys.modules['vcgate.gate'].Gate",
+            id="import-vcgate-loads-the-gate-on-first-use",
+        ),
+        pytest.param(
             "import sys; from vcgate.did import Resolver; r = Resolver.default(); "
             "assert 'web' in r.methods, r.methods; "
             "assert 'requests' not in sys.modules and 'urllib3' not in sys.modules",
