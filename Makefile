@@ -26,8 +26,13 @@ install: $(BIN)/python
 demo: install
 	$(BIN)/python examples/demo.py
 
+# xds-protos (the server extra) ships an old copy of opentelemetry/proto that, installed after
+# opentelemetry-proto, breaks the OTLP exporter (ImportError: InstrumentationScope); whichever
+# pip installs last wins, so opentelemetry-proto is put back last (docs/observability.md).
 dev-install: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --force-reinstall --no-deps \
+	  "opentelemetry-proto==$$($(BIN)/python -c 'from importlib.metadata import version; print(version("opentelemetry-proto"))')"
 
 # npm packages from their lock files: did-jwt-vc and friends for the interoperability tests;
 # solc, OpenZeppelin and anvil for the registry contract and the local development chain.

@@ -190,6 +190,12 @@ def configure_sdk(environ: Mapping[str, str] | None = None, *, check_only: bool 
             try:
                 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             except ImportError as exc:
+                if "InstrumentationScope" in str(exc):  # installed, but its protos were overwritten
+                    raise ImportError(
+                        "OTEL_TRACES_EXPORTER=otlp: opentelemetry-proto was overwritten by the older copy in "
+                        "xds-protos (the server extra); reinstall it last: pip install --force-reinstall "
+                        "--no-deps opentelemetry-proto==<the installed version>"
+                    ) from exc
                 raise ImportError(f"OTEL_TRACES_EXPORTER=otlp needs the OTLP exporter: {_EXTRA}") from exc
             exporters.append(OTLPSpanExporter())  # reads OTEL_EXPORTER_OTLP_* itself
         else:
