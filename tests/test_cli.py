@@ -180,6 +180,8 @@ def test_version() -> None:
         pytest.param("EdDSA", "did:key:z6Mk", id="EdDSA"),
         pytest.param("ES256", "did:key:zDn", id="ES256"),
         pytest.param("ES256K", "did:key:zQ3s", id="ES256K"),
+        pytest.param("ES384", "did:key:z82L", id="ES384"),
+        pytest.param("ES512", "did:key:z2J9", id="ES512"),
     ],
 )
 def test_key_new_writes_an_encrypted_0600_file_and_prints_only_the_did(
@@ -429,6 +431,20 @@ def test_issue_verify_roundtrip(
     assert body["issuer"] == issuer[1] and body["subject"] == holder[1]
     assert body["types"] == ["VerifiableCredential", "ModelAccessCredential"]
     assert body["claims"] == {"models": ["llama-3-70b"], "tier": "gold"}
+
+
+@pytest.mark.parametrize("alg", ["ES384", "ES512"])
+def test_p384_and_p521_issuer_keys_issue_what_verify_accepts(alg: str, holder: tuple[Path, str], tmp_path: Path) -> None:
+    # The verifiers accepted ES384/ES512 while `key new` and the key-file reader refused them.
+    key = tmp_path / f"{alg}.key"
+    issuer = did_of(run(["key", "new", "--alg", alg, "--out", str(key)]))
+    issued = run(["issue", "--key", str(key), "--subject", holder[1], "--type", "ModelAccessCredential",
+                  "--claims", '{"models": ["m"]}', "--record", "off"])
+    assert issued.exit_code == 0, issued.stderr
+    assert json.loads(b64url_decode(issued.stdout.split(".")[0]))["alg"] == alg
+    verified = run(["verify", "--json", "-"], input=issued.stdout)
+    assert verified.exit_code == 0, verified.stderr
+    assert json.loads(verified.stdout)["issuer"] == issuer
 
 
 def test_issue_options(plain_key: tuple[Path, str], holder: tuple[Path, str], tmp_path: Path) -> None:

@@ -469,7 +469,7 @@ def read_key_header(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise KeyFileError(f"{path} is not a vcgate key file (not JSON)") from exc
     if not isinstance(header, dict) or header.get("vcgate_key") != 1:
         raise KeyFileError(f"{path} is not a vcgate key file")
-    if header.get("alg") not in ("EdDSA", "ES256", "ES256K") or not isinstance(header.get("public_jwk"), dict):
+    if header.get("alg") not in _ALG_OF_CURVE.values() or not isinstance(header.get("public_jwk"), dict):
         raise KeyFileError(f"{path} has no valid alg / public_jwk")
     if not (header.get("encryption") is None or isinstance(header.get("encryption"), dict)):
         raise KeyFileError(f"{path} has an invalid 'encryption' member")

@@ -56,7 +56,7 @@ EXIT_INTERRUPTED = 130
 
 FORMATS = (FORMAT_VC_JOSE, FORMAT_VC_JWT11)
 #: Algorithms vcgate signs with (verification also accepts aliases such as "Ed25519").
-SIGNING_ALGORITHMS = ("EdDSA", "ES256", "ES256K")
+SIGNING_ALGORITHMS = ("EdDSA", "ES256", "ES256K", "ES384", "ES512")
 RESOLVERS = ("default", "local")
 
 # Inputs are tokens, JSON claims and JWKs: a few KiB. Reading is capped so that a wrong
