@@ -88,6 +88,18 @@ def step(n: int, title: str, cli: str | None = None) -> None:
         print(f"   (CLI: {cli})")
 
 
+def refused(client: openai.OpenAI, model: str, label: str, *wanted: tuple[int, str]) -> bool:
+    """Call ``model``; True if the gateway refused with one of ``wanted`` (status, code)."""
+    try:
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "again"}])
+    except openai.APIStatusError as exc:
+        body = exc.response.json()
+        print(f"   {label}{exc.status_code} {body['error']}: {body['message'][:100]}")
+        return (exc.status_code, body["error"]) in wanted
+    print(f"   ERROR: {label}allowed")
+    return False
+
+
 def free_port() -> int:
     import socket
 
@@ -168,14 +180,7 @@ def main() -> int:
         outcomes.append(agent in reply.choices[0].message.content)
 
         step(6, "The agent asks for a model its credential does not cover")
-        try:
-            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello"}])
-            print("   ERROR: allowed")
-            outcomes.append(False)
-        except openai.PermissionDeniedError as exc:
-            body = exc.response.json()
-            print(f"   {exc.status_code} {body['error']}: {body['message']}")
-            outcomes.append(exc.status_code == 403 and body["error"] == "claim_mismatch")
+        outcomes.append(refused(client, "gpt-4o", "", (403, "claim_mismatch")))
 
         step(7, "An attacker edits the credential to add gpt-4o, and spoofs the subject header")
         header, payload, signature = credential.split(".")
@@ -213,36 +218,15 @@ def main() -> int:
             reply = sub_client.chat.completions.create(model="llama-3-8b", messages=[{"role": "user", "content": f"call {n}"}])
             print(f"   call {n}: 200 {reply.choices[0].message.content[:80]}")
             outcomes.append(agent in reply.choices[0].message.content)
-        for model, want in (("llama-3-8b", (429, "quota_exceeded")), ("llama-3-70b", (403, "claim_mismatch"))):
-            try:
-                sub_client.chat.completions.create(model=model, messages=[{"role": "user", "content": "more"}])
-                print(f"   ERROR: {model} allowed")
-                outcomes.append(False)
-            except openai.APIStatusError as exc:
-                body = exc.response.json()
-                print(f"   {model}: {exc.status_code} {body['error']}: {body['message'][:100]}")
-                outcomes.append((exc.status_code, body["error"]) == want)
+        outcomes.append(refused(sub_client, "llama-3-8b", "llama-3-8b: ", (429, "quota_exceeded")))
+        outcomes.append(refused(sub_client, "llama-3-70b", "llama-3-70b: ", (403, "claim_mismatch")))
 
         step(9, "The issuer revokes the credential on chain; the mirror sees it; the agent is refused", "vcgate revoke --rpc ... cred.jwt")
         tx = registry.change_status(account, revoked=True, revocation_list=revocation_list, revocation_key=revocation_key)
         mirror.sync_once()  # a running mirror does this every poll interval
         print(f"   revoked in block {tx.block_number}; mirror at block {mirror.lag().synced_block}")
-        try:
-            client.chat.completions.create(model="llama-3-70b", messages=[{"role": "user", "content": "again"}])
-            print("   ERROR: the revoked credential was accepted")
-            outcomes.append(False)
-        except openai.APIStatusError as exc:
-            body = exc.response.json()
-            print(f"   {exc.status_code} {body['error']}: {body['message']}")
-            outcomes.append(body["error"] == "revoked")
-        try:
-            sub_client.chat.completions.create(model="llama-3-8b", messages=[{"role": "user", "content": "again"}])
-            print("   ERROR: the sub-agent's chain under a revoked root was accepted")
-            outcomes.append(False)
-        except openai.APIStatusError as exc:
-            body = exc.response.json()
-            print(f"   sub-agent: {exc.status_code} {body['error']}: {body['message'][:100]}")
-            outcomes.append(exc.status_code in (401, 403) and body["error"] in ("revoked", "delegation_revoked"))
+        outcomes.append(refused(client, "llama-3-70b", "", (401, "revoked")))
+        outcomes.append(refused(sub_client, "llama-3-8b", "sub-agent: ", (401, "delegation_revoked"), (401, "revoked")))
     finally:
         server.should_exit = True
         thread.join(timeout=10)
